@@ -1,0 +1,1 @@
+"""Thin Hydra entry points; the work happens in library modules."""

@@ -1,0 +1,341 @@
+"""Image, mask and sample-bundle I/O with validation.
+
+Inside the framework an image is a float32 tensor of shape (C, H, W): 8-bit and 16-bit images
+are scaled to [0, 1] by their bit depth; float images (TIFF) keep their values. An RGB image whose
+three channels are identical becomes one channel; a genuinely colour image keeps its C channels
+(the generators are channel-agnostic). 8-bit PNG only at the edges (:func:`save_png`).
+
+Every writer is atomic (temporary file, then ``os.replace``) so an interrupted or failed write
+never leaves a half-written file behind. Every problem raises :class:`sinsemi.errors.InputError`
+with one sentence naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sinsemi.errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+# ----------------------------------------------------------------------------- reading
+def _read_array(path: Path) -> np.ndarray:
+    """Raw pixel array (H, W) or (H, W, C) from disk, as stored."""
+    if not path.exists():
+        raise InputError(f"image file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"expected an image file but got a directory: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"image file is empty (0 bytes): {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()  # forces a full decode: a truncated PNG fails here
+                if im.mode == "P":
+                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                    im = im.convert("RGB")
+                elif im.mode == "1":
+                    im = im.convert("L")
+                arr = np.array(im)
+    except InputError:
+        raise
+    except Exception as e:  # PIL/tifffile raise many types for corrupt data
+        raise InputError(f"cannot read image {path}: not a readable image or truncated ({type(e).__name__}: {e})") from None
+    return arr
+
+
+def _to_float(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Scale integer pixels to [0, 1] by bit depth; check float pixels are finite."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.dtype in (np.uint8, np.int8):
+            return arr.astype(np.float32) / 255.0
+        if arr.dtype == np.uint16 or (arr.size and arr.max() <= 65535 and arr.min() >= 0):
+            # PIL reads 16-bit PNGs as int32 ("I" mode): treat values as 16-bit.
+            return arr.astype(np.float32) / 65535.0
+        raise InputError(f"unsupported integer pixel range in {path}: {arr.min()}..{arr.max()}")
+    if np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all():
+            n_bad = int((~np.isfinite(arr)).sum())
+            raise InputError(f"image {path} holds {n_bad} NaN/inf pixel value(s)")
+        return arr
+    raise InputError(f"unsupported pixel type {arr.dtype} in {path}")
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """Load a PNG/TIFF (8/16-bit or float; L, RGB or RGBA) as a float32 tensor (C, H, W).
+
+    Alpha is dropped; RGB with identical channels becomes a single gray channel.
+    """
+    path = Path(path)
+    arr = _read_array(path)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    elif arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # planar TIFF (C, H, W)
+    if arr.ndim != 3:
+        raise InputError(f"image {path} has unsupported shape {arr.shape} (expected H x W or H x W x C)")
+    if arr.shape[2] in (2, 4):  # LA / RGBA: drop alpha
+        arr = arr[:, :, :-1]
+    if arr.shape[2] == 3 and np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 0], arr[:, :, 2]):
+        arr = arr[:, :, :1]
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"image {path} has no pixels (shape {arr.shape})")
+    out = _to_float(np.ascontiguousarray(arr), path)
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(out, -1, 0))).float()
+
+
+def load_mask(path: str | os.PathLike, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Load a binary defect mask (0/255 or 0/1) as a bool tensor (H, W).
+
+    With ``like`` (an image (C, H, W)), the mask must have the image's size.
+    """
+    path = Path(path)
+    arr = _read_array(path)
+    if arr.ndim == 3:
+        if not all(np.array_equal(arr[:, :, 0], arr[:, :, c]) for c in range(arr.shape[2] if arr.shape[2] != 4 else 3)):
+            raise InputError(f"mask {path} is a colour image; a mask must be single-channel binary (0/255)")
+        arr = arr[:, :, 0]
+    values = np.unique(arr)
+    if not set(values.tolist()) <= {0, 1, 255, True, False} and not set(values.tolist()) <= {0.0, 1.0}:
+        raise InputError(f"mask {path} is not binary: found values {values[:8].tolist()} (expected 0 and 255)")
+    mask = torch.from_numpy(arr > 0)
+    if like is not None and tuple(mask.shape) != tuple(like.shape[-2:]):
+        raise InputError(f"mask {path} is {tuple(mask.shape)} but its image is {tuple(like.shape[-2:])}")
+    return mask
+
+
+def list_images(directory: str | os.PathLike, *, exclude_masks: bool = True) -> tuple[list[Path], list[Path]]:
+    """Image files in ``directory`` in sorted order, and the non-image files skipped.
+
+    Files named ``*_mask.*`` are left out when ``exclude_masks``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"not a directory: {directory}")
+    images, skipped = [], []
+    for p in sorted(directory.iterdir()):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            if exclude_masks and p.stem.endswith("_mask"):
+                continue
+            images.append(p)
+        elif p.suffix.lower() not in (".json", ".npz", ".pt", ".md", ".csv", ".yaml"):
+            skipped.append(p)
+    return images, skipped
+
+
+def load_image_dir(directory: str | os.PathLike, *, limit: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """All images of a directory as one tensor (N, C, H, W) and their file names (sorted).
+
+    Non-image files are skipped with a warning that lists them. Raises when the directory holds
+    no image, when sizes or channels differ, or when ``limit`` exceeds the images available.
+    """
+    files, skipped = list_images(directory)
+    if skipped:
+        warnings.warn(f"skipping {len(skipped)} non-image file(s) in {directory}: {[p.name for p in skipped][:10]}", stacklevel=2)
+    if not files:
+        raise InputError(f"no images found in {directory}")
+    if limit is not None:
+        if limit > len(files):
+            raise InputError(f"asked for {limit} images but {directory} holds only {len(files)}")
+        files = files[:limit]
+    imgs = [load_image(p) for p in files]
+    shape0 = imgs[0].shape
+    for p, im in zip(files, imgs):
+        if im.shape != shape0:
+            raise InputError(f"images in {directory} differ in size/channels: {files[0].name} is {tuple(shape0)}, {p.name} is {tuple(im.shape)}")
+    return torch.stack(imgs), [p.name for p in files]
+
+
+# ----------------------------------------------------------------------------- validation
+def check_trainable(image: torch.Tensor, *, name: str = "training image") -> torch.Tensor:
+    """Check a (C, H, W) image can be standardised: finite and not constant in any channel."""
+    if image.ndim != 3:
+        raise InputError(f"{name} must have shape (C, H, W), got {tuple(image.shape)}")
+    if not torch.isfinite(image).all():
+        raise InputError(f"{name} holds NaN/inf values")
+    std = image.flatten(1).std(dim=1)
+    if (std <= 1e-8).any():
+        raise InputError(f"{name} is constant (std 0 in channel(s) {torch.nonzero(std <= 1e-8).flatten().tolist()}): nothing to learn and standardising would divide by zero")
+    return image
+
+
+# ----------------------------------------------------------------------------- writing
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and parents) and check it is writable; raise one clear error otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create output directory {path}: {e.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"output directory is not writable: {path}")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it into place, else delete it."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def to_uint8(image: torch.Tensor, value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """(C, H, W) float tensor -> (H, W) or (H, W, C) uint8 array, clipped to ``value_range``."""
+    lo, hi = value_range
+    x = ((image.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
+    arr = (x * 255.0 + 0.5).to(torch.uint8).numpy()
+    arr = np.moveaxis(arr, 0, -1)
+    return arr[:, :, 0] if arr.shape[2] == 1 else arr
+
+
+def save_png(image: torch.Tensor, path: str | os.PathLike, *, value_range: tuple[float, float] = (0.0, 1.0)) -> Path:
+    """Write a (C, H, W) image (C = 1 or 3) as an 8-bit PNG, atomically."""
+    from PIL import Image
+
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise InputError(f"save_png needs a (1|3, H, W) tensor, got {tuple(image.shape)}")
+    arr = to_uint8(image, value_range)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
+    return Path(path)
+
+
+def save_mask(mask: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
+    """Write a binary (H, W) mask as an 8-bit PNG with values 0/255, atomically."""
+    from PIL import Image
+
+    arr = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask).astype(bool)
+    if arr.ndim != 2:
+        raise InputError(f"mask must be (H, W), got {arr.shape}")
+    with atomic_path(path) as tmp:
+        Image.fromarray((arr * 255).astype(np.uint8)).save(tmp, format="PNG")
+    return Path(path)
+
+
+def save_json(obj, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (sorted keys, indented)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return Path(path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def save_bundle(samples: torch.Tensor, path: str | os.PathLike, **meta) -> Path:
+    """Lossless float32 bundle (``.npz``): ``images`` (N, C, H, W) plus JSON ``meta``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, images=samples.detach().float().cpu().numpy(), meta=json.dumps(meta, default=_json_default))
+    return Path(path)
+
+
+def load_bundle(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
+    """Read a bundle written by :func:`save_bundle`: (images (N, C, H, W), meta)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"sample bundle not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images = torch.from_numpy(z["images"]).float()
+            meta = json.loads(str(z["meta"])) if "meta" in z else {}
+    except Exception as e:
+        raise InputError(f"cannot read sample bundle {path}: {type(e).__name__}: {e}") from None
+    return images, meta
+
+
+def save_grid(samples: torch.Tensor, path: str | os.PathLike, *, nrow: int | None = None, value_range=(0.0, 1.0), padding: int = 2) -> Path:
+    """Write samples (N, C, H, W) as one PNG grid (8-bit)."""
+    from torchvision.utils import make_grid
+
+    n = samples.shape[0]
+    nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
+    lo, hi = value_range
+    x = ((samples.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
+    if x.shape[1] not in (1, 3):
+        x = x[:, :1]
+    grid = make_grid(x, nrow=nrow, padding=padding, pad_value=1.0)
+    if samples.shape[1] == 1:
+        grid = grid[:1]
+    return save_png(grid, path)
+
+
+def save_samples(samples: torch.Tensor, out_dir: str | os.PathLike, *, seeds: Sequence[int] | None = None,
+                 value_range=(0.0, 1.0), meta: dict | None = None, grid_path: str | os.PathLike | None = None) -> Path:
+    """Write samples (N, C, H, W): one 8-bit PNG each (``00000.png`` …), ``samples.npz`` (float32,
+    lossless, with the seeds and ``meta``), and a grid PNG (default ``out_dir/grid.png``)."""
+    out_dir = ensure_dir(out_dir)
+    n = samples.shape[0]
+    seeds = list(seeds) if seeds is not None else list(range(n))
+    for i in range(n):
+        img = samples[i]
+        if img.shape[0] not in (1, 3):
+            img = img[:1]
+        save_png(img, out_dir / f"{i:05d}.png", value_range=value_range)
+    save_bundle(samples, out_dir / "samples.npz", seeds=seeds, value_range=list(value_range), **(meta or {}))
+    save_grid(samples[: min(n, 64)], grid_path or (out_dir / "grid.png"), value_range=value_range)
+    return out_dir
+
+
+def load_samples(path: str | os.PathLike, *, limit: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Samples of any generator: a ``.npz`` bundle, a directory holding ``samples.npz`` (preferred:
+    lossless), or a directory of images. Returns (N, C, H, W) and names."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".npz":
+        images, _ = load_bundle(path)
+        names = [f"{i:05d}" for i in range(images.shape[0])]
+    elif path.is_dir() and (path / "samples.npz").exists():
+        images, _ = load_bundle(path / "samples.npz")
+        names = [f"{i:05d}.png" for i in range(images.shape[0])]
+    elif path.is_dir():
+        return load_image_dir(path, limit=limit)
+    else:
+        raise InputError(f"samples not found: {path} (expected a directory of images or a .npz bundle)")
+    if images.shape[0] == 0:
+        raise InputError(f"no samples in {path}")
+    if limit is not None:
+        if limit > images.shape[0]:
+            raise InputError(f"asked for {limit} samples but {path} holds only {images.shape[0]}")
+        images, names = images[:limit], names[:limit]
+    return images, names

@@ -1,0 +1,191 @@
+"""The generator interface, the registry, and what every generator shares.
+
+Evaluation, sweeps and reports see only :class:`OneShotGenerator` and the registry; they never
+import a concrete generator. A generator is built from its config as ``cls(runtime=..., **params)``
+where ``params`` is ``cfg.generator`` without ``name`` (primitives only), and is saved as a
+directory holding ``generator.json`` (name, params, format) and ``state.pt`` (tensors only, loaded
+with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from sinsemi.errors import InputError
+
+#: name -> "module:Class". Lazy, so importing the registry imports no generator.
+GENERATORS: dict[str, str] = {
+    "sinsemi": "sinsemi.generators.sinsemi:SinSEMI",
+    "singan": "sinsemi.generators.singan:SinGAN",
+    "consingan": "sinsemi.generators.consingan:ConSinGAN",
+    "sinddm": "sinsemi.generators.sinddm:SinDDM",
+    "sindiffusion": "sinsemi.generators.sindiffusion:SinDiffusion",
+    "sinfusion": "sinsemi.generators.sinfusion:SinFusion",
+    "gpnn": "sinsemi.generators.gpnn:GPNN",
+    "gpdm": "sinsemi.generators.gpdm:GPDM",
+}
+
+MODEL_FORMAT = 1
+
+
+@dataclass
+class Runtime:
+    """How to run (not what to learn): device, precision, iteration budget, logging.
+
+    ``max_steps``: overrides the generator's own iteration budget (``trainer.max_steps``); what a
+    "step" is is documented per generator. ``logger``: anything with Lightning's
+    ``log_metrics(dict, step)`` (e.g. a ``WandbLogger``), or ``None``.
+    """
+
+    device: str = "cpu"
+    precision: str = "32-true"  # Lightning's names: "32-true", "bf16-mixed", "16-mixed"
+    max_steps: int | None = None
+    progress: bool = True
+    logger: Any = None
+    log_every: int = 50
+    checkpoint_every: int = 500
+    resume: bool = True
+    trainer_kwargs: dict = field(default_factory=dict)  # extra Lightning Trainer arguments
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        if self.logger is not None:
+            self.logger.log_metrics(dict(metrics), step=step)
+
+
+@runtime_checkable
+class OneShotGenerator(Protocol):
+    """A generator that learns from one image and samples many.
+
+    Images are float32 tensors (C, H, W) / (N, C, H, W) in the training image's own intensity scale
+    (8/16-bit images are in [0, 1], see :mod:`sinsemi.data.io`).
+    """
+
+    name: str
+
+    def fit(self, image: torch.Tensor, *, seed: int, out_dir: str | Path) -> None:
+        """Learn from ``image`` (C, H, W). Checkpoints go under ``out_dir/checkpoints``; a fit with
+        a checkpoint there resumes from it (when ``runtime.resume``)."""
+
+    def sample(self, n: int, *, seeds: Sequence[int], **settings: Any) -> torch.Tensor:
+        """``n`` samples (n, C, H, W); sample i draws all its randomness from ``seeds[i]``.
+        ``settings``: the generator's sampler knobs (``cfg.sampler``)."""
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``generator.json`` + ``state.pt`` into ``directory``."""
+
+    @classmethod
+    def load(cls, directory: str | Path, *, runtime: Runtime | None = None) -> "OneShotGenerator":
+        """Rebuild a fitted generator saved by :meth:`save`."""
+
+
+def generator_class(name: str) -> type:
+    """The class registered under ``name`` (imported on demand)."""
+    if name not in GENERATORS:
+        raise InputError(f"unknown generator '{name}'; known: {', '.join(sorted(GENERATORS))}")
+    module, cls = GENERATORS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_generator(name: str, params: Mapping[str, Any] | None = None, runtime: Runtime | None = None):
+    """Instantiate generator ``name`` with ``params`` (its config without ``name``)."""
+    cls = generator_class(name)
+    params = {k: v for k, v in dict(params or {}).items() if k != "name"}
+    try:
+        return cls(runtime=runtime or Runtime(), **params)
+    except TypeError as e:
+        raise InputError(f"bad config for generator '{name}': {e}") from None
+
+
+# ----------------------------------------------------------------------------- save / load
+def write_model(directory: str | Path, name: str, params: Mapping[str, Any], state: Mapping[str, Any]) -> Path:
+    """Save a generator: ``generator.json`` (name, params) and ``state.pt`` (tensors/primitives)."""
+    from sinsemi.data.io import atomic_path, ensure_dir, save_json
+
+    directory = ensure_dir(directory)
+    with atomic_path(directory / "state.pt") as tmp:
+        torch.save(dict(state), tmp)
+    save_json({"name": name, "format": MODEL_FORMAT, "params": dict(params)}, directory / "generator.json")
+    return directory
+
+
+def read_model(directory: str | Path, expected: str | None = None) -> tuple[str, dict, dict]:
+    """Read a saved generator: (name, params, state). Checks it is a ``expected`` generator."""
+    directory = Path(directory)
+    meta_path = directory / "generator.json"
+    if not meta_path.exists():
+        raise InputError(f"no saved generator in {directory} (generator.json missing): train first or point to a run's model dir")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"corrupt {meta_path}: {e}") from None
+    name = meta.get("name")
+    if expected is not None and name != expected:
+        raise InputError(f"{directory} holds a '{name}' generator, not a '{expected}' one")
+    try:
+        state = torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"no weights in {directory} (state.pt missing)") from None
+    except Exception as e:
+        raise InputError(f"cannot read {directory / 'state.pt'}: {type(e).__name__}: {e}") from None
+    return name, dict(meta.get("params", {})), state
+
+
+def load_generator(directory: str | Path, runtime: Runtime | None = None):
+    """Load whichever generator is saved in ``directory`` (name read from ``generator.json``)."""
+    name, _, _ = read_model(directory)
+    return generator_class(name).load(directory, runtime=runtime)
+
+
+# ----------------------------------------------------------------------------- standardisation
+@dataclass
+class Standardizer:
+    """Per-channel standardisation of the training image, undone on samples.
+
+    ``forward``: x -> (x - mean) / std;  ``inverse``: y -> y * std + mean. mean, std: (C,).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def fit(cls, image: torch.Tensor) -> "Standardizer":
+        from sinsemi.data.io import check_trainable
+
+        check_trainable(image)
+        flat = image.detach().float().flatten(1)
+        return cls(mean=flat.mean(1), std=flat.std(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self._b(self.mean, x)) / self._b(self.std, x)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self._b(self.std, y) + self._b(self.mean, y)
+
+    @staticmethod
+    def _b(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        shape = (-1, 1, 1) if x.ndim == 3 else (1, -1, 1, 1)
+        return v.to(x.device, x.dtype).view(shape)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.clone(), "std": self.std.clone()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, torch.Tensor]) -> "Standardizer":
+        return cls(mean=state["mean"].float(), std=state["std"].float())
+
+
+def check_n_and_seeds(n: int, seeds: Sequence[int]) -> list[int]:
+    """Validate the sampling request: n > 0 and one seed per sample."""
+    if n <= 0:
+        raise InputError(f"number of samples must be positive, got n={n}")
+    seeds = [int(s) for s in seeds]
+    if len(seeds) != n:
+        raise InputError(f"need one seed per sample: n={n} but {len(seeds)} seeds")
+    return seeds

@@ -1,0 +1,1 @@
+"""Networks (pure torch modules)."""

@@ -1,0 +1,99 @@
+"""The SinDDM block network, shared by SinSEMI and the SinDDM baseline.
+
+Four convolutional blocks, channels c -> w/2 -> w -> w -> w/2 -> c (w = ``width``), each block
+a 5x5 depthwise conv, the (time, scale) embedding added, two 3x3 convs with a GELU between, and a
+1x1 residual. No normalisation and no down/up-sampling: the receptive field is 4 * (4 + 2 + 2) + 1
+= 33 px, so the net sees patches, not the whole image, and cannot memorise it. width = 160 and
+c = 1 give about 1.1 M parameters (the paper's net).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Transformer-style sinusoidal embedding of a scalar per sample: (N,) -> (N, dim)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"embedding dim must be even, got {dim}")
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        half = self.dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=x.device, dtype=torch.float32) / (half - 1))
+        args = x.float()[:, None] * freqs[None]
+        return torch.cat([args.sin(), args.cos()], dim=-1)
+
+
+class ConvBlock(nn.Module):
+    """5x5 depthwise conv, + embedding, 3x3 conv, GELU, 3x3 conv; plus a 1x1 residual."""
+
+    def __init__(self, dim_in: int, dim_out: int, emb_dim: int, kernel: int = 5):
+        super().__init__()
+        self.emb = nn.Sequential(nn.GELU(), nn.Linear(emb_dim, dim_in))
+        self.depthwise = nn.Conv2d(dim_in, dim_in, kernel, padding=kernel // 2, groups=dim_in)
+        self.net = nn.Sequential(
+            nn.Conv2d(dim_in, dim_out, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(dim_out, dim_out, 3, padding=1),
+        )
+        self.residual = nn.Conv2d(dim_in, dim_out, 1) if dim_in != dim_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.depthwise(x) + self.emb(emb)[:, :, None, None]
+        return self.net(h) + self.residual(x)
+
+
+class SinDDMNet(nn.Module):
+    """v(x, t, s): (N, C, H, W), (N,), (N,) -> (N, C_out, H, W).
+
+    ``t`` is a float per sample (multiplied by ``time_scale`` before the sinusoidal embedding, so a
+    continuous t in [0, 1] and an integer diffusion step both embed well); ``s`` is the integer scale.
+    With ``multiscale=False`` the scale input is ignored (single-scale use).
+    """
+
+    def __init__(self, channels: int = 1, width: int = 160, *, out_channels: int | None = None,
+                 emb_dim: int = 32, time_scale: float = 1000.0, multiscale: bool = True, kernel: int = 5):
+        super().__init__()
+        if width < 2 or width % 2:
+            raise ValueError(f"width must be an even number >= 2, got {width}")
+        self.channels, self.width, self.time_scale, self.multiscale = channels, width, float(time_scale), multiscale
+        out_channels = out_channels or channels
+        half = width // 2
+        self.t_emb = SinusoidalEmbedding(emb_dim)
+        self.s_emb = SinusoidalEmbedding(emb_dim) if multiscale else None
+        in_emb = emb_dim * (2 if multiscale else 1)
+        self.emb_mlp = nn.Sequential(nn.Linear(in_emb, emb_dim * 4), nn.GELU(), nn.Linear(emb_dim * 4, emb_dim))
+        self.blocks = nn.ModuleList([
+            ConvBlock(channels, half, emb_dim, kernel),
+            ConvBlock(half, width, emb_dim, kernel),
+            ConvBlock(width, width, emb_dim, kernel),
+            ConvBlock(width, half, emb_dim, kernel),
+        ])
+        self.out = nn.Conv2d(half, out_channels, 1)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
+        n = x.shape[0]
+        t = torch.as_tensor(t, device=x.device, dtype=torch.float32).expand(n) if torch.as_tensor(t).ndim == 0 else t.to(x.device)
+        e = self.t_emb(t * self.time_scale)
+        if self.multiscale:
+            if s is None:
+                raise ValueError("multiscale net needs the scale index s")
+            s = torch.as_tensor(s, device=x.device).expand(n) if torch.as_tensor(s).ndim == 0 else s.to(x.device)
+            e = torch.cat([e, self.s_emb(s.float())], dim=-1)
+        e = self.emb_mlp(e.to(x.dtype) if x.dtype != torch.float32 else e)
+        h = x
+        for block in self.blocks:
+            h = block(h, e)
+        return self.out(h)
+
+
+def receptive_field(n_blocks: int = 4, kernel: int = 5) -> int:
+    """Receptive field in pixels of ``n_blocks`` blocks: each adds (kernel - 1) + 2 + 2."""
+    return n_blocks * ((kernel - 1) + 4) + 1
