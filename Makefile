@@ -12,7 +12,7 @@ LAUNCHER ?= local
 SEEDS    ?= 0
 
 help: ## Show this help
-	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_ -]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ demo: $(STAMP) ## Main job: train SinSEMI (quick profile) on the embedded defaul
 	$(VENV)/bin/sinsemi-train profile=quick hydra.run.dir=outputs/demo
 
 test: $(STAMP) ## Run the default test suite (under 15 min on 2 CPU cores)
-	$(PY) -m pytest -m "not slow" -q
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -m "not slow" -q -p no:cacheprovider --durations=15
 
 test-slow: $(STAMP) ## Run the slow tests too
 	$(PY) -m pytest -q
@@ -39,7 +39,30 @@ bench: $(STAMP) ## Print speed figures (data, generator steps, metrics)
 figures: $(STAMP) ## Figures: simulator preset next to the real image, grids, heat-maps
 	$(PY) -m sinsemi.report.figures all
 
+# ---------------------------------------------------------------- experiments (launch, then collect)
+# Launch phases are idempotent: finished runs (metrics.json present) are skipped, unfinished ones resume.
+SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS)
+ABL_RUN    = outputs/ablation/sinsemi_$(PROFILE)
+
+table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained + sampled + evaluated; then collected
+	$(VENV)/bin/sinsemi-train experiment=$@ $(SWEEP_ARGS)
+	$(PY) -m sinsemi.report.tables $@ --runs outputs/compare_$(PROFILE) --out experiments/results
+
+ablation-run: $(STAMP)
+	$(VENV)/bin/sinsemi-train profile=$(PROFILE) hydra.run.dir=$(ABL_RUN)
+
+ablate-steps: ablation-run ## Table 4: EM steps per scale (10/50/100/300) from one trained checkpoint
+	$(VENV)/bin/sinsemi-sample ablation=steps run_dir=$(ABL_RUN) profile=$(PROFILE) launcher=$(LAUNCHER)
+	$(PY) -m sinsemi.report.ablations steps --runs outputs/ablation/steps_$(PROFILE) --out experiments/results
+
+ablate-guidance: ablation-run ## Table 5: LPIPS guidance strength (0/0.1/0.5/1) from one trained checkpoint
+	$(VENV)/bin/sinsemi-sample ablation=guidance run_dir=$(ABL_RUN) profile=$(PROFILE) launcher=$(LAUNCHER)
+	$(PY) -m sinsemi.report.ablations guidance --runs outputs/ablation/guidance_$(PROFILE) --out experiments/results
+
+wandb-sync: $(STAMP) ## Upload offline W&B runs found under outputs/ (needs WANDB_API_KEY)
+	find outputs -type d -name 'offline-run-*' -exec $(VENV)/bin/wandb sync {} \;
+
 clean: ## Remove outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache
 
-.PHONY: help install demo test test-slow bench figures clean
+.PHONY: help install demo test test-slow bench figures clean table1 table2 table3 ablation-run ablate-steps ablate-guidance wandb-sync

@@ -143,3 +143,11 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
+
+
+def preflight(argv: list[str]) -> None:
+    """Checks before Hydra starts anything: SLURM must answer when ``launcher=slurm`` is asked for."""
+    if any(a in ("launcher=slurm", "+launcher=slurm") for a in argv):
+        from sinsemi.cli.callbacks import check_slurm
+
+        check_slurm()

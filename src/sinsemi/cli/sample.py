@@ -14,7 +14,9 @@ import hydra
 import yaml
 from omegaconf import DictConfig
 
-from sinsemi.cli._common import Timer, clean_errors, conf_dir, sampler_tag, to_primitive
+from hydra.core.hydra_config import HydraConfig
+
+from sinsemi.cli._common import Timer, clean_errors, conf_dir, preflight, sampler_tag, to_primitive
 from sinsemi.errors import InputError
 
 log = logging.getLogger("sinsemi.sample")
@@ -29,7 +31,8 @@ def run_generator_name(run_dir: Path) -> str:
 
 
 def sample(cfg: DictConfig) -> Path:
-    from sinsemi.data.io import save_json, save_samples
+    from sinsemi import runs
+    from sinsemi.data.io import load_bundle, save_json, save_samples
     from sinsemi.generators.base import Runtime, load_generator
     from sinsemi.seeding import sample_seeds
 
@@ -42,20 +45,42 @@ def sample(cfg: DictConfig) -> Path:
     gen = load_generator(run_dir / "model", runtime=Runtime(device=device, precision=str(cfg.trainer.precision),
                                                              progress=bool(cfg.trainer.progress)))
     out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / "samples" / sampler_tag(settings, len(seeds), int(cfg.seed_base))
-    if (out_dir / "samples.npz").exists():
-        log.info("samples exist in %s: skipping", out_dir)
+    done = runs.read_metrics(out_dir)
+    if runs.is_finished(done, evaluate=bool(cfg.evaluate)):
+        log.info("samples in %s are finished (metrics.json present): skipping", out_dir)
         return out_dir
-    with Timer() as t:
-        samples = gen.sample(len(seeds), seeds=seeds, **settings)
-    save_samples(samples, out_dir, seeds=seeds, meta={"generator": gen.name, "sampler": settings})
-    save_json({"generator": gen.name, "n_samples": len(seeds), "sample_seconds": round(t.seconds, 2), "sampler": settings},
-              out_dir / "sample.json")
-    log.info("wrote %d samples to %s in %.1f s", len(seeds), out_dir, t.seconds)
+    if (out_dir / "samples.npz").exists():
+        samples, _ = load_bundle(out_dir / "samples.npz")
+        seconds = (done or {}).get("sample_seconds")
+    else:
+        with Timer() as t:
+            samples = gen.sample(len(seeds), seeds=seeds, **settings)
+        seconds = round(t.seconds, 2)
+        save_samples(samples, out_dir, seeds=seeds, meta={"generator": gen.name, "sampler": settings})
+        log.info("wrote %d samples to %s in %.1f s", len(seeds), out_dir, t.seconds)
+    metrics = {"generator": gen.name, "run_dir": str(run_dir), "n_samples": len(seeds), "sample_seconds": seconds,
+               "sampler": settings, "experiment": cfg.get("experiment_name"), "nfe": getattr(gen, "last_nfe", None)}
+    if cfg.evaluate:
+        from sinsemi.cli._common import make_logger
+        from sinsemi.cli._evaluate import evaluate_into
+
+        logger = make_logger(cfg, out_dir, job_type="sample")
+        metrics.update(evaluate_into(cfg, samples, out_dir, logger=logger))
+        from sinsemi.cli._common import finish_logger
+
+        finish_logger(logger)
+    save_json(metrics, out_dir / runs.METRICS)
     return out_dir
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="sample")
+@clean_errors
 def _main(cfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    if cfg.get("experiment_name") and hc.mode.name == "MULTIRUN":
+        from sinsemi.runs import claim_sweep_dir
+
+        claim_sweep_dir(hc.sweep.dir, cfg.experiment_name, cfg.get("profile_name"))
     sample(cfg)
 
 
@@ -66,13 +91,17 @@ def _inject_generator(argv: list[str]) -> list[str]:
     for a in argv:
         if a.startswith("run_dir="):
             run_dir = Path(a.split("=", 1)[1])
-            if "," not in a and (run_dir / "config.yaml").exists():
-                return [*argv, f"generator={run_generator_name(run_dir)}"]
+            if "," in a:
+                raise InputError("sinsemi-sample takes one run_dir (sweep over sampler settings instead)")
+            if not (run_dir / "config.yaml").exists():
+                raise InputError(f"{run_dir} is not a training run dir (no config.yaml): train it first with sinsemi-train")
+            return [*argv, f"generator={run_generator_name(run_dir)}"]
     return argv
 
 
 @clean_errors
 def main() -> None:
+    preflight(sys.argv[1:])
     sys.argv = [sys.argv[0], *_inject_generator(sys.argv[1:])]
     _main()
 

@@ -176,7 +176,7 @@ def check_trainable(image: torch.Tensor, *, name: str = "training image") -> tor
         raise InputError(f"{name} must have shape (C, H, W), got {tuple(image.shape)}")
     if not torch.isfinite(image).all():
         raise InputError(f"{name} holds NaN/inf values")
-    std = image.flatten(1).std(dim=1)
+    std = image.flatten(1).double().std(dim=1)  # float64: a constant float32 image has a float32 std of ~3e-8
     if (std <= 1e-8).any():
         raise InputError(f"{name} is constant (std 0 in channel(s) {torch.nonzero(std <= 1e-8).flatten().tolist()}): nothing to learn and standardising would divide by zero")
     return image

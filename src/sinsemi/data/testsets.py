@@ -1,0 +1,125 @@
+"""Segmentation test sets with exact masks.
+
+* :func:`paper_test_set` - the paper's recipe: 2 n images from the two reference images by noise
+  and flips; n from the defect image (its mask flipped alike), n from the defect-free one (empty
+  masks). Image i: one of the four flips (none, left-right, up-down, both) and additive Gaussian
+  noise of std ``noise_std`` (gray levels), re-quantised to 8 bits; all drawn from seed ``seed + i``.
+* :func:`random_defect_test_set` - harder: simulator images of a preset's scene, each with its own
+  layout randomness and noise and 0-3 defects (bridges and opens by default) at random lines,
+  positions and lengths, drawn from seed ``seed + i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from sinsemi.data.layouts import Bridge, LineSpace, Open, Particle
+from sinsemi.data.optics import ReferencePair, get_preset, make_reference_pair, simulate_batch
+from sinsemi.errors import InputError
+from sinsemi.seeding import generators_for
+
+FLIPS = ("none", "lr", "ud", "lrud")
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """``images`` (N, C, H, W) float32 in [0, 1], ``masks`` (N, H, W) bool, ``names`` (N), ``meta``
+    per image (list of N JSON-serialisable dicts) and ``info`` (how the set was made)."""
+
+    __test__ = False  # not a pytest class
+
+    images: torch.Tensor
+    masks: torch.Tensor
+    names: list[str]
+    meta: list[dict]
+    info: dict
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def _flip(x: torch.Tensor, flip: str) -> torch.Tensor:
+    dims = {"none": (), "lr": (-1,), "ud": (-2,), "lrud": (-2, -1)}[flip]
+    return x.flip(dims) if dims else x
+
+
+def paper_test_set(pair: ReferencePair | None = None, *, preset: str = "line_pair", seed: int = 0,
+                   n_per_class: int = 25, noise_std: float = 1.0) -> TestSet:
+    """2 ``n_per_class`` images from a reference pair (default: ``make_reference_pair(preset, seed)``)
+    by flips and additive Gaussian noise of ``noise_std`` gray levels (then 8-bit quantised).
+    The first ``n_per_class`` come from the defect image, the rest from the defect-free one."""
+    if n_per_class < 1:
+        raise InputError(f"n_per_class must be >= 1, got {n_per_class}")
+    if noise_std < 0:
+        raise InputError(f"noise_std must be >= 0 gray levels, got {noise_std}")
+    pair = pair if pair is not None else make_reference_pair(preset, seed)
+    if tuple(pair.mask.shape) != tuple(pair.defect.shape[-2:]):
+        raise InputError(f"reference mask {tuple(pair.mask.shape)} does not match its image {tuple(pair.defect.shape[-2:])}")
+    images, masks, names, meta = [], [], [], []
+    sources = [("defect", pair.defect, pair.mask), ("clean", pair.clean, torch.zeros_like(pair.mask))]
+    gens = generators_for([seed + i for i in range(2 * n_per_class)])
+    for c, (label, img, mask) in enumerate(sources):
+        for j in range(n_per_class):
+            i = c * n_per_class + j
+            g = gens[i]
+            flip = FLIPS[int(torch.randint(len(FLIPS), (1,), generator=g))]
+            noisy = img + (noise_std / 255.0) * torch.randn(img.shape, generator=g)
+            noisy = torch.round(noisy.clamp(0, 1) * 255.0) / 255.0
+            images.append(_flip(noisy, flip))
+            masks.append(_flip(mask, flip))
+            names.append(f"paper_{label}_{j:03d}")
+            meta.append({"source": label, "flip": flip, "seed": seed + i, "noise_std_gray": noise_std})
+    info = {"kind": "paper", "n_per_class": n_per_class, "noise_std_gray": noise_std, "seed": seed,
+            "reference": pair.meta.get("preset", "given pair")}
+    return TestSet(images=torch.stack(images), masks=torch.stack(masks), names=names, meta=meta, info=info)
+
+
+def random_defect_test_set(n: int = 50, *, preset: str = "line_pair", seed: int = 0, max_defects: int = 3,
+                           kinds: Sequence[str] = ("bridge", "open"), length_nm: tuple[float, float] = (30.0, 80.0),
+                           margin_nm: float = 60.0) -> TestSet:
+    """``n`` simulator images of ``preset``'s scene; image i has k ~ U{0..max_defects} defects of
+    random kinds, lines, positions along the lines (at least ``margin_nm`` from the field's edge)
+    and lengths in ``length_nm``, drawn from seed ``seed + i`` (layout and noise too)."""
+    if n < 1:
+        raise InputError(f"test-set size n must be >= 1, got {n}")
+    if max_defects < 0:
+        raise InputError(f"max_defects must be >= 0, got {max_defects}")
+    unknown = sorted(set(kinds) - {"bridge", "open", "particle"})
+    if unknown or not kinds:
+        raise InputError(f"defect kinds must be a non-empty subset of bridge, open, particle; got {list(kinds)}")
+    p = get_preset(preset)
+    layout, fov = p.scene.layout, p.scene.fov
+    if not isinstance(layout, LineSpace) and set(kinds) - {"particle"}:
+        raise InputError(f"preset {preset!r} has no lines: use kinds=('particle',)")
+    h_nm, w_nm = fov.height_px * fov.pixel_nm, fov.width_px * fov.pixel_nm
+    along_nm, across_nm = (h_nm, w_nm) if getattr(layout, "orientation", "vertical") == "vertical" else (w_nm, h_nm)
+    if isinstance(layout, LineSpace):
+        # lines whose centre and whose right neighbour's centre both lie inside the field
+        lines = [j for j, c in layout.line_centres_nm(across_nm, 0.0) if 0 <= c and c + layout.pitch_nm < across_nm]
+    seeds = [seed + i for i in range(n)]
+    defects = []
+    for g in generators_for(seeds):
+        k = int(torch.randint(max_defects + 1, (1,), generator=g))
+        dl = []
+        for _ in range(k):
+            kind = kinds[int(torch.randint(len(kinds), (1,), generator=g))]
+            u = torch.rand(3, generator=g, dtype=torch.float64).tolist()
+            length = length_nm[0] + u[1] * (length_nm[1] - length_nm[0])
+            if kind == "particle":
+                r = 0.5 * length
+                dl.append(Particle(x_nm=r + u[0] * (w_nm - 2 * r), y_nm=r + u[2] * (h_nm - 2 * r), radius_nm=r,
+                                   amplitude=float(layout.feature)))
+                continue
+            along = margin_nm + u[0] * (along_nm - 2 * margin_nm)
+            line = lines[int(u[2] * len(lines)) % len(lines)]
+            dl.append(Bridge(line=line, along_nm=along, length_nm=length) if kind == "bridge"
+                      else Open(line=line, along_nm=along, length_nm=length))
+        defects.append(dl)
+    b = simulate_batch(p.scene, defects, seeds)
+    meta = [{"seed": s, "noise_seed": ns, "defects": d} for s, ns, d in zip(b.seeds, b.noise_seeds, b.defects)]
+    info = {"kind": "random", "preset": preset, "n": n, "seed": seed, "max_defects": max_defects, "kinds": list(kinds),
+            "length_nm": list(length_nm), "margin_nm": margin_nm, **b.meta}
+    return TestSet(images=b.images, masks=b.masks, names=[f"random_{i:04d}" for i in range(n)], meta=meta, info=info)

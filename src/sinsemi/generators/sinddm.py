@@ -1,0 +1,166 @@
+"""SinDDM (Kulikov et al. 2023): a multi-scale DDPM with one small fully-convolutional net.
+
+Pyramid (coarsest first, factor ~1.411, coarsest short side clamp(round(sqrt(3110 * short/long)),
+42, 55): 55/73/96 at 96 px). One net eps(x_t, t, s) for all scales, trained with an L1 loss on eps
+(cosine schedule, T = 100). At scales s > 0 the clean input is a mix of the real level x^s and
+its blurry version x~^s (level s-1 upsampled):
+
+    x_0^mix = gamma_t x~^s + (1 - gamma_t) x^s,   gamma_t = clamp(sigma_t / (lf * L_s), 0, 1)
+
+with sigma_t = sqrt((1 - abar_t) / abar_t) and L_s the per-scale reconstruction loss
+||x^s - x~^s||. Sampling: full DDPM at s = 0; at s > 0 the upsampled previous output is noised
+to T[s] = first t with sigma_t > lf * L_s and denoised with "reblurring": the predicted x_0 is
+deblurred (gamma clamped to 0.55), re-mixed with the blurry image at t-1, and the step is the
+deterministic (zero posterior variance) one of the official code.
+
+Deviation, on purpose: the official scale losses subtract two uint8 PIL images (so negative
+differences wrap around to ~255) and divide the L2 norm by the pixel count. We compute L_s in
+float as the RMS of x^s - x~^s in the model's (standardised) units, i.e. in the units of sigma_t,
+so T[s] is where the noise just hides the detail the coarser scale lacks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from sinsemi.data.pyramid import build_pyramid, pyramid_sizes, resize
+from sinsemi.errors import InputError
+from sinsemi.generators.common.diffusion import (DiffusionGenerator, Schedule, TrainSpec, ancestral_step,
+                                                 data_clip_range, train_loop)
+from sinsemi.nets.sinddm import SinDDMNet
+from sinsemi.seeding import randn_per_sample
+
+GAMMA_SAMPLE_MAX = 0.55  # the official sampler clamps gamma to 0.55 when deblurring
+
+
+class SinDDM(DiffusionGenerator):
+    name = "sinddm"
+
+    def __init__(self, runtime=None, *, width: int = 160, timesteps: int = 100, scale_factor: float = 1.411,
+                 coarse_area: float = 3110.0, min_coarse: int = 42, max_coarse: int = 55,
+                 steps: int = 120_000, batch_size: int = 32, lr: float = 1e-3,
+                 lr_milestones: tuple = (20 / 120, 40 / 120, 70 / 120, 80 / 120, 90 / 120, 110 / 120),
+                 lr_gamma: float = 0.5, ema_decay: float = 0.995, ema_every: int = 10, ema_start: float = 2 / 120,
+                 loss_factor: float = 1.0):
+        super().__init__(runtime, width=width, timesteps=timesteps, scale_factor=scale_factor, coarse_area=coarse_area,
+                         min_coarse=min_coarse, max_coarse=max_coarse, steps=steps, batch_size=batch_size, lr=lr,
+                         lr_milestones=list(lr_milestones), lr_gamma=lr_gamma, ema_decay=ema_decay,
+                         ema_every=ema_every, ema_start=ema_start, loss_factor=loss_factor)
+        for key in ("width", "timesteps", "steps", "batch_size", "ema_every"):
+            if int(self.params[key]) < 1:
+                raise InputError(f"sinddm: {key} must be >= 1, got {self.params[key]}")
+        if not all(0 <= float(m) <= 1 for m in [*lr_milestones, ema_start]):
+            raise InputError("sinddm: lr_milestones and ema_start are fractions of the training budget (in [0, 1])")
+        self.schedule = Schedule.make("cosine", int(timesteps))
+        self.sizes: list[tuple[int, int]] = []
+        self.scale_losses = torch.zeros(0)
+        self.clip = (-10.0, 10.0)
+
+    # ------------------------------------------------------------------ structure
+    def _sizes(self, h: int, w: int) -> list[tuple[int, int]]:
+        p = self.params
+        try:
+            sizes = pyramid_sizes(h, w, float(p["scale_factor"]), area=float(p["coarse_area"]),
+                                  min_coarse=int(p["min_coarse"]), max_coarse=int(p["max_coarse"]))
+        except InputError as e:
+            raise InputError(f"sinddm: {e} (SinDDM's pyramid rule; lower min_coarse/coarse_area for small images)") from None
+        if len(sizes) < 2:
+            raise InputError(f"sinddm: image {h}x{w} gives a single pyramid level (coarsest {sizes[0]}); "
+                             "SinDDM needs at least two scales")
+        return sizes
+
+    def build(self, channels: int, image_size: tuple[int, int]) -> None:
+        self.sizes = self._sizes(*image_size)
+        self.net = SinDDMNet(channels, int(self.params["width"]), time_scale=1.0, multiscale=True)
+
+    def gammas(self, s: int) -> torch.Tensor:
+        """gamma_t for scale s > 0 (T,), float64."""
+        lf = float(self.params["loss_factor"])
+        return (self.schedule.sigma_over_alpha / (lf * self.scale_losses[s - 1].double())).clamp(0, 1)
+
+    def start_step(self, s: int) -> int:
+        """T[s]: the first t with sigma_t > lf * L_s (the official num_timesteps_ideal), at least 1."""
+        above = self.schedule.sigma_over_alpha > float(self.params["loss_factor"]) * self.scale_losses[s - 1].double()
+        return max(1, int(torch.argmax(above.to(torch.uint8))) if bool(above.any()) else self.schedule.T)
+
+    # ------------------------------------------------------------------ training
+    def _fit(self, x: torch.Tensor, seed: int, ckpt_dir: Path) -> None:
+        pyr = build_pyramid(x, self.sizes)
+        # float RMS (see the module docstring for the official uint8 version)
+        self.scale_losses = torch.stack([(pyr.levels[s] - pyr.conditions[s]).pow(2).mean().sqrt()
+                                         for s in range(1, pyr.n_scales)]).float()
+        self.clip = data_clip_range(x)
+        p, dev = self.params, self.runtime.device
+        steps = self.steps(int(p["steps"]))
+        # milestones and the EMA start are fractions of the budget (official: 20k, 40k, ... and 2k of 120k)
+        milestones = [max(1, round(float(m) * steps)) for m in p["lr_milestones"]]
+        B, T, S = int(p["batch_size"]), self.schedule.T, pyr.n_scales
+        levels = [lv[None].to(dev) for lv in pyr.levels]
+        blurs = [None] + [c[None].to(dev) for c in pyr.conditions[1:]]
+        gammas = [None] + [self.gammas(s).float() for s in range(1, S)]
+
+        def loss_fn(net, gen, step):
+            s = int(torch.randint(S, (1,), generator=gen))  # scales uniformly (train_full_t)
+            t = torch.randint(T, (B,), generator=gen)
+            noise = torch.randn((B, *levels[s].shape[1:]), generator=gen).to(dev)
+            x0 = levels[s].expand(B, -1, -1, -1)
+            if s > 0:
+                g = gammas[s][t].to(dev).view(-1, 1, 1, 1)
+                x0 = g * blurs[s] + (1 - g) * x0
+            eps = net(self.schedule.q_sample(x0, t, noise), t.to(dev), torch.full((B,), s, device=dev))
+            return (eps - noise).abs().mean()
+
+        spec = TrainSpec(loss_fn=loss_fn, steps=steps, lr=float(p["lr"]), seed=seed, ema_decay=float(p["ema_decay"]),
+                         ema_every=int(p["ema_every"]), ema_start=round(float(p["ema_start"]) * steps),
+                         lr_milestones=milestones, lr_gamma=float(p["lr_gamma"]),
+                         fingerprint=self.fingerprint(x, seed, steps))
+        self.net = train_loop(self.net, spec, self.runtime, ckpt_dir, desc="sinddm").model
+
+    # ------------------------------------------------------------------ sampling
+    def _eps(self, x, t: int, s: int):
+        n = x.shape[0]
+        dev = self.runtime.device
+        return self.net(x.to(dev), torch.full((n,), t, device=dev), torch.full((n,), s, device=dev)).float().cpu()
+
+    def _sample_batch(self, gens, *, start_steps: list[int] | None = None, **unknown) -> torch.Tensor:
+        if unknown:
+            raise InputError(f"sinddm: unknown sampler setting(s) {sorted(unknown)} (known: start_steps)")
+        sch, lo, hi = self.schedule, *self.clip
+        ac = sch.alphas_cumprod
+        c = self.channels
+        # scale 0: plain DDPM ancestral sampling from pure noise
+        x = randn_per_sample(gens, (c, *self.sizes[0]))
+        for t in reversed(range(sch.T)):
+            tt = torch.full((x.shape[0],), t, dtype=torch.long)
+            x0 = sch.x0_from_eps(x, tt, self._eps(x, t, 0)).clamp(lo, hi)
+            x = ancestral_step(sch, x0, x, t, randn_per_sample(gens, x.shape[1:]) if t > 0 else None)
+        for s in range(1, len(self.sizes)):
+            blur = resize(x, self.sizes[s], mode="bilinear")
+            t0 = self.start_step(s) if start_steps is None else int(start_steps[s - 1])
+            if not 1 <= t0 <= sch.T:
+                raise InputError(f"sinddm: start step for scale {s} must be in 1..{sch.T}, got {t0}")
+            g = self.gammas(s).clamp(0, GAMMA_SAMPLE_MAX)
+            # noised to t0 - 1 and denoised from there (the official code noises to t0, one step more)
+            x = sch.q_sample(blur, torch.full((x.shape[0],), t0 - 1), randn_per_sample(gens, blur.shape[1:]))
+            for t in reversed(range(t0)):
+                tt = torch.full((x.shape[0],), t, dtype=torch.long)
+                x0_t = sch.x0_from_eps(x, tt, self._eps(x, t, s))  # the mixed x_0 at t
+                x0 = (x0_t - float(g[t]) * blur) / (1 - float(g[t]))  # deblurred
+                if t == 0:
+                    x = x0.clamp(lo, hi)
+                    break
+                x0_prev = (float(g[t - 1]) * blur + (1 - float(g[t - 1])) * x0).clamp(lo, hi)  # reblurred at t-1
+                eps_dir = (x - ac[t].sqrt().float() * x0_t.clamp(lo, hi)) / (1 - ac[t]).sqrt().float()
+                x = ac[t - 1].sqrt().float() * x0_prev + (1 - ac[t - 1]).sqrt().float() * eps_dir
+        return x
+
+    # ------------------------------------------------------------------ save / load
+    def _extra_state(self) -> dict:
+        return {"scale_losses": self.scale_losses.clone(), "clip": torch.tensor(self.clip)}
+
+    def _load_extra(self, state: Mapping[str, Any]) -> None:
+        self.scale_losses = state["scale_losses"].float()
+        self.clip = tuple(float(v) for v in state["clip"].tolist())

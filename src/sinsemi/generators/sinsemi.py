@@ -1,0 +1,275 @@
+"""SinSEMI: one-shot multi-scale Schrödinger-bridge CFM with Euler–Maruyama sampling and optional
+LPIPS energy guidance, behind the :class:`~sinsemi.generators.base.OneShotGenerator` interface.
+
+A training "step" is one optimiser step on one uniformly drawn scale (see
+:mod:`sinsemi.generators.sinsemi_module`); ``iterations`` (or ``runtime.max_steps``) counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sinsemi.data.pyramid import Pyramid, build_pyramid, pyramid_sizes
+from sinsemi.errors import InputError
+from sinsemi.generators.base import Runtime, Standardizer, check_n_and_seeds, read_model, write_model
+
+log = logging.getLogger("sinsemi.generators.sinsemi")
+
+PAPER_MILESTONES = (20_000, 40_000, 70_000, 80_000, 90_000, 110_000)
+GUIDANCE_SEED_OFFSET = 1 << 40  # the guidance's per-sample streams: seed + offset (apart from the sampler's)
+
+
+def _check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True, integer: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (not integer or float(value).is_integer())
+    ok = ok and (value > minimum if strict else value >= minimum)
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise InputError(f"{name} must be {kind} {'>' if strict else '>='} {minimum}, got {value!r}")
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU has native bf16 matmul/conv (AVX512-BF16 / AMX); emulated bf16 is ~10x slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # older builds without the op
+        return False
+
+
+def effective_precision(precision: str, device: str) -> str:
+    """``runtime.precision`` unless it asks for bf16 on a CPU without native bf16 (then fp32)."""
+    if precision.startswith("bf16") and not str(device).startswith("cuda") and not cpu_bf16_supported():
+        warnings.warn("bf16 requested but this CPU has no native bf16 (it would run ~10x slower): using fp32", stacklevel=3)
+        return "32-true"
+    return precision
+
+
+class SinSEMI:
+    """Learn from one image (C, H, W), sample many. See the module docstring and issue 3."""
+
+    name = "sinsemi"
+
+    def __init__(self, *, runtime: Runtime | None = None, width: int = 160, iterations: int = 120_000,
+                 batch_size: int = 32, lr: float = 1e-4, milestones: Sequence[int] = PAPER_MILESTONES,
+                 lr_gamma: float = 0.5, sigma: float = 0.35, t_eps: float = 0.01, ema_decay: float = 0.995,
+                 grad_clip: float = 1.0, scale_factor: float = 1.4, min_coarse: int = 42, max_coarse: int = 55,
+                 coarse_area: float = 3000.0, channels_last: bool = False, sample_batch: int = 16):
+        _check_number("width", width, integer=True)
+        if width % 2:
+            raise InputError(f"width must be even, got {width}")
+        for nm, val in (("iterations", iterations), ("batch_size", batch_size), ("sample_batch", sample_batch)):
+            _check_number(nm, val, integer=True)
+        for nm, val in (("lr", lr), ("sigma", sigma), ("lr_gamma", lr_gamma), ("grad_clip", grad_clip)):
+            _check_number(nm, val)
+        if not 0.0 <= ema_decay < 1.0:
+            raise InputError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if not 0.0 < t_eps < 0.5:
+            raise InputError(f"t_eps must be in (0, 0.5), got {t_eps}")
+        self.runtime = runtime or Runtime()
+        self.params = dict(width=int(width), iterations=int(iterations), batch_size=int(batch_size), lr=float(lr),
+                           milestones=[int(m) for m in milestones], lr_gamma=float(lr_gamma), sigma=float(sigma),
+                           t_eps=float(t_eps), ema_decay=float(ema_decay), grad_clip=float(grad_clip),
+                           scale_factor=float(scale_factor), min_coarse=int(min_coarse), max_coarse=int(max_coarse),
+                           coarse_area=float(coarse_area), channels_last=bool(channels_last),
+                           sample_batch=int(sample_batch))
+        self.standardizer: Standardizer | None = None
+        self.pyramid: Pyramid | None = None  # standardised levels/conditions
+        self.net: torch.nn.Module | None = None  # the EMA net used for sampling
+        self.module = None  # the LightningModule after fit()
+        self.last_sample_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ training
+    def _sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        p = self.params
+        return pyramid_sizes(height, width, p["scale_factor"], area=p["coarse_area"],
+                             min_coarse=p["min_coarse"], max_coarse=p["max_coarse"])
+
+    def fit(self, image: torch.Tensor, *, seed: int, out_dir: str | Path) -> None:
+        """Train on ``image`` (C, H, W); checkpoints in ``out_dir/checkpoints`` (resumed from last.ckpt)."""
+        import lightning as L
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        from sinsemi.data.io import ensure_dir
+        from sinsemi.generators.sinsemi_module import PyramidDataModule, SinSEMIModule
+
+        if not isinstance(image, torch.Tensor) or image.ndim != 3:
+            raise InputError(f"SinSEMI.fit needs an image tensor (C, H, W), got {getattr(image, 'shape', type(image))}")
+        self.standardizer = Standardizer.fit(image)
+        x = self.standardizer.forward(image.detach().float().cpu())
+        self.pyramid = build_pyramid(x, self._sizes(*x.shape[-2:]))
+        p, rt = self.params, self.runtime
+        steps = int(rt.max_steps) if rt.max_steps is not None else p["iterations"]
+        ckpt_dir = ensure_dir(Path(out_dir) / "checkpoints")
+        hparams = dict(channels=int(x.shape[0]), width=p["width"], n_scales=self.pyramid.n_scales,
+                       batch_size=p["batch_size"], lr=p["lr"], milestones=p["milestones"], lr_gamma=p["lr_gamma"],
+                       sigma=p["sigma"], t_eps=p["t_eps"], ema_decay=p["ema_decay"], seed=int(seed),
+                       channels_last=p["channels_last"])
+        last = ckpt_dir / "last.ckpt"
+        ckpt_path = str(last) if rt.resume and last.exists() else None
+        if ckpt_path:
+            self._check_checkpoint(last, hparams)
+        L.seed_everything(int(seed), workers=True, verbose=False)
+        module = SinSEMIModule(**hparams)
+        dm = PyramidDataModule(list(self.pyramid.levels), list(self.pyramid.conditions), steps)
+        cuda = str(rt.device).startswith("cuda")
+        trainer = L.Trainer(
+            accelerator="gpu" if cuda else "cpu", devices=rt.trainer_kwargs.get("devices", 1) if cuda else 1,
+            precision=effective_precision(rt.precision, rt.device), max_steps=steps, max_epochs=-1,
+            gradient_clip_val=p["grad_clip"], gradient_clip_algorithm="norm",
+            logger=rt.logger if rt.logger is not None else False, log_every_n_steps=max(1, rt.log_every),
+            enable_progress_bar=rt.progress, enable_model_summary=False, num_sanity_val_steps=0,
+            limit_val_batches=0, default_root_dir=str(out_dir),
+            callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}", save_top_k=0, save_last=True,
+                                       every_n_train_steps=max(1, rt.checkpoint_every), enable_version_counter=False)],
+        )
+        if ckpt_path:
+            log.info("resuming SinSEMI from %s", ckpt_path)
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        trainer.save_checkpoint(str(last))  # the final state, whatever checkpoint_every was
+        self.module = module
+        self.net = module.ema.module.float().eval()
+        self._device = torch.device(rt.device)
+
+    @staticmethod
+    def _check_checkpoint(path: Path, hparams: dict) -> None:
+        """A last.ckpt from another model/width/image raises one clear error instead of a shape dump."""
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise InputError(f"cannot read checkpoint {path}: {type(e).__name__}: {e} (delete it or use ckpt_path=null)") from None
+        old = ck.get("hyper_parameters", {})
+        for key in ("channels", "width", "n_scales"):
+            if old.get(key) != hparams[key]:
+                raise InputError(f"checkpoint {path} does not match this run: {key}={old.get(key)!r} there, "
+                                 f"{hparams[key]!r} here (another model/width/image? use a new run dir or ckpt_path=null)")
+
+    # ------------------------------------------------------------------ sampling
+    def _require_fitted(self) -> None:
+        if self.net is None or self.pyramid is None or self.standardizer is None:
+            raise InputError("SinSEMI has not been trained: call fit() or load() first")
+
+    def sample(self, n: int, *, seeds: Sequence[int], steps: int = 300, guidance: float = 0.0,
+               noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
+               allow_random_backbone: bool = False, keep_intermediates: bool = False) -> torch.Tensor:
+        """``n`` samples (n, C, H, W) in the training image's scale; sample i uses ``seeds[i]`` only.
+
+        steps: Euler–Maruyama steps per scale (paper 300); guidance: LPIPS energy weight w >= 0
+        (0 = off, no LPIPS call); noise: EM noise scale g (None = the training sigma; the published
+        code used 1); lpips_net: alex | squeeze | vgg; batch_size: samples per forward (memory only).
+        """
+        return self.sample_detailed(n, seeds=seeds, steps=steps, guidance=guidance, noise=noise,
+                                    lpips_net=lpips_net, batch_size=batch_size,
+                                    allow_random_backbone=allow_random_backbone,
+                                    keep_intermediates=keep_intermediates).samples
+
+    def sample_detailed(self, n: int, *, seeds: Sequence[int], steps: int = 300, guidance: float = 0.0,
+                        noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
+                        allow_random_backbone: bool = False, keep_intermediates: bool = False):
+        """Like :meth:`sample` but returns a :class:`~sinsemi.flow.sampler.SamplerOutput` (image scale),
+        with per-scale intermediates when ``keep_intermediates``."""
+        from tqdm.auto import tqdm
+
+        from sinsemi.flow.guidance import LPIPSGuidance
+        from sinsemi.flow.sampler import SamplerOutput, sample_pyramid
+        from sinsemi.seeding import generators_for
+
+        self._require_fitted()
+        seeds = check_n_and_seeds(n, seeds)
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
+            raise InputError(f"sampler steps must be a positive integer, got {steps!r}")
+        _check_number("guidance strength", guidance, strict=False)
+        noise = self.params["sigma"] if noise is None else noise
+        _check_number("sampler noise", noise, strict=False)
+        batch_size = self.params["sample_batch"] if batch_size is None else batch_size
+        _check_number("sampler batch_size", batch_size, integer=True)
+        batch_size = int(batch_size)
+        device = self._device
+        lpips_fn = None
+        if guidance > 0:
+            from sinsemi.metrics.weights import lpips_model
+
+            lpips_fn = lpips_model(lpips_net, allow_random=bool(allow_random_backbone), device=str(device))
+        precision = effective_precision(self.runtime.precision, str(device))
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
+        cl = self.params["channels_last"]
+        net = self.net.to(device)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor, s: int) -> torch.Tensor:
+            with torch.no_grad(), autocast:
+                xin = x.contiguous(memory_format=torch.channels_last) if cl else x
+                return net(xin, t, torch.full_like(t, s)).float()
+
+        sizes = self.pyramid.sizes
+        levels, conds = list(self.pyramid.levels), list(self.pyramid.conditions)
+        channels = levels[0].shape[0]
+        chunks = [seeds[i:i + batch_size] for i in range(0, n, batch_size)]
+        outs, inters, nfe = [], [], 0
+        with tqdm(total=len(chunks) * steps * len(sizes), desc="sampling (EM steps)", disable=not self.runtime.progress,
+                  leave=False) as bar:
+            for chunk in chunks:
+                gens = generators_for(chunk, device)
+                v = velocity
+                if guidance > 0:
+                    g_gens = generators_for([s + GUIDANCE_SEED_OFFSET for s in chunk], device)
+                    v = LPIPSGuidance(lpips_fn, levels, conds, g_gens, weight=float(guidance), sigma=self.params["sigma"])(velocity)
+                out = sample_pyramid(v, sizes, channels, gens, steps=steps, noise=float(noise),
+                                     keep_intermediates=keep_intermediates, device=device, on_step=lambda: bar.update(1))
+                outs.append(out.samples.detach().float().cpu())
+                inters.append([x.float().cpu() for x in out.intermediates])
+                nfe = out.nfe
+        samples = self.standardizer.inverse(torch.cat(outs))
+        per_scale = [self.standardizer.inverse(torch.cat([c[s] for c in inters])) for s in range(len(sizes))] if keep_intermediates else []
+        self.last_sample_info = {"nfe": nfe, "steps": steps, "guidance": float(guidance), "noise": float(noise),
+                                 "lpips_net": lpips_net if guidance > 0 else None,
+                                 "random_backbone": bool(getattr(lpips_fn, "random_backbone", False)) if lpips_fn is not None else False}
+        return SamplerOutput(samples=samples, intermediates=per_scale, nfe=nfe)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path) -> None:
+        """``generator.json`` (params) + ``state.pt`` (EMA net, standardiser, standardised pyramid)."""
+        self._require_fitted()
+        state = {
+            "ema": {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()},
+            "standardizer": self.standardizer.state_dict(),
+            "levels": [lv.cpu() for lv in self.pyramid.levels],
+            "conditions": [c.cpu() if c is not None else torch.empty(0) for c in self.pyramid.conditions],
+        }
+        write_model(directory, self.name, self.params, state)
+
+    @classmethod
+    def load(cls, directory: str | Path, *, runtime: Runtime | None = None) -> "SinSEMI":
+        from sinsemi.nets.sinddm import SinDDMNet
+
+        _, params, state = read_model(directory, expected=cls.name)
+        try:
+            gen = cls(runtime=runtime, **params)
+        except TypeError as e:
+            raise InputError(f"{directory}: saved SinSEMI params do not fit this version: {e}") from None
+        try:
+            levels = [lv.float() for lv in state["levels"]]
+            conds = [None if c.numel() == 0 else c.float() for c in state["conditions"]]
+            ema = state["ema"]
+            std = Standardizer.from_state(state["standardizer"])
+        except (KeyError, TypeError, AttributeError) as e:
+            raise InputError(f"{directory}/state.pt is not a SinSEMI model state ({type(e).__name__}: {e})") from None
+        net = SinDDMNet(levels[0].shape[0], gen.params["width"], multiscale=True)
+        expected = net.state_dict()
+        bad = [k for k in expected if k not in ema or tuple(ema[k].shape) != tuple(expected[k].shape)]
+        if bad or len(ema) != len(expected):
+            k = bad[0] if bad else "(key set)"
+            got = tuple(ema[k].shape) if bad and k in ema else "missing"
+            raise InputError(f"{directory}: weights do not match a SinSEMI net of width {gen.params['width']} "
+                             f"(e.g. {k}: expected {tuple(expected[k].shape) if bad else ''}, found {got}); "
+                             "checkpoint from another model or width")
+        net.load_state_dict(ema)
+        gen.net = net.eval()
+        gen.standardizer = std
+        gen.pyramid = Pyramid(levels=tuple(levels), conditions=tuple(conds))
+        gen._device = torch.device(gen.runtime.device)
+        return gen

@@ -1,0 +1,102 @@
+"""Lightning pieces of SinSEMI: the single-image DataModule and the all-scales LightningModule.
+
+One training iteration ("step"): draw a scale s uniformly over ALL scales (the finest included), a
+batch of copies of the standardised image at s as x0, x1 = the upsampled coarser level (s > 0) or
+fresh N(0, I) (s = 0), t ~ U[0, 1) and z ~ N(0, I) per copy; regress v(x_t, t, s) on u_t (eq. 1-3).
+Every draw of step k comes from a generator seeded with (seed, k), so a resumed run repeats an
+uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, Dataset
+
+from sinsemi.flow.path import bridge_point
+from sinsemi.nets.sinddm import SinDDMNet
+
+
+class _Repeat(Dataset):
+    """The pyramid, ``length`` times (one item per training step)."""
+
+    def __init__(self, item: dict, length: int):
+        self.item, self.length = item, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        return self.item
+
+
+class PyramidDataModule(L.LightningDataModule):
+    """Serves the single training image: its standardised pyramid levels and conditions.
+
+    ``levels[s]``: (C, h_s, w_s); ``conditions[s]``: level s-1 upsampled to (h_s, w_s), None at s = 0.
+    """
+
+    def __init__(self, levels: list[torch.Tensor], conditions: list[torch.Tensor | None], steps: int):
+        super().__init__()
+        self.levels, self.conditions, self.steps = levels, conditions, steps
+
+    def train_dataloader(self) -> DataLoader:
+        item = {f"x0_{s}": lv for s, lv in enumerate(self.levels)}
+        item.update({f"x1_{s}": c for s, c in enumerate(self.conditions) if c is not None})
+        return DataLoader(_Repeat(item, max(1, self.steps)), batch_size=None, shuffle=False, num_workers=0)
+
+
+class SinSEMIModule(L.LightningModule):
+    """One SinDDM net v(x, t, s) over all scales, trained with SB-CFM; EMA copy used for sampling.
+
+    hparams are primitives only (safe for ``torch.load(weights_only=True)`` on resume).
+    """
+
+    def __init__(self, channels: int, width: int, n_scales: int, batch_size: int, lr: float,
+                 milestones: list[int], lr_gamma: float, sigma: float, t_eps: float, ema_decay: float,
+                 seed: int, channels_last: bool = False):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = SinDDMNet(channels, width, multiscale=True)
+        self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.ema.requires_grad_(False)
+        self.register_buffer("scale_counts", torch.zeros(n_scales, dtype=torch.long))
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+            self.ema.to(memory_format=torch.channels_last)
+
+    # -- draws of one step: a pure function of (seed, step)
+    def _draws(self, step: int, batch: dict) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        hp = self.hparams
+        g = torch.Generator(device="cpu").manual_seed(int(hp.seed) * 1_000_003 + int(step))
+        s = int(torch.randint(hp.n_scales, (1,), generator=g))
+        x0 = batch[f"x0_{s}"].float()[None].expand(hp.batch_size, -1, -1, -1)
+        shape = (hp.batch_size, *x0.shape[1:])
+        x1 = batch[f"x1_{s}"].float()[None].expand(shape) if s > 0 else torch.randn(shape, generator=g)
+        t = torch.rand(hp.batch_size, generator=g)
+        z = torch.randn(shape, generator=g)
+        dev = x0.device
+        return s, x0, x1.to(dev), t.to(dev), z.to(dev)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        s, x0, x1, t, z = self._draws(self.global_step, batch)
+        p = bridge_point(x0, x1, t, z, sigma=self.hparams.sigma, eps=self.hparams.t_eps)
+        x_t = p.x_t.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else p.x_t
+        v = self.net(x_t, t, torch.full_like(t, s))
+        loss = F.mse_loss(v.float(), p.u_t)  # eq. 3
+        self.scale_counts[s] += 1
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=self.hparams.batch_size)
+        self.log(f"train/loss_s{s}", loss, on_step=True, on_epoch=False, batch_size=self.hparams.batch_size)
+        return loss
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        # here, not in on_train_batch_end: ModelCheckpoint saves before the module's batch-end hook
+        self.ema.update_parameters(self.net)
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(self.hparams.milestones), gamma=self.hparams.lr_gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

@@ -1,0 +1,100 @@
+"""Training loop of the downstream U-Net: Adam + BCE, early stopping on a validation split.
+
+Explicit loop (no Lightning): seeded split, seeded shuffling and seeded training noise, so a run is a
+pure function of (images, masks, config, seed) on a given device.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+
+import torch
+
+from sinsemi.errors import InputError
+from sinsemi.metrics.segmentation import IoUResult, SegConfig, SegModel, SegOutcome, check_masks
+
+log = logging.getLogger("sinsemi.segmentation")
+
+
+def seg_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """BCE on logits (N, H, W); ``bce_dice`` adds 1 - soft Dice over the batch (empty batches: BCE only)."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    if kind == "bce" or target.sum() == 0:
+        return bce
+    p = torch.sigmoid(logits)
+    dice = (2 * (p * target).sum() + 1.0) / (p.sum() + target.sum() + 1.0)
+    return bce + (1 - dice)
+
+
+def train_unet(images: torch.Tensor, masks: torch.Tensor, cfg: SegConfig, *, seed: int = 0) -> tuple[SegModel, dict]:
+    """Fit a U-Net on images (N, C, H, W) with masks (N, H, W). Returns the model with the weights of
+    the best validation epoch (the last epoch when there is no validation split) and a summary."""
+    masks = check_masks(masks, images, name="training masks")
+    n = images.shape[0]
+    if n < 1:
+        raise InputError("no training images for the segmentation U-Net")
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    n_val = int(round(cfg.val_fraction * n)) if n >= 10 else 0
+    val_idx, tr_idx = perm[:n_val], perm[n_val:]
+    x_tr, y_tr = images[tr_idx].float(), masks[tr_idx].float()
+    x_va, y_va = images[val_idx].float(), masks[val_idx].float()
+    std = float(x_tr.std()) or 1.0
+    model = SegModel(cfg, in_channels=images.shape[1], mean=float(x_tr.mean()), std=std).to(cfg.device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    def bce(logits, target):
+        return seg_loss(logits, target, cfg.loss)
+
+    best, best_state, since_best, history = float("inf"), None, 0, []
+    t0 = time.perf_counter()
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        order = torch.randperm(x_tr.shape[0], generator=g)
+        tot = 0.0
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            xb = x_tr[idx]
+            sig = torch.rand(xb.shape[0], 1, 1, 1, generator=g) * cfg.train_noise_max
+            xb = xb + sig * torch.randn(xb.shape, generator=g)
+            loss = bce(model(xb.to(cfg.device)), y_tr[idx].to(cfg.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach()) * len(idx)
+        rec = {"epoch": epoch, "train_loss": tot / x_tr.shape[0]}
+        if n_val:
+            model.eval()
+            with torch.no_grad():
+                vl = sum(float(bce(model(x_va[i:i + 64].to(cfg.device)), y_va[i:i + 64].to(cfg.device))) * len(x_va[i:i + 64])
+                         for i in range(0, n_val, 64)) / n_val
+            rec["val_loss"] = vl
+            if vl < best:
+                best, best_state, since_best = vl, copy.deepcopy(model.state_dict()), 0
+            else:
+                since_best += 1
+        history.append(rec)
+        if n_val and since_best >= cfg.patience:
+            log.info("early stopping after epoch %d (best val loss %.4f)", epoch, best)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model, {"epochs_run": epoch, "best_val_loss": best if n_val else None,
+                   "train_seconds": time.perf_counter() - t0, "n_train": int(x_tr.shape[0]), "history": history}
+
+
+def train_and_score(images: torch.Tensor, masks: torch.Tensor, test_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                    cfg: SegConfig, *, seed: int = 0) -> SegOutcome:
+    """Train on (images, masks) and score per-image IoU on each named test set (images, masks)."""
+    model, info = train_unet(images, masks, cfg, seed=seed)
+    ious = {}
+    for name, (x, y) in test_sets.items():
+        y = check_masks(y, x, name=f"test-set '{name}' masks")
+        if x.shape[1:] != images.shape[1:]:
+            raise InputError(f"test set '{name}' images are {tuple(x.shape[1:])} but the training images are {tuple(images.shape[1:])}")
+        ious[name] = IoUResult.of(model.predict(x, threshold=cfg.threshold), y)
+    return SegOutcome(iou=ious, epochs_run=info["epochs_run"], best_val_loss=info["best_val_loss"],
+                      train_seconds=info["train_seconds"], n_train=info["n_train"], history=info["history"])

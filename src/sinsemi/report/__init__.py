@@ -1,0 +1,1 @@
+"""Figures and tables (``python -m sinsemi.report.figures all|NAME``)."""

@@ -1,0 +1,158 @@
+"""Tables 1-3 from evaluated run dirs: defect counts, SIFID/LPIPS, downstream IoU.
+
+``python -m sinsemi.report.tables --runs DIR [DIR ...] --out experiments/results`` finds every
+``metrics.json`` under the given dirs (a run dir, or a folder of run dirs, searched recursively) that
+``sinsemi-eval`` has filled, and writes ``table1|table2|table3.{md,csv}``. The two-reference row
+(``sinsemi-eval mode=reference``) comes first. Each table prints the paper's published figure beside
+ours where we have it (:data:`PAPER`); a blank paper cell means we could not find the published value.
+
+:func:`write_row` writes one run's ``row.md`` / ``row.csv`` (all three tables' columns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from sinsemi.errors import InputError
+
+# The paper's published figures we could verify (issue 5 quotes Table 3 of the SinSEMI paper). The
+# other published values (Tables 1-2) were not found in the sources available offline: left blank.
+PAPER: dict[str, dict[str, str]] = {
+    "table3": {"two references": "0.74 ± 0.41", "sinsemi": "0.88 ± 0.16 (with LPIPS energy)"},
+}
+REFERENCE_ROW = "two references"
+
+TABLES = {
+    "table1": ("Table 1: average defect count per generated image (labeller)",
+               [("n_samples", "N", None), ("defect_count", "defects / image", "pm"), ("defect_count_hist", "count histogram 0,1,2,…", "list")]),
+    "table2": ("Table 2: SIFID (fidelity, vs the defect reference) and LPIPS (vs the defect reference)",
+               [("sifid", "SIFID ↓", "pm"), ("lpips", "LPIPS", "pm"), ("pairwise_lpips", "pairwise LPIPS", "pm"),
+                ("pixel_diversity", "pixel diversity", "num"), ("weights", "weights", "weights")]),
+    "table3": ("Table 3: downstream U-Net IoU (paper-style test set; random-position and external sets when run)",
+               [("iou", "IoU (paper set)", "pm"), ("iou_random", "IoU (random set)", "pm"), ("iou_external", "IoU (external)", "pm"),
+                ("seg_train_set", "trained on", "str")]),
+}
+
+
+def _cell(m: dict, key: str, kind: str | None) -> str:
+    if kind == "pm":
+        mean, std = m.get(f"{key}_mean"), m.get(f"{key}_std")
+        if mean is None:
+            return ""
+        return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
+    v = m.get(key)
+    if v is None:
+        return ""
+    if kind == "num":
+        return f"{float(v):.3f}"
+    if kind == "list":
+        return ",".join(str(int(x)) for x in v)
+    if kind == "weights":
+        labels = sorted({str(x) for x in (v.values() if isinstance(v, dict) else [v]) if x})
+        flag = " (RANDOM BACKBONE)" if m.get("random_backbone") else ""
+        return "; ".join(labels) + flag
+    return str(v)
+
+
+def _has(m: dict, table: str) -> bool:
+    return {"table1": "defect_count_mean", "table2": "sifid_mean", "table3": "iou_mean"}[table] in m
+
+
+def render(table: str, rows: list[dict]) -> tuple[str, str]:
+    """(Markdown, CSV) of one table from run metrics (rows without its metrics are left out)."""
+    title, cols = TABLES[table]
+    paper = PAPER.get(table, {})
+    rows = [r for r in rows if _has(r, table)]
+    header = ["method"] + [c[1] for c in cols] + ["paper"]
+    body = [[str(r.get("name", "?"))] + [_cell(r, k, kind) for k, _, kind in cols] + [paper.get(str(r.get("name", "")).lower(), "")]
+            for r in rows]
+    md = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(c or "–" for c in row) + " |" for row in body]
+    if not paper:
+        md += ["", "Paper column: the published values of this table were not available to us; left blank."]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(body)
+    return "\n".join(md) + "\n", buf.getvalue()
+
+
+def collect(dirs: list[Path]) -> list[dict]:
+    """Evaluated metrics under ``dirs`` (recursive), the two-reference row first, then by name."""
+    rows, seen = [], set()
+    for d in dirs:
+        d = Path(d)
+        if not d.exists():
+            raise InputError(f"run dir not found: {d}")
+        paths = [d / "metrics.json"] if (d / "metrics.json").exists() else sorted(d.rglob("metrics.json"))
+        for p in paths:
+            if p.resolve() in seen:
+                continue
+            seen.add(p.resolve())
+            try:
+                m = json.loads(p.read_text())
+            except json.JSONDecodeError as e:
+                raise InputError(f"corrupt {p}: {e}") from None
+            if not isinstance(m, dict) or not any(_has(m, t) for t in TABLES):
+                continue
+            m.setdefault("name", p.parent.name)
+            m["_dir"] = str(p.parent)
+            rows.append(m)
+    if not rows:
+        raise InputError(f"no evaluated runs (metrics.json with sinsemi-eval figures) under {[str(d) for d in dirs]}: run sinsemi-eval first")
+    return sorted(rows, key=lambda r: (str(r.get("name")).lower() != REFERENCE_ROW, str(r.get("name")).lower(), r["_dir"]))
+
+
+def write_tables(dirs: list[Path], out: Path) -> list[Path]:
+    """Write table1-3 .md/.csv into ``out``; returns the paths written."""
+    from sinsemi.data.io import atomic_path, ensure_dir
+
+    rows = collect(dirs)
+    ensure_dir(out)
+    written = []
+    for t in TABLES:
+        md, cs = render(t, rows)
+        for suffix, text in ((".md", md), (".csv", cs)):
+            with atomic_path(out / f"{t}{suffix}") as tmp:
+                tmp.write_text(text)
+            written.append(out / f"{t}{suffix}")
+    return written
+
+
+def write_row(metrics: dict, out_dir: Path) -> None:
+    """One run's row of all three tables: ``row.md`` and ``row.csv`` in ``out_dir``."""
+    from sinsemi.data.io import atomic_path
+
+    cols = [(k, label, kind) for t in TABLES for k, label, kind in TABLES[t][1]]
+    header = ["method"] + [c[1] for c in cols]
+    row = [str(metrics.get("name", "?"))] + [_cell(metrics, k, kind) for k, _, kind in cols]
+    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n| " + " | ".join(c or "–" for c in row) + " |\n"
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header, row])
+    with atomic_path(Path(out_dir) / "row.md") as tmp:
+        tmp.write_text(md)
+    with atomic_path(Path(out_dir) / "row.csv") as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sinsemi.report.tables", description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", nargs="+", required=True, type=Path, help="run dirs or folders of run dirs")
+    ap.add_argument("--out", type=Path, default=Path("experiments/results"))
+    args = ap.parse_args(argv)
+    try:
+        for p in write_tables(args.runs, args.out):
+            print(p)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

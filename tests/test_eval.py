@@ -1,0 +1,165 @@
+"""sinsemi-eval: end-to-end tiny run, the two-reference row, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sinsemi.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+EVAL = REPO / ".venv" / "bin" / "sinsemi-eval"
+
+
+@pytest.fixture(scope="module")
+def pair():
+    from sinsemi.data.optics import make_reference_pair
+
+    return make_reference_pair("line_pair", seed=0)
+
+
+@pytest.fixture
+def samples_run(tmp_path, pair):
+    """A fake run dir: noisy copies of the two references as 'samples', plus a training metrics.json."""
+    from sinsemi.data.io import save_json, save_samples
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.stack([pair.defect] * 3 + [pair.clean] * 3) + 0.004 * torch.randn(6, 1, 96, 96, generator=g)
+    run = tmp_path / "run"
+    save_samples(x.clamp(0, 1), run / "samples")
+    (run / "config.yaml").write_text("generator:\n  name: fakegen\n")
+    save_json({"generator": "fakegen", "fit_seconds": 1.5}, run / "metrics.json")
+    return run
+
+
+def compose(*overrides: str):
+    from hydra import compose as _compose
+    from hydra import initialize_config_dir
+
+    from sinsemi.cli._common import conf_dir
+
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        return _compose("eval", overrides=["profile=tiny", *overrides])
+
+
+def test_cli_end_to_end_tiny(samples_run):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    cmd = [str(EVAL), f"samples_dir={samples_run}", "profile=tiny", "allow_random_backbone=true", "test_set.random.n=4"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((samples_run / "metrics.json").read_text())
+    for k in ("sifid_mean", "sifid_std", "lpips_mean", "lpips_std", "defect_count_mean", "n_samples", "iou_mean", "iou_std",
+              "pairwise_lpips_mean", "pixel_diversity", "weights", "random_backbone"):
+        assert k in m, k
+    assert m["fit_seconds"] == 1.5 and m["name"] == "fakegen"  # merged into the run's metrics.json
+    assert m["n_samples"] == 6 and m["defect_count_mean"] == pytest.approx(0.5)  # 3 defect copies, 3 clean
+    assert m["seg_test_sizes"] == {"paper": 50, "random": 4}
+    assert 0.0 <= m["iou_mean"] <= 1.0
+    for f in ("row.md", "row.csv", "heatmap.png", "eval_grid.png", "defects.json"):
+        assert (samples_run / f).stat().st_size > 0, f
+    assert "fakegen" in (samples_run / "row.md").read_text()
+
+
+def test_reference_files_and_external_test_set(tmp_path, pair):
+    """User references given as files (no mask: the labeller's) and an external test dir."""
+    from sinsemi.cli.eval import evaluate
+    from sinsemi.data.io import save_mask, save_png
+
+    save_png(pair.defect, tmp_path / "d.png")
+    save_png(pair.clean, tmp_path / "c.png")
+    ext = tmp_path / "ext"
+    for i, (img, msk) in enumerate([(pair.defect, pair.mask), (pair.clean, torch.zeros_like(pair.mask))]):
+        save_png(img, ext / f"t{i}.png")
+        save_mask(msk, ext / f"t{i}_mask.png")
+    m = evaluate(compose("mode=reference", f"out_dir={tmp_path / 'out'}", f"reference.defect={tmp_path / 'd.png'}",
+                         f"reference.clean={tmp_path / 'c.png'}", f"test_set.dir={ext}", "test_set.paper=false",
+                         "test_set.random.n=0"))
+    assert m["reference_mask"] == "labeller" and m["name"] == "two references" and m["n_samples"] == 1
+    assert m["labeller_reference_counts"] == [1, 0]
+    assert m["sifid_mean"] > 0 and m["lpips_mean"] > 0
+    assert m["seg_test_sizes"] == {"external": 2} and "iou_external_mean" in m
+
+
+def _samples_dir(tmp_path, images):
+    from sinsemi.data.io import save_png
+
+    d = tmp_path / "s"
+    for i, im in enumerate(images):
+        save_png(im, d / f"{i:03d}.png")
+    return d
+
+
+@pytest.mark.parametrize("case", ["empty", "size", "n_too_large", "no_out_dir", "bad_mode"])
+def test_bad_inputs(tmp_path, pair, case):
+    from sinsemi.cli.eval import evaluate
+
+    base = ["segmentation=false"]
+    if case == "empty":
+        (tmp_path / "s").mkdir()
+        args, match = [f"samples_dir={tmp_path / 's'}", f"out_dir={tmp_path / 'o'}"], "no images"
+    elif case == "size":
+        d = _samples_dir(tmp_path, [torch.rand(1, 64, 64)])
+        args, match = [f"samples_dir={d}", f"out_dir={tmp_path / 'o'}"], "sizes and channels must match"
+    elif case == "n_too_large":
+        d = _samples_dir(tmp_path, [pair.defect, pair.clean])
+        args, match = [f"samples_dir={d}", f"out_dir={tmp_path / 'o'}", "n=5"], "holds only 2"
+    elif case == "no_out_dir":
+        d = _samples_dir(tmp_path, [pair.defect, pair.clean])
+        args, match = [f"samples_dir={d}"], "out_dir= is required"
+    else:
+        args, match = ["mode=nonsense", f"out_dir={tmp_path / 'o'}"], "mode must be"
+    with pytest.raises(InputError, match=match):
+        evaluate(compose(*base, *args))
+    assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_non_image_files_are_skipped_with_a_warning(tmp_path, pair, caplog):
+    from sinsemi.cli.eval import resolve_samples
+
+    d = _samples_dir(tmp_path, [pair.defect, pair.clean])
+    (d / "notes.txt").write_text("hello")
+    with caplog.at_level(logging.WARNING, logger="sinsemi.eval"):
+        x, names, _, _ = resolve_samples(str(d), None)
+    assert x.shape == (2, 1, 96, 96) and "notes.txt" in caplog.text
+
+
+def test_non_binary_external_mask(tmp_path, pair):
+    from PIL import Image
+
+    from sinsemi.cli.eval import external_test_set
+    from sinsemi.data.io import save_png
+
+    save_png(pair.defect, tmp_path / "a.png")
+    Image.fromarray((torch.rand(96, 96) * 255).byte().numpy()).save(tmp_path / "a_mask.png")
+    with pytest.raises(InputError, match="not binary"):
+        external_test_set(tmp_path, pair.defect)
+
+
+def test_missing_weights_is_one_clear_error(tmp_path, monkeypatch, pair):
+    import sinsemi.metrics.weights as w
+    from sinsemi.cli.eval import evaluate
+
+    monkeypatch.setattr(w, "package_file", lambda rel: None)
+    monkeypatch.setattr(w, "hub_checkpoint_dir", lambda: tmp_path / "nohub")
+    d = _samples_dir(tmp_path, [pair.defect, pair.clean])
+    with pytest.raises(InputError, match="no pretrained"):
+        evaluate(compose(f"samples_dir={d}", f"out_dir={tmp_path / 'o'}", "segmentation=false"))
+
+
+def test_cli_prints_one_line_error(tmp_path, monkeypatch, capsys):
+    from sinsemi.cli.eval import main
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setattr(sys, "argv", ["sinsemi-eval", f"samples_dir={tmp_path / 'empty'}", f"out_dir={tmp_path / 'o'}",
+                                      "segmentation=false", f"hydra.run.dir={tmp_path / 'h'}"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "error: no images found" in err and "Traceback" not in err

@@ -1,0 +1,179 @@
+"""The SinSEMI generator (profile tiny: a 32x32 image, 3 scales 16/23/32, a few steps)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from sinsemi.errors import InputError
+from sinsemi.generators.base import OneShotGenerator, Runtime
+from sinsemi.generators.sinsemi import SinSEMI
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def tiny_params(**over) -> dict:
+    """conf/generator/sinsemi.yaml merged with the tiny profile (minus ``name``)."""
+    base = OmegaConf.load(CONF / "generator" / "sinsemi.yaml")
+    prof = OmegaConf.load(CONF / "generator_profile" / "sinsemi_tiny.yaml")
+    params = OmegaConf.to_container(OmegaConf.merge(base, prof.generator))
+    params.pop("name")
+    params.update(over)
+    return params
+
+
+def tiny_sampler() -> dict:
+    base = OmegaConf.load(CONF / "sampler" / "sinsemi.yaml")
+    prof = OmegaConf.load(CONF / "generator_profile" / "sinsemi_tiny.yaml")
+    return OmegaConf.to_container(OmegaConf.merge(base, prof.sampler))
+
+
+def fit(image, out_dir, max_steps=None, **over) -> SinSEMI:
+    gen = SinSEMI(runtime=Runtime(progress=False, max_steps=max_steps, checkpoint_every=3), **tiny_params(**over))
+    gen.fit(image, seed=0, out_dir=out_dir)
+    return gen
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(32).float()
+    img = (0.5 + 0.2 * torch.cos(2 * torch.pi * x / 10))[None, None, :].expand(1, 32, 32).clone()
+    img[:, 14:18, 12:20] = 0.3
+    img = (img + 0.02 * torch.randn(img.shape, generator=g)).clamp(0, 1)
+    out = tmp_path_factory.mktemp("sinsemi")
+    return img, out, fit(img, out, max_steps=12)
+
+
+def test_is_a_one_shot_generator(trained):
+    assert isinstance(trained[2], OneShotGenerator)
+
+
+def test_every_scale_is_trained(trained):
+    _, _, gen = trained
+    counts = gen.module.scale_counts
+    assert gen.pyramid.sizes == [(16, 16), (23, 23), (32, 32)]
+    assert counts.sum().item() == 12 and (counts > 0).all(), counts  # the finest scale included
+    assert gen.module.global_step == 12
+
+
+def test_resume_matches_an_uninterrupted_run(tiny_image, tmp_path, monkeypatch):
+    from sinsemi.generators.sinsemi_module import SinSEMIModule
+
+    full = fit(tiny_image, tmp_path / "full", max_steps=6)
+    # an interrupted run: it dies in step 5, after the periodic checkpoint of step 3
+    step = SinSEMIModule.training_step
+
+    def dying(self, batch, batch_idx):
+        if self.global_step == 4:
+            raise RuntimeError("simulated crash")
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SinSEMIModule, "training_step", dying)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(tiny_image, tmp_path / "resumed", max_steps=6)
+    monkeypatch.setattr(SinSEMIModule, "training_step", step)
+    ckpt = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 3
+    resumed = fit(tiny_image, tmp_path / "resumed", max_steps=6)
+    assert resumed.module.global_step == 6
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == ["last.ckpt"]
+    sa, sb = full.module.state_dict(), resumed.module.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k  # net, EMA and scale counts identical
+    s1 = full.sample(2, seeds=[5, 6], **tiny_sampler())
+    s2 = resumed.sample(2, seeds=[5, 6], **tiny_sampler())
+    assert torch.equal(s1, s2)
+
+
+def test_same_seed_same_samples_independent_of_batch(trained):
+    img, _, gen = trained
+    settings = tiny_sampler()
+    a = gen.sample(4, seeds=[0, 1, 2, 3], **settings)
+    b = gen.sample(4, seeds=[0, 1, 2, 3], batch_size=1, **settings)
+    c = gen.sample(1, seeds=[2], **settings)
+    assert a.shape == (4, 1, 32, 32) and a.dtype == torch.float32
+    # equal up to float rounding: oneDNN may block a conv differently for another batch size
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    torch.testing.assert_close(a[2], c[0], rtol=0, atol=1e-5)
+    assert not torch.equal(a[0], a[1])
+    assert gen.last_sample_info["nfe"] == settings["steps"] * 3
+    # samples are in the image's own scale (not standardised)
+    assert abs(a.mean().item() - img.mean().item()) < 1.0
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    _, _, gen = trained
+    gen.save(tmp_path / "model")
+    meta = json.loads((tmp_path / "model" / "generator.json").read_text())
+    assert meta["name"] == "sinsemi" and meta["params"]["width"] == tiny_params()["width"]
+    loaded = SinSEMI.load(tmp_path / "model", runtime=Runtime(progress=False))
+    settings = tiny_sampler()
+    assert torch.equal(loaded.sample(2, seeds=[3, 4], **settings), gen.sample(2, seeds=[3, 4], **settings))
+    out = loaded.sample_detailed(2, seeds=[3, 4], keep_intermediates=True, **settings)
+    assert [tuple(x.shape[-2:]) for x in out.intermediates] == [(16, 16), (23, 23), (32, 32)]
+    torch.testing.assert_close(out.intermediates[-1], out.samples)
+
+
+def test_guidance_with_random_backbone_is_recorded(trained):
+    _, _, gen = trained
+    settings = dict(tiny_sampler(), guidance=1.0)
+    s = gen.sample(2, seeds=[0, 1], allow_random_backbone=True, **settings)
+    assert torch.isfinite(s).all()
+    assert gen.last_sample_info["guidance"] == 1.0
+    assert isinstance(gen.last_sample_info["random_backbone"], bool)
+    plain = gen.sample(2, seeds=[0, 1], **tiny_sampler())
+    assert not torch.equal(s, plain)
+
+
+def test_guidance_without_weights_names_the_file(trained, monkeypatch, tmp_path):
+    monkeypatch.setenv("SINSEMI_WEIGHTS_DIR", str(tmp_path / "empty"))
+    _, _, gen = trained
+    with pytest.raises(InputError, match="alexnet"):
+        gen.sample(1, seeds=[0], **dict(tiny_sampler(), guidance=0.5))
+
+
+@pytest.mark.parametrize("bad", [dict(steps=0), dict(steps=-2), dict(steps=1.5), dict(guidance=-1.0),
+                                 dict(noise=-0.1), dict(batch_size=0)])
+def test_bad_sampler_settings(trained, bad):
+    _, _, gen = trained
+    with pytest.raises(InputError):
+        gen.sample(1, seeds=[0], **{**tiny_sampler(), **bad})
+
+
+def test_bad_requests(trained, tmp_path):
+    _, _, gen = trained
+    with pytest.raises(InputError):
+        gen.sample(2, seeds=[0])
+    with pytest.raises(InputError, match="not been trained"):
+        SinSEMI(**tiny_params()).sample(1, seeds=[0])
+    with pytest.raises(InputError):
+        SinSEMI(**tiny_params(width=15))
+    with pytest.raises(InputError, match="constant"):
+        SinSEMI(**tiny_params()).fit(torch.ones(1, 32, 32), seed=0, out_dir=tmp_path)
+
+
+def test_model_of_another_width_or_generator(trained, tmp_path):
+    _, _, gen = trained
+    gen.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "generator.json"
+    meta = json.loads(meta_path.read_text())
+    meta["params"]["width"] = 32
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="width"):
+        SinSEMI.load(tmp_path / "m")
+    meta["name"] = "sinddm"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="sinddm"):
+        SinSEMI.load(tmp_path / "m")
+
+
+def test_resume_from_a_checkpoint_of_another_width(trained, tiny_image):
+    _, out, _ = trained  # holds a width-16 last.ckpt
+    with pytest.raises(InputError, match="width"):
+        fit(tiny_image, out, max_steps=13, width=32)

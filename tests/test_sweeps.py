@@ -1,0 +1,104 @@
+"""Sweeps: a tiny multirun through the local and submitit_local launchers, skip-finished on rerun,
+kill-and-resume, and the sweep-level bad inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests._cli import BIN, run_cli, write_tiny_png
+
+TINY = ["generator=gpnn", "profile=tiny", "logger=none"]
+
+
+@pytest.fixture
+def tiny_png(tmp_path, tiny_image):
+    return write_tiny_png(tmp_path / "tiny.png", tiny_image)
+
+
+def _runs(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
+
+
+def test_local_multirun_and_skip(tmp_path, tiny_png):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *TINY, f"data.image={tiny_png}", "seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=seed${seed}"]
+    run_cli("train", *args)
+    runs = _runs(sweep)
+    assert set(runs) == {"seed0", "seed1"}
+    for name, m in runs.items():
+        assert m["generator"] == "gpnn" and m["n_samples"] == 4
+        assert len(list((sweep / name / "samples").glob("*.png"))) == 4
+        assert (sweep / name / "grid.png").exists()
+    mtimes = {p: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    out = run_cli("train", *args)
+    assert "skipping" in out.stdout + out.stderr
+    assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")} == mtimes
+
+
+def test_submitit_local_multirun(tmp_path, tiny_png):
+    sweep = tmp_path / "sweep"
+    run_cli("train", "-m", *TINY, "launcher=submitit_local", "hydra.launcher.cpus_per_task=1", f"data.image={tiny_png}",
+            "seed=0,1", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=seed${seed}")
+    assert set(_runs(sweep)) == {"seed0", "seed1"}
+
+
+def test_killed_sweep_completes_only_missing_jobs(tmp_path, tiny_png):
+    sweep = tmp_path / "sweep"
+    args = ["-m", *TINY, f"data.image={tiny_png}", "seed=0,1,2", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=seed${seed}"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([str(BIN / "sinsemi-train"), *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    first = sweep / "seed0" / "metrics.json"
+    t0 = time.time()
+    while not first.exists() and time.time() - t0 < 300 and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # kill mid-way: after job 0, before the sweep ends
+    proc.wait()
+    assert first.exists(), "first job never finished"
+    killed_done = set(_runs(sweep))
+    assert killed_done != {"seed0", "seed1", "seed2"}, "sweep finished before it could be killed"
+    before = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    run_cli("train", *args)
+    after = {p.parent.name: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    assert set(after) == {"seed0", "seed1", "seed2"}
+    for name, mtime in before.items():  # finished jobs were not redone
+        assert after[name] == mtime
+
+
+def test_sweep_dir_of_another_experiment_is_refused(tmp_path, tiny_png):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "experiment.json").write_text(json.dumps({"experiment": "ablate_steps", "profile": "quick"}))
+    proc = run_cli("train", "-m", *TINY, f"data.image={tiny_png}", "experiment_name=compare", "seed=0",
+                   f"hydra.sweep.dir={sweep}", check=False)
+    assert proc.returncode != 0
+    assert "holds runs of experiment 'ablate_steps'" in proc.stderr
+    assert not list(sweep.glob("*/metrics.json"))
+
+
+def test_unknown_generator_is_one_clear_error(tmp_path):
+    proc = run_cli("train", "generator=nope", "logger=none", f"hydra.run.dir={tmp_path}/r", check=False)
+    assert proc.returncode != 0
+    assert "generator/nope" in proc.stderr and "Available options" in proc.stderr
+
+
+def test_unknown_ablation_is_one_clear_error(tmp_path):
+    proc = run_cli("sample", "ablation=nope", f"run_dir={tmp_path}", check=False)
+    assert proc.returncode != 0
+    assert "not a training run dir" in proc.stderr or "ablation/nope" in proc.stderr
+
+
+def test_slurm_unreachable_fails_before_submitting(tmp_path, tiny_png):
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "SLURM_CONF": str(tmp_path / "missing.conf")}
+    proc = run_cli("train", "-m", *TINY, f"data.image={tiny_png}", "launcher=slurm", "seed=0,1",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: launcher=slurm but SLURM")
+    assert not (tmp_path / "sweep").exists()
