@@ -56,15 +56,19 @@ def test_group_options_compose(group):
 
 @pytest.mark.parametrize("launcher", ["local", "submitit_local", "slurm"])
 def test_launcher_instantiates(launcher, tmp_path):
+    from hydra.plugins.launcher import Launcher
+    from hydra.utils import get_class
+
     cfg = _compose("train", [f"launcher={launcher}", f"hydra.sweep.dir={tmp_path}"], hydra_cfg=True)
-    target = cfg.hydra.launcher._target_
-    lcfg = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    OmegaConf.update(cfg, "hydra.job.name", "train")  # set by Hydra at run time
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    cls = get_class(params.pop("_target_"))
+    assert issubclass(cls, Launcher)
     if launcher == "slurm":
-        assert lcfg["gpus_per_node"] == 1 and lcfg["max_num_timeout"] > 0
-        assert lcfg["tasks_per_node"] == "${trainer.devices}"
-    launcher_obj = instantiate({**{k: v for k, v in lcfg.items() if k != "submitit_folder"}, "submitit_folder": str(tmp_path)}
-                               if "submitit_folder" in lcfg else lcfg)
-    assert type(launcher_obj).__module__.startswith("hydra"), target
+        assert params["gpus_per_node"] == 1 and params["max_num_timeout"] > 0
+        assert params["tasks_per_node"] == cfg.trainer.devices
+    obj = cls(**params) if params else cls()
+    assert isinstance(obj, Launcher)
     for cb in (cfg.hydra.get("callbacks") or {}).values():
         assert instantiate(cb) is not None
 

@@ -100,5 +100,6 @@ def test_slurm_unreachable_fails_before_submitting(tmp_path, tiny_png):
     proc = run_cli("train", "-m", *TINY, f"data.image={tiny_png}", "launcher=slurm", "seed=0,1",
                    f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False, env=env)
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error: launcher=slurm but SLURM")
+    assert proc.stderr.strip().startswith("error: launcher=slurm but")
+    assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "sweep").exists()

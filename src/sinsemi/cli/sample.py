@@ -32,7 +32,7 @@ def run_generator_name(run_dir: Path) -> str:
 
 def sample(cfg: DictConfig) -> Path:
     from sinsemi import runs
-    from sinsemi.data.io import load_bundle, save_json, save_samples
+    from sinsemi.data.io import display_range, load_bundle, save_json, save_samples
     from sinsemi.generators.base import Runtime, load_generator
     from sinsemi.seeding import sample_seeds
 
@@ -41,6 +41,8 @@ def sample(cfg: DictConfig) -> Path:
         raise InputError(f"no trained model in {run_dir} (expected {run_dir / 'model'}): train it first with sinsemi-train")
     seeds = sample_seeds(int(cfg.n), int(cfg.seed_base))
     settings = to_primitive(cfg.sampler) or {}
+    if cfg.get("allow_random_backbone"):
+        settings["allow_random_backbone"] = True
     device = "cuda" if cfg.trainer.accelerator == "gpu" else "cpu"
     gen = load_generator(run_dir / "model", runtime=Runtime(device=device, precision=str(cfg.trainer.precision),
                                                              progress=bool(cfg.trainer.progress)))
@@ -56,16 +58,17 @@ def sample(cfg: DictConfig) -> Path:
         with Timer() as t:
             samples = gen.sample(len(seeds), seeds=seeds, **settings)
         seconds = round(t.seconds, 2)
-        save_samples(samples, out_dir, seeds=seeds, meta={"generator": gen.name, "sampler": settings})
+        save_samples(samples, out_dir, seeds=seeds, grid_range=display_range(samples),
+                     meta={"generator": gen.name, "sampler": settings, "sample_info": getattr(gen, "last_sample_info", None)})
         log.info("wrote %d samples to %s in %.1f s", len(seeds), out_dir, t.seconds)
     metrics = {"generator": gen.name, "run_dir": str(run_dir), "n_samples": len(seeds), "sample_seconds": seconds,
-               "sampler": settings, "experiment": cfg.get("experiment_name"), "nfe": getattr(gen, "last_nfe", None)}
+               "sampler": settings, "experiment": cfg.get("experiment_name"), "nfe": (getattr(gen, "last_sample_info", None) or {}).get("nfe")}
     if cfg.evaluate:
         from sinsemi.cli._common import make_logger
         from sinsemi.cli._evaluate import evaluate_into
 
         logger = make_logger(cfg, out_dir, job_type="sample")
-        metrics.update(evaluate_into(cfg, samples, out_dir, logger=logger))
+        metrics.update(evaluate_into(cfg, samples, out_dir, samples_dir=out_dir, logger=logger))
         from sinsemi.cli._common import finish_logger
 
         finish_logger(logger)

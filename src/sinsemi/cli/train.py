@@ -24,7 +24,7 @@ log = logging.getLogger("sinsemi.train")
 def train(cfg: DictConfig, run_dir: Path) -> dict:
     """Fit, save, sample (and evaluate when ``cfg.evaluate``); returns the metrics written."""
     from sinsemi import runs
-    from sinsemi.data.io import ensure_dir, load_bundle, save_json, save_samples
+    from sinsemi.data.io import display_range, ensure_dir, load_bundle, save_json, save_samples
     from sinsemi.generators.base import build_generator, load_generator
     from sinsemi.seeding import sample_seeds
 
@@ -50,6 +50,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 gen.save(model_dir)
         seeds = sample_seeds(int(cfg.n_samples), int(cfg.seed_base))
         settings = to_primitive(cfg.sampler) or {}
+        if cfg.get("allow_random_backbone"):
+            settings["allow_random_backbone"] = True
         samples_dir = run_dir / runs.SAMPLES_DIR
         with Timer() as t_sample:
             if (samples_dir / "samples.npz").exists():
@@ -57,7 +59,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             else:
                 samples = gen.sample(len(seeds), seeds=seeds, **settings)
                 save_samples(samples, samples_dir, seeds=seeds, grid_path=run_dir / "grid.png",
-                             meta={"generator": gen.name, "sampler": settings})
+                             grid_range=display_range(image),
+                             meta={"generator": gen.name, "sampler": settings,
+                                   "sample_info": getattr(gen, "last_sample_info", None)})
         if runtime.logger is not None:
             runtime.logger.log_image("samples/grid", [str(run_dir / "grid.png")])
         metrics = dict(done or {})

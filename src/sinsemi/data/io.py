@@ -302,9 +302,11 @@ def save_grid(samples: torch.Tensor, path: str | os.PathLike, *, nrow: int | Non
 
 
 def save_samples(samples: torch.Tensor, out_dir: str | os.PathLike, *, seeds: Sequence[int] | None = None,
-                 value_range=(0.0, 1.0), meta: dict | None = None, grid_path: str | os.PathLike | None = None) -> Path:
+                 value_range=(0.0, 1.0), meta: dict | None = None, grid_path: str | os.PathLike | None = None,
+                 grid_range: tuple[float, float] | None = None) -> Path:
     """Write samples (N, C, H, W): one 8-bit PNG each (``00000.png`` …), ``samples.npz`` (float32,
-    lossless, with the seeds and ``meta``), and a grid PNG (default ``out_dir/grid.png``)."""
+    lossless, with the seeds and ``meta``), and a grid PNG (default ``out_dir/grid.png``), contrast-
+    stretched to ``grid_range`` when given (low-contrast optical images look flat grey otherwise)."""
     out_dir = ensure_dir(out_dir)
     n = samples.shape[0]
     seeds = list(seeds) if seeds is not None else list(range(n))
@@ -314,7 +316,7 @@ def save_samples(samples: torch.Tensor, out_dir: str | os.PathLike, *, seeds: Se
             img = img[:1]
         save_png(img, out_dir / f"{i:05d}.png", value_range=value_range)
     save_bundle(samples, out_dir / "samples.npz", seeds=seeds, value_range=list(value_range), **(meta or {}))
-    save_grid(samples[: min(n, 64)], grid_path or (out_dir / "grid.png"), value_range=value_range)
+    save_grid(samples[: min(n, 64)], grid_path or (out_dir / "grid.png"), value_range=grid_range or value_range)
     return out_dir
 
 
@@ -339,3 +341,12 @@ def load_samples(path: str | os.PathLike, *, limit: int | None = None) -> tuple[
             raise InputError(f"asked for {limit} samples but {path} holds only {images.shape[0]}")
         images, names = images[:limit], names[:limit]
     return images, names
+
+
+def display_range(x: torch.Tensor, q: float = 0.005) -> tuple[float, float]:
+    """A robust (low, high) intensity range for display: the q and 1-q quantiles of ``x``."""
+    flat = x.detach().float().flatten()
+    if flat.numel() > 1_000_000:
+        flat = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
+    lo, hi = torch.quantile(flat, torch.tensor([q, 1 - q])).tolist()
+    return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
