@@ -46,7 +46,8 @@ ABL_RUN    = outputs/ablation/sinsemi_$(PROFILE)
 
 table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained + sampled + evaluated; then collected
 	$(VENV)/bin/sinsemi-train experiment=$@ $(SWEEP_ARGS)
-	$(PY) -m sinsemi.report.tables $@ --runs outputs/compare_$(PROFILE) --out experiments/results
+	test -f outputs/reference_$(PROFILE)/metrics.json || $(VENV)/bin/sinsemi-eval mode=reference profile=$(PROFILE) out_dir=outputs/reference_$(PROFILE)
+	$(PY) -m sinsemi.report.tables --runs outputs/compare_$(PROFILE) outputs/reference_$(PROFILE) --out experiments/results
 
 ablation-run: $(STAMP)
 	$(VENV)/bin/sinsemi-train profile=$(PROFILE) hydra.run.dir=$(ABL_RUN)
