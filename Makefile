@@ -42,7 +42,8 @@ figures: $(STAMP) ## Figures: simulator preset next to the real image, grids, he
 # ---------------------------------------------------------------- experiments (launch, then collect)
 # Launch phases are idempotent: finished runs (metrics.json present) are skipped, unfinished ones resume.
 SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS)
-ABL_RUN    = outputs/ablation/sinsemi_$(PROFILE)
+# The ablations re-sample ONE trained SinSEMI run: in the quick profile that is the demo's run.
+ABL_RUN   ?= $(if $(filter quick,$(PROFILE)),outputs/demo,outputs/ablation/sinsemi_$(PROFILE))
 
 table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained + sampled + evaluated; then collected
 	$(VENV)/bin/sinsemi-train experiment=$@ $(SWEEP_ARGS)

@@ -43,7 +43,7 @@ def logged(path: str | Path) -> dict:
     for r in read_records(path):
         kind = r.WhichOneof("record_type")
         if kind == "history":
-            keys |= {it.key or "/".join(it.nested_key) for it in r.history.item}
+            keys |= {it.key or it.nested_key[0] for it in r.history.item}  # media: nested under the key
         elif kind == "run":
             group, job_type = r.run.run_group, r.run.job_type
     return {"keys": keys, "group": group, "job_type": job_type}

@@ -103,3 +103,17 @@ def test_bad_inputs(clean_reference):
         LabellerConfig.from_dict({"thresh": 3})
     with pytest.raises(InputError, match="invalid labeller"):
         LabellerConfig.from_dict({"threshold": -1})
+
+
+def test_dark_blob_on_a_dark_line_is_counted_with_a_finite_centroid(clean_reference):
+    """A dark blob over a dark line has no space under it to shape a footprint from: the blob itself
+    is the defect (generated samples do this), never an empty region with a NaN centroid."""
+    clean = clean_reference.clean
+    prof = clean[0].mean(0)
+    x = int(torch.argmin(prof[30:66])) + 30  # the centre of a dark line near the middle
+    img = clean.clone()
+    yy, xx = torch.meshgrid(torch.arange(96), torch.arange(96), indexing="ij")
+    img[0][((yy - 48) ** 2 + (xx - x) ** 2) <= 16] -= 0.06  # a 9 px wide dark disc centred on the line
+    res = label_defects(img[None], clean)
+    assert int(res.counts[0]) >= 1
+    assert all(np.isfinite(c).all() for c in res.centroids[0]) and min(res.areas[0]) > 0

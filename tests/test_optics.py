@@ -245,12 +245,11 @@ def test_bridge_connects_the_two_adjacent_lines():
 # |rfft| of the column-mean profile); contrast = max - min of the column-mean profile; noise_std =
 # std of the image minus its column-mean profile; psd_a_b = sum over radial bins a..b of the
 # radially averaged |FFT2|^2 / (H W). The preset is a random process, so its statistics are
-# compared as the mean over 8 defect-free images (seeds 0-7) - the reference pair of seed 0 is
-# checked on its own below. psd_1_3 (below the line frequency) holds the power of line placement
-# and roughness: a handful of random draws per image, so one image varies by a factor ~2; it is
-# compared at 35 %. Everything else must be within 10 %.
-TOLERANCE = {"mean": 0.10, "period_px": 0.10, "contrast": 0.10, "noise_std": 0.10, "psd_1_3": 0.35,
-             "psd_4_6": 0.10, "psd_7_12": 0.10, "psd_13_24": 0.10, "psd_25_48": 0.10}
+# compared as the mean over 32 defect-free images (seeds 0-31, the clean images of those reference
+# pairs); the reference pair of seed 0 is checked on its own below. psd_1_3 (below the line
+# frequency) holds the power of line placement and roughness, a handful of random draws per image:
+# one image varies by a factor ~2 around the expectation, so it is only compared as a mean.
+TOLERANCE = 0.10
 
 
 def _real(real_pair_dir):
@@ -267,13 +266,13 @@ def test_line_pair_preset_statistics_match_the_real_image(real_pair_dir):
     want = line_stats(real)
     # the defect-free images of the reference pairs of seeds 0-7, in one batch
     p = get_preset("line_pair")
-    seeds = list(range(8))
+    seeds = list(range(32))
     batch = simulate_batch(p.scene, None, seeds, [noise_seed_for(s, 2) for s in seeds])
     assert torch.equal(batch.images[0], make_reference_pair("line_pair", seed=0).clean)
     stats = [line_stats(img[0].numpy() * 255) for img in batch.images]
     ours = {k: float(np.mean([s[k] for s in stats])) for k in want}
     err = relative_errors(ours, want)
-    bad = {k: (round(ours[k], 3), round(want[k], 3), round(e, 3)) for k, e in err.items() if e > TOLERANCE[k]}
+    bad = {k: (round(ours[k], 3), round(want[k], 3), round(e, 3)) for k, e in err.items() if e > TOLERANCE}
     assert not bad, f"preset statistics off (ours, real, rel. error): {bad}"
 
 

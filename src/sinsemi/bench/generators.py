@@ -1,13 +1,13 @@
 """``python -m sinsemi.bench generators``: fit time and sampling throughput of every generator.
 
 For each registered generator whose module imports: compose its ``profile=quick`` config, fit it on
-the embedded default 96 x 96 image (the simulator's preset; a synthetic line image when the
-simulator is not installed, said so in the output), then time ``sample`` with the quick sampler
-settings. Training-free generators (GPNN, GPDM) are fitted fully. Trained ones are fitted with
+the embedded default 96 x 96 image (the simulator's line_pair preset), then time ``sample`` with
+the quick sampler settings. Training-free generators (GPNN, GPDM) are fitted fully. Trained ones are fitted with
 ``trainer.max_steps=FIT_STEPS`` (what a step is: the generator's yaml) and the full quick fit is
 extrapolated per step only where the quick profile sets ``trainer.max_steps`` (setup time is then
 counted in every step, so the estimate errs high); otherwise only the measured time is printed.
-All figures are wall-clock on this machine, with however many threads torch uses.
+All figures are wall-clock on this machine, with however many threads torch uses. Last, the
+complete quick fits that ``make table2`` recorded in ``outputs/compare_quick`` are listed.
 """
 
 from __future__ import annotations
@@ -28,15 +28,26 @@ N_SAMPLES = 2
 
 
 def _image() -> tuple[torch.Tensor, str]:
-    try:
-        from sinsemi.data.optics import make_reference_pair
+    from sinsemi.data.optics import make_reference_pair
 
-        return make_reference_pair("line_pair", seed=0).defect, "embedded default (simulator preset line_pair, seed 0)"
-    except ImportError:
-        x = torch.arange(96).float()
-        img = (0.5 + 0.2 * torch.cos(2 * torch.pi * x / 20))[None, None, :].expand(1, 96, 96).clone()
-        img += 0.02 * torch.randn(img.shape, generator=torch.Generator().manual_seed(0))
-        return img.clamp(0, 1), "synthetic 96x96 line image (sinsemi.data.optics not installed)"
+    return make_reference_pair("line_pair", seed=0).defect, "embedded default (simulator preset line_pair, seed 0)"
+
+
+def _recorded(runs: Path) -> None:
+    """The complete quick fits measured by the last ``make table2`` (run dirs on disk), if any."""
+    import json
+
+    rows = sorted(runs.glob("*/metrics.json")) if runs.is_dir() else []
+    if not rows:
+        print(f"(no finished comparison runs under {runs}: `make table2` records each generator's full quick fit)")
+        return
+    print(f"complete quick fits recorded by the comparison sweep in {runs} (wall-clock at the time of that run):")
+    for path in rows:
+        m = json.loads(path.read_text())
+        n = m.get("n_samples") or 0
+        per = f"{m['sample_seconds'] / n:.2f} s/sample" if n and "sample_seconds" in m else "?"
+        print(f"  {path.parent.name:<22} fit {m.get('fit_seconds', float('nan')) / 60:6.1f} min, "
+              f"{n} samples in {m.get('sample_seconds', float('nan')):.1f} s ({per})")
 
 
 def _quick_config(name: str):
@@ -94,3 +105,4 @@ def run() -> None:
             bench_one(name, image)
         except Exception as e:  # one broken generator must not hide the others' figures
             print(f"[{name}] failed: {type(e).__name__}: {e}")
+    _recorded(Path("outputs/compare_quick"))

@@ -33,7 +33,7 @@ def _scene(**kw):
 
 
 LINE_PAIR_LAYOUT = LineSpace(pitch_nm=192.0, duty=0.5, orientation="vertical", offset_nm=187.0,
-                             ler_sigma_nm=0.3, ler_corr_nm=30.0, placement_sigma_nm=0.8, feature=0.69, background=1.0)
+                             ler_sigma_nm=0.3, ler_corr_nm=30.0, placement_sigma_nm=0.86, feature=0.69, background=1.0)
 LINE_PAIR_OPTICS = Optics(wavelength_nm=193.0, na=0.85, sigma=0.7, defocus_nm=0.0, source_samples=9)
 LINE_PAIR_SENSOR = Sensor(photon_budget=1450.0, diffusion_px=0.97, read_noise_e=3.0, gain=0.0661, offset=0.0, output="uint8")
 FIELD_96 = FieldOfView(height_px=96, width_px=96, pixel_nm=10.0, oversample=4, guard_px=0)

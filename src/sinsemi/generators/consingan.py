@@ -38,10 +38,11 @@ import torch.nn.functional as F
 
 from sinsemi.errors import InputError
 from sinsemi.generators.base import Runtime, check_n_and_seeds, read_model, write_model
-from sinsemi.generators.common.gan import (CheckpointStore, RangeNormalizer, check_gan_image, check_positive_params,
+from sinsemi.generators.common.gan import (CheckpointStore, check_gan_image, check_positive_params,
                                            conv_block, critic_step, derive_seed, fingerprint, init_weights, lr_factor,
-                                           make_generator, no_param_grads, noise_amplitude, optimizer_state_to_device, pyramid_size,
-                                           run_iterations, seeded, set_lr, upsample)
+                                           make_generator, no_param_grads, noise_amplitude, pair_state, pyramid_size, range_normalizer,
+                                           restore_pair, run_iterations, seeded, set_lr, upsample)
+from sinsemi.generators.common.patches import RangeMap
 from sinsemi.seeding import generators_for
 
 NAME = "consingan"
@@ -147,7 +148,7 @@ class ConSinGAN:
         self.channels = 0
         self.G: GrowingGenerator | None = None
         self.noise_amps: list[float] = []
-        self.norm: RangeNormalizer | None = None
+        self.norm: RangeMap | None = None
 
     # ------------------------------------------------------------------ helpers
     def _new_generator(self, seed: int) -> GrowingGenerator:
@@ -206,7 +207,7 @@ class ConSinGAN:
         niter = int(rt.max_steps) if rt.max_steps is not None else p["niter"]
         self.channels = int(image.shape[0])
         self.sizes = consingan_sizes(image.shape[-2], image.shape[-1], p["min_size"], p["train_stages"])
-        self.norm = RangeNormalizer.fit(image)
+        self.norm = range_normalizer(image)
         from sinsemi.data.pyramid import resize
 
         x = self.norm.forward(image.float()).to(self.device)
@@ -253,23 +254,12 @@ class ConSinGAN:
 
         opt_g, lrs_g = self._optimizer_g(stage)
         opt_d = torch.optim.Adam(D.parameters(), lr=p["lr_d"], betas=(p["beta1"], 0.999))
-        start = 0
-        if partial is not None:
-            G.load_state_dict(partial["G"])
-            D.load_state_dict(partial["D"])
-            opt_g.load_state_dict(partial["opt_G"])
-            opt_d.load_state_dict(partial["opt_D"])
-            optimizer_state_to_device(opt_g, self.device)
-            optimizer_state_to_device(opt_d, self.device)
-            gen.set_state(partial["rng"])
-            start = int(partial["iteration"])
+        start = restore_pair(partial, G, D, opt_g, opt_d, gen, self.device)
         G.train()
         D.train()
 
         def snapshot(done: int) -> None:
-            store.save(self._ckpt_state(fp, stage, g_before, d_state, partial={
-                "iteration": done, "G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_g.state_dict(),
-                "opt_D": opt_d.state_dict(), "rng": gen.get_state()}))
+            store.save(self._ckpt_state(fp, stage, g_before, d_state, partial=pair_state(done, G, D, opt_g, opt_d, gen)))
 
         # the completed-stage weights a mid-stage checkpoint must also carry
         g_before = {k: v.clone() for k, v in G.state_dict().items() if not k.startswith(f"body.{stage}.")} if stage > 0 else None
@@ -343,7 +333,7 @@ class ConSinGAN:
             self.sizes = [tuple(int(v) for v in s) for s in state["sizes"].tolist()]
             self.channels = int(state["channels"])
             self.noise_amps = [float(a) for a in state["noise_amps"].tolist()]
-            self.norm = RangeNormalizer.from_state(state["norm"])
+            self.norm = RangeMap.from_state(state["norm"])
             G = GrowingGenerator(self.channels, self.p["nfc"], self.p["num_layer"], self.p["negative_slope"],
                                  stages=len(self.sizes))
             G.load_state_dict(state["G"])

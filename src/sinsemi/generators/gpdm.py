@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from sinsemi.data.pyramid import resize
 from sinsemi.errors import InputError
-from sinsemi.generators.base import Runtime, check_n_and_seeds, read_model, write_model
+from sinsemi.generators.base import Runtime, check_n_and_seeds
 from sinsemi.generators.common.patches import RangeMap, extract_patches
+from sinsemi.generators.common.training_free import TrainingFreeGenerator
 from sinsemi.seeding import generators_for
 
 
@@ -105,7 +105,7 @@ def patch_swd(y: torch.Tensor, x: torch.Tensor, directions: torch.Tensor, g: tor
     return (sort_rows(py) - sort_rows(px)).abs().mean()
 
 
-class GPDM:
+class GPDM(TrainingFreeGenerator):
     """Generative patch distribution matching; see the module docstring.
 
     Params: ``patch_size`` (7), ``pyramid_factor`` (0.85), ``coarse_size`` (21), ``intensity``
@@ -114,27 +114,17 @@ class GPDM:
     """
 
     name = "gpdm"
+    working_range = (-1.0, 1.0)
 
     def __init__(self, runtime: Runtime | None = None, *, patch_size: int = 7, pyramid_factor: float = 0.85,
                  coarse_size: int = 21, intensity: str = "minmax") -> None:
         if patch_size < 1:
             raise InputError(f"gpdm: patch_size must be >= 1, got {patch_size}")
-        self.runtime = runtime or Runtime()
-        self.params = {"patch_size": int(patch_size), "pyramid_factor": float(pyramid_factor),
-                       "coarse_size": int(coarse_size), "intensity": str(intensity)}
+        super().__init__(runtime, {"patch_size": int(patch_size), "pyramid_factor": float(pyramid_factor),
+                                   "coarse_size": int(coarse_size), "intensity": str(intensity)})
         self.patch_size = int(patch_size)
-        self.image: torch.Tensor | None = None
-        self.range_map: RangeMap | None = None
-        self.levels: list[torch.Tensor] = []  # working scale (1, C, h, w), coarsest first
 
-    # ------------------------------------------------------------------ fit / save / load
-    def fit(self, image: torch.Tensor, *, seed: int = 0, out_dir: str | Path | None = None) -> None:
-        """Keep ``image`` (C, H, W) and build its pyramid. Nothing is learnt; ``seed``/``out_dir`` unused."""
-        from sinsemi.data.io import check_trainable
-
-        image = check_trainable(image.detach().float().cpu(), name="gpdm training image")
-        self._set_image(image, RangeMap.fit(image, self.params["intensity"], -1.0, 1.0))
-
+    # ------------------------------------------------------------------ pyramid (fit/save/load: base class)
     def _set_image(self, image: torch.Tensor, range_map: RangeMap) -> None:
         p = self.params
         sizes = gpdm_pyramid_sizes(*image.shape[-2:], factor=p["pyramid_factor"], coarse_size=p["coarse_size"],
@@ -142,21 +132,6 @@ class GPDM:
         self.image, self.range_map = image, range_map
         x = range_map.forward(image).to(self.runtime.device)[None]
         self.levels = [resize(x, size) for size in sizes]
-
-    def save(self, directory: str | Path) -> None:
-        self._check_fitted()
-        write_model(directory, self.name, self.params, {"image": self.image, "range": self.range_map.state_dict()})
-
-    @classmethod
-    def load(cls, directory: str | Path, *, runtime: Runtime | None = None) -> "GPDM":
-        _, params, state = read_model(directory, expected=cls.name)
-        gen = cls(runtime=runtime, **params)
-        gen._set_image(state["image"].float(), RangeMap.from_state(state["range"]))
-        return gen
-
-    def _check_fitted(self) -> None:
-        if self.image is None:
-            raise InputError("gpdm is not fitted: call fit(image) or load a saved model first")
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, *, seeds: Sequence[int], steps_per_level: int = 300, lr: float = 0.01,

@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from sinsemi.data.pyramid import resize
 from sinsemi.errors import InputError
-from sinsemi.generators.base import Runtime, check_n_and_seeds, read_model, write_model
+from sinsemi.generators.base import Runtime, check_n_and_seeds
 from sinsemi.generators.common.patches import (DEFAULT_CHUNK_ELEMENTS, RangeMap, extract_patches, fold_patches,
                                                normalized_nearest_neighbours)
+from sinsemi.generators.common.training_free import TrainingFreeGenerator
 from sinsemi.seeding import generators_for
 
 
@@ -76,7 +76,7 @@ def pnn(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, patch_si
     return fold_patches(v[nn_.indices][None], tuple(query.shape[-2:]), patch_size)[0]
 
 
-class GPNN:
+class GPNN(TrainingFreeGenerator):
     """Generative patch nearest neighbours; see the module docstring.
 
     Params: ``patch_size`` (7), ``downscale_ratio`` (0.75), ``levels`` (max pyramid levels incl.
@@ -86,28 +86,18 @@ class GPNN:
     """
 
     name = "gpnn"
+    working_range = (0.0, 1.0)
 
     def __init__(self, runtime: Runtime | None = None, *, patch_size: int = 7, downscale_ratio: float = 0.75,
                  levels: int = 5, min_size: int = 14, intensity: str = "minmax",
                  max_elements: int = DEFAULT_CHUNK_ELEMENTS) -> None:
         if patch_size < 1 or min_size < patch_size:
             raise InputError(f"gpnn: need 1 <= patch_size <= min_size, got patch_size={patch_size}, min_size={min_size}")
-        self.runtime = runtime or Runtime()
-        self.params = {"patch_size": int(patch_size), "downscale_ratio": float(downscale_ratio), "levels": int(levels),
-                       "min_size": int(min_size), "intensity": str(intensity), "max_elements": int(max_elements)}
+        super().__init__(runtime, {"patch_size": int(patch_size), "downscale_ratio": float(downscale_ratio), "levels": int(levels),
+                                   "min_size": int(min_size), "intensity": str(intensity), "max_elements": int(max_elements)})
         self.patch_size = int(patch_size)
-        self.image: torch.Tensor | None = None
-        self.range_map: RangeMap | None = None
-        self.levels: list[torch.Tensor] = []  # working scale, coarsest first
 
-    # ------------------------------------------------------------------ fit / save / load
-    def fit(self, image: torch.Tensor, *, seed: int = 0, out_dir: str | Path | None = None) -> None:
-        """Keep ``image`` (C, H, W) and build its pyramid. Nothing is learnt; ``seed``/``out_dir`` unused."""
-        from sinsemi.data.io import check_trainable
-
-        image = check_trainable(image.detach().float().cpu(), name="gpnn training image")
-        self._set_image(image, RangeMap.fit(image, self.params["intensity"], 0.0, 1.0))
-
+    # ------------------------------------------------------------------ pyramid (fit/save/load: base class)
     def _set_image(self, image: torch.Tensor, range_map: RangeMap) -> None:
         p = self.params
         sizes = gpnn_pyramid_sizes(*image.shape[-2:], levels=p["levels"], ratio=p["downscale_ratio"], min_size=p["min_size"])
@@ -117,21 +107,6 @@ class GPNN:
         for size in reversed(sizes[:-1]):  # each level resized from the next finer one
             levels.append(resize(levels[-1], size, mode="bicubic"))
         self.levels = levels[::-1]
-
-    def save(self, directory: str | Path) -> None:
-        self._check_fitted()
-        write_model(directory, self.name, self.params, {"image": self.image, "range": self.range_map.state_dict()})
-
-    @classmethod
-    def load(cls, directory: str | Path, *, runtime: Runtime | None = None) -> "GPNN":
-        _, params, state = read_model(directory, expected=cls.name)
-        gen = cls(runtime=runtime, **params)
-        gen._set_image(state["image"].float(), RangeMap.from_state(state["range"]))
-        return gen
-
-    def _check_fitted(self) -> None:
-        if self.image is None:
-            raise InputError("gpnn is not fitted: call fit(image) or load a saved model first")
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()

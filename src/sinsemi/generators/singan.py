@@ -37,10 +37,12 @@ import torch.nn.functional as F
 
 from sinsemi.errors import InputError
 from sinsemi.generators.base import Runtime, check_n_and_seeds, read_model, write_model
-from sinsemi.generators.common.gan import (CheckpointStore, RangeNormalizer, check_gan_image, check_positive_params,
+from sinsemi.generators.common.gan import (CheckpointStore, check_gan_image, check_positive_params,
                                            conv_block, critic_step, derive_seed, fingerprint, freeze, init_weights,
-                                           lr_factor, make_generator, no_param_grads, noise_amplitude, optimizer_state_to_device,
-                                           pyramid_size, run_iterations, seeded, set_lr, upsample)
+                                           lr_factor, make_generator, no_param_grads, noise_amplitude, pair_state, restore_pair,
+                                           pyramid_size, range_normalizer, run_iterations,
+                                           seeded, set_lr, upsample)
+from sinsemi.generators.common.patches import RangeMap
 from sinsemi.seeding import generators_for
 
 NAME = "singan"
@@ -140,7 +142,7 @@ class SinGAN:
         self.generators: list[ScaleGenerator] = []
         self.noise_amps: list[float] = []
         self.z_opt: torch.Tensor | None = None  # (1, C, h_0, w_0): the fixed reconstruction noise z*
-        self.norm: RangeNormalizer | None = None
+        self.norm: RangeMap | None = None
 
     # ------------------------------------------------------------------ building blocks
     def _new_pair(self, scale: int, seed: int) -> tuple[ScaleGenerator, ScaleCritic]:
@@ -184,7 +186,7 @@ class SinGAN:
         niter = int(rt.max_steps) if rt.max_steps is not None else self.p["niter"]
         self.channels = int(image.shape[0])
         self.sizes = singan_sizes(image.shape[-2], image.shape[-1], self.p["scale_factor"], self.p["min_size"])
-        self.norm = RangeNormalizer.fit(image)
+        self.norm = range_normalizer(image)
         from sinsemi.data.pyramid import resize
 
         x = self.norm.forward(image.float()).to(self.device)
@@ -231,23 +233,12 @@ class SinGAN:
 
         opt_g = torch.optim.Adam(g.parameters(), lr=p["lr_g"], betas=(p["beta1"], 0.999))
         opt_d = torch.optim.Adam(d.parameters(), lr=p["lr_d"], betas=(p["beta1"], 0.999))
-        start = 0
-        if partial is not None:
-            g.load_state_dict(partial["G"])
-            d.load_state_dict(partial["D"])
-            opt_g.load_state_dict(partial["opt_G"])
-            opt_d.load_state_dict(partial["opt_D"])
-            optimizer_state_to_device(opt_g, self.device)
-            optimizer_state_to_device(opt_d, self.device)
-            gen.set_state(partial["rng"])
-            start = int(partial["iteration"])
+        start = restore_pair(partial, g, d, opt_g, opt_d, gen, self.device)
         g.train()
         d.train()
 
         def snapshot(done: int) -> None:
-            store.save(self._ckpt_state(fp, prev_pair, partial={
-                "iteration": done, "G": g.state_dict(), "D": d.state_dict(), "opt_G": opt_g.state_dict(),
-                "opt_D": opt_d.state_dict(), "rng": gen.get_state()}))
+            store.save(self._ckpt_state(fp, prev_pair, partial=pair_state(done, g, d, opt_g, opt_d, gen)))
 
         def step(it: int) -> dict[str, float]:
             f = lr_factor(it, niter, p["lr_milestone"], p["gamma"])
@@ -320,7 +311,7 @@ class SinGAN:
         self.channels = int(state["channels"])
         self.noise_amps = [float(a) for a in state["noise_amps"].tolist()]
         self.z_opt = state["z_opt"].to(self.device)
-        self.norm = RangeNormalizer.from_state(state["norm"])
+        self.norm = RangeMap.from_state(state["norm"])
         for k, gs in enumerate(state["generators"]):
             nfc = singan_widths(k + 1, self.p["nfc_init"], self.p["nfc_max"])[k]
             g = ScaleGenerator(self.channels, nfc, self.p["num_layer"], self.p["negative_slope"]).to(self.device)

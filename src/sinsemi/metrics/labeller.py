@@ -204,7 +204,8 @@ def _components(residual: np.ndarray, cfg: LabellerConfig, bright: np.ndarray | 
             for region in _split(r, comp, local_max, cfg, structure):
                 if cfg.mask_shape == "lines" and bright is not None:
                     # dark defects (bridges) fill bright spaces; bright ones (opens) cut dark lines
-                    region = _line_shape(r, region, bright if sign < 0 else ~bright, cfg)
+                    shaped = _line_shape(r, region, bright if sign < 0 else ~bright, cfg)
+                    region = shaped if shaped.any() else region  # off the lines/spaces: keep the blob itself
                 mask |= region
                 yy, xx = np.nonzero(region)
                 cents.append((float(yy.mean()), float(xx.mean())))

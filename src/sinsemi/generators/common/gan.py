@@ -2,7 +2,7 @@
 resumable per-scale training loop and its checkpoint file.
 
 Plain PyTorch (no Lightning, no Hydra). Images are (N, C, H, W) tensors normalised to [-1, 1]
-(:class:`RangeNormalizer`), as both official codes do for [0, 1] images.
+(:func:`range_normalizer`), as both official codes do for [0, 1] images.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sinsemi.errors import InputError
+from sinsemi.generators.common.patches import RangeMap
 
 CHECKPOINT_FORMAT = 1
 
@@ -152,37 +152,11 @@ def set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: floa
 
 
 # ----------------------------------------------------------------------------- normalisation
-@dataclass
-class RangeNormalizer:
-    """Per-channel affine map of the training image's range [lo, hi] onto [-1, 1] (the official
-    ``norm`` is the same map for an image spanning [0, 1]); ``inverse`` clamps to [lo, hi] as the
-    official ``denorm`` clamps to [0, 1]. lo, hi: (C,)."""
-
-    lo: torch.Tensor
-    hi: torch.Tensor
-
-    @classmethod
-    def fit(cls, image: torch.Tensor) -> "RangeNormalizer":
-        flat = image.detach().float().flatten(1)
-        return cls(lo=flat.min(1).values, hi=flat.max(1).values)
-
-    def _b(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return v.to(x.device, x.dtype).view((-1, 1, 1) if x.ndim == 3 else (1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._b(self.lo, x), self._b(self.hi, x)
-        return 2 * (x - lo) / (hi - lo) - 1
-
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        lo, hi = self._b(self.lo, y), self._b(self.hi, y)
-        return ((y.clamp(-1, 1) + 1) / 2) * (hi - lo) + lo
-
-    def state_dict(self) -> dict:
-        return {"lo": self.lo.clone(), "hi": self.hi.clone()}
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, torch.Tensor]) -> "RangeNormalizer":
-        return cls(lo=state["lo"].float(), hi=state["hi"].float())
+def range_normalizer(image: torch.Tensor) -> RangeMap:
+    """The official codes' ``norm``/``denorm``: the training image's per-channel [min, max] onto
+    [-1, 1] (their map for an image spanning [0, 1]); the inverse clamps to [-1, 1] first, as
+    ``denorm`` clamps to [0, 1]."""
+    return RangeMap.fit(image, "minmax", -1.0, 1.0, clamp=True)
 
 
 def check_gan_image(image: torch.Tensor, *, generator: str, min_size: int) -> torch.Tensor:
@@ -267,6 +241,28 @@ def optimizer_state_to_device(optimizer: torch.optim.Optimizer, device: str | to
         for k, v in st.items():
             if isinstance(v, torch.Tensor) and k != "step":
                 st[k] = v.to(device)
+
+
+def pair_state(done: int, g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+               gen: torch.Generator) -> dict:
+    """A mid-scale checkpoint of a G/D pair: ``done`` iterations, weights, optimisers and the RNG."""
+    return {"iteration": done, "G": g.state_dict(), "D": d.state_dict(), "opt_G": opt_g.state_dict(),
+            "opt_D": opt_d.state_dict(), "rng": gen.get_state()}
+
+
+def restore_pair(partial: Mapping[str, Any] | None, g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer,
+                 opt_d: torch.optim.Optimizer, gen: torch.Generator, device: str | torch.device) -> int:
+    """Load :func:`pair_state` back (nothing without one); returns the iteration to resume at."""
+    if partial is None:
+        return 0
+    g.load_state_dict(partial["G"])
+    d.load_state_dict(partial["D"])
+    opt_g.load_state_dict(partial["opt_G"])
+    opt_d.load_state_dict(partial["opt_D"])
+    optimizer_state_to_device(opt_g, device)
+    optimizer_state_to_device(opt_d, device)
+    gen.set_state(partial["rng"])
+    return int(partial["iteration"])
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -149,18 +149,19 @@ class RangeMap:
     vmax: torch.Tensor
     lo: float = 0.0
     hi: float = 1.0
+    clamp: bool = False  # inverse clamps to [lo, hi] first (the GAN codes' ``denorm``)
 
     @classmethod
-    def fit(cls, image: torch.Tensor, intensity: str, lo: float, hi: float) -> "RangeMap":
+    def fit(cls, image: torch.Tensor, intensity: str, lo: float, hi: float, *, clamp: bool = False) -> "RangeMap":
         """From a (C, H, W) image. ``intensity``: "minmax" (the image's own per-channel
         [min, max] -> [lo, hi]) or "raw" ([0, 1], the scale 8/16-bit images load in -> [lo, hi],
         as the official codes do)."""
         c = image.shape[0]
         if intensity == "minmax":
             flat = image.detach().float().flatten(1)
-            return cls(vmin=flat.min(1).values.cpu(), vmax=flat.max(1).values.cpu(), lo=float(lo), hi=float(hi))
+            return cls(vmin=flat.min(1).values.cpu(), vmax=flat.max(1).values.cpu(), lo=float(lo), hi=float(hi), clamp=clamp)
         if intensity == "raw":
-            return cls(vmin=torch.zeros(c), vmax=torch.ones(c), lo=float(lo), hi=float(hi))
+            return cls(vmin=torch.zeros(c), vmax=torch.ones(c), lo=float(lo), hi=float(hi), clamp=clamp)
         raise InputError(f"intensity must be 'minmax' or 'raw', got {intensity!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,6 +172,8 @@ class RangeMap:
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         """Working scale -> the image's scale."""
         vmin, vmax = self._b(self.vmin, y), self._b(self.vmax, y)
+        if self.clamp:
+            y = y.clamp(self.lo, self.hi)
         return vmin + (y - self.lo) / (self.hi - self.lo) * (vmax - vmin)
 
     @staticmethod
@@ -179,8 +182,9 @@ class RangeMap:
         return v.to(x.device, x.dtype).view(shape)
 
     def state_dict(self) -> dict:
-        return {"vmin": self.vmin.clone(), "vmax": self.vmax.clone(), "lo": self.lo, "hi": self.hi}
+        return {"vmin": self.vmin.clone(), "vmax": self.vmax.clone(), "lo": self.lo, "hi": self.hi, "clamp": self.clamp}
 
     @classmethod
     def from_state(cls, state: Mapping) -> "RangeMap":
-        return cls(vmin=state["vmin"].float(), vmax=state["vmax"].float(), lo=float(state["lo"]), hi=float(state["hi"]))
+        return cls(vmin=state["vmin"].float(), vmax=state["vmax"].float(), lo=float(state["lo"]), hi=float(state["hi"]),
+                   clamp=bool(state.get("clamp", False)))
