@@ -96,11 +96,24 @@ def sample_throughput(size: int, *, device: str = "cpu", channels_last: bool = F
     return batch * reps / (time.perf_counter() - t0)
 
 
+def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
+    """fp32 GFLOP/s of a large square matmul: what this CPU's BLAS reaches at best (the roofline a
+    convolution step cannot beat), so a step time can be compared with the hardware's floor."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
 def run() -> None:
     sizes = [h for h, _ in pyramid_sizes(96, 96, 1.4)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"SinSEMI net, width {WIDTH} ({sum(p.numel() for p in SinDDMNet(1, WIDTH).parameters()) / 1e6:.2f} M params), "
           f"batch {BATCH}, scales {sizes}; CPU threads {torch.get_num_threads()}, load average {load:.1f}", flush=True)
+    cpu_peak = matmul_peak_gflops()
+    print(f"  fp32 matmul peak here: {cpu_peak:.0f} GFLOP/s (2048^3; the floor of a step is its FLOPs / this)", flush=True)
     configs = [("fp32", False, False), ("fp32+channels_last", True, False)]
     if cpu_bf16_supported():
         configs.append(("bf16+channels_last", True, True))
@@ -109,8 +122,8 @@ def run() -> None:
     for size in sizes:
         for label, cl, bf in configs:
             sec, flops = time_train_step(size, channels_last=cl, bf16=bf)
-            ref = (f"; published {PUBLISHED_CPU[size]:.1f} s, target <= {TARGET_CPU[size]:.1f} s"
-                   if size in PUBLISHED_CPU else "")
+            ref = (f"; published {PUBLISHED_CPU[size]:.1f} s, target <= {TARGET_CPU[size]:.1f} s, "
+                   f"floor at the matmul peak {flops / cpu_peak / 1e9:.1f} s" if size in PUBLISHED_CPU else "")
             print(f"  train {size:>3} px  {label:<20} {sec:7.2f} s/step  ({flops / sec / 1e9:6.1f} GFLOP/s{ref})", flush=True)
     for size in sizes:
         for label, cl, bf in configs:
