@@ -95,3 +95,18 @@ def test_tiny_unet_learns_an_obvious_defect():
     assert out.iou["held"].mean > trivial + 0.2
     out2 = train_and_score(x[:40], m[:40], {"held": (x[40:], m[40:])}, cfg, seed=0)
     assert out2.iou["held"].mean == out.iou["held"].mean  # seeded, deterministic
+
+
+def test_fill_with_flips_tops_up_a_small_generated_set():
+    """Fewer samples than n_train: the originals, then their flips (masks flipped with them)."""
+    from sinsemi.cli.eval import fill_with_flips
+
+    x = torch.rand(3, 1, 8, 8)
+    m = x[:, 0] > 0.5
+    fx, fm = fill_with_flips(x, m, 8)
+    assert fx.shape == (8, 1, 8, 8) and fm.shape == (8, 8, 8)
+    torch.testing.assert_close(fx[:3], x)
+    torch.testing.assert_close(fx[3:6], x.flip(-1))
+    torch.testing.assert_close(fx[6:8], x[:2].flip(-2))
+    assert torch.equal(fm, fx[:, 0] > 0.5)  # every mask still sits on its image
+    assert fill_with_flips(x, m, 100)[0].shape[0] == 12  # at most the 4 flips of each

@@ -107,6 +107,24 @@ def test_same_seed_same_samples_independent_of_batch(trained):
     assert abs(a.mean().item() - img.mean().item()) < 1.0
 
 
+def test_samples_leaving_the_image_range_are_clamped_and_counted(trained):
+    """A trajectory that runs away (seen at 100 EM steps with the quick net) must not hand the
+    evaluation values outside [0, 1]: they are clamped and the count is recorded."""
+    import dataclasses
+
+    _, _, gen = trained
+    keep = gen.standardizer
+    try:
+        gen.standardizer = dataclasses.replace(keep, std=keep.std * 50)  # blow the spread far past [0, 1]
+        x = gen.sample(2, seeds=[0, 1], **tiny_sampler())
+    finally:
+        gen.standardizer = keep
+    assert x.min() >= 0 and x.max() <= 1
+    assert gen.last_sample_info["clamped_pixels"] > 0
+    gen.sample(2, seeds=[0, 1], **tiny_sampler())
+    assert gen.last_sample_info["clamped_pixels"] == 0
+
+
 def test_save_load_round_trip(trained, tmp_path):
     _, _, gen = trained
     gen.save(tmp_path / "model")

@@ -212,6 +212,19 @@ def defect_metrics(samples: torch.Tensor, refs: References, lcfg, cfg: DictConfi
             "defect_count_hist": hist}, res
 
 
+def fill_with_flips(x: torch.Tensor, m: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, H, W) images and (N, H, W) masks -> n of them: the originals, then their horizontal,
+    vertical and double flips in turn (at most 4N distinct images)."""
+    flips = [(), (-1,), (-2,), (-2, -1)]
+    xs, ms = [], []
+    for dims in flips:
+        xs.append(x.flip(dims) if dims else x)
+        ms.append(m.flip(dims) if dims else m)
+        if sum(len(t) for t in xs) >= n:
+            break
+    return torch.cat(xs)[:n], torch.cat(ms)[:n]
+
+
 def downstream(train_x: torch.Tensor, train_m: torch.Tensor, refs: References, cfg: DictConfig, device: str) -> dict:
     """Train the U-Net on (train_x, train_m) and score it on the test sets."""
     from sinsemi.metrics.seg_train import train_and_score
@@ -221,6 +234,10 @@ def downstream(train_x: torch.Tensor, train_m: torch.Tensor, refs: References, c
     scfg = SegConfig.from_dict({**d, "device": device})
     if scfg.n_train is not None and train_x.shape[0] > scfg.n_train:
         train_x, train_m = train_x[:scfg.n_train], train_m[:scfg.n_train]
+    elif scfg.n_train is not None and train_x.shape[0] < scfg.n_train:
+        # Fewer samples than the baseline's augmentations: fill up with their flips (the baseline's
+        # augmentations are flips too), so both U-Nets get the same number of optimiser steps.
+        train_x, train_m = fill_with_flips(train_x, train_m, scfg.n_train)
     sets = build_test_sets(cfg, refs)
     if not sets:
         raise InputError("segmentation is on but no test set is enabled (test_set.paper, test_set.random.n, test_set.dir)")

@@ -224,8 +224,13 @@ class SinSEMI:
                 inters.append([x.float().cpu() for x in out.intermediates])
                 nfe = out.nfe
         samples = self.standardizer.inverse(torch.cat(outs))
+        # Images live in [0, 1] (the scale files load in); a trajectory that leaves it (an undertrained
+        # net can run away in a dark blob) is clamped, and how many pixels were is recorded.
+        clamped = int(((samples < 0) | (samples > 1)).sum())
+        samples = samples.clamp(0.0, 1.0)
         per_scale = [self.standardizer.inverse(torch.cat([c[s] for c in inters])) for s in range(len(sizes))] if keep_intermediates else []
         self.last_sample_info = {"nfe": nfe, "steps": steps, "guidance": float(guidance), "noise": float(noise),
+                                 "clamped_pixels": clamped,
                                  "lpips_net": lpips_net if guidance > 0 else None,
                                  "random_backbone": bool(getattr(lpips_fn, "random_backbone", False)) if lpips_fn is not None else False}
         return SamplerOutput(samples=samples, intermediates=per_scale, nfe=nfe)
