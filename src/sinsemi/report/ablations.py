@@ -24,6 +24,12 @@ ABLATIONS = {
 COLUMNS = [("sifid", "SIFID ↓"), ("lpips", "LPIPS (vs training image)"), ("defect_count", "defects / image")]
 
 
+def _weights(row: dict) -> str:
+    """Which pretrained weights produced the row's SIFID/LPIPS (``metrics.json``'s ``weights``)."""
+    w = row.get("weights") or {}
+    return "; ".join(f"{k}: {w[k]}" for k in sorted(w)) or "unknown"
+
+
 def collect(runs: Path, knob: str) -> list[dict]:
     """One row per sweep point, sorted by the knob's value."""
     rows = []
@@ -63,8 +69,8 @@ def render(rows: list[dict], ablation: str) -> tuple[str, str]:
         cells = [str(r["value"]), str(r.get("nfe") or "–"), f"{spi:.3f}" if spi is not None else "–"] + [_pm(r, k) for k, _ in COLUMNS]
         md.append("| " + " | ".join(cells) + " |")
         w.writerow([r["value"], r.get("nfe"), spi] + [r.get(f"{k}_{s}") for k, _ in COLUMNS for s in ("mean", "std")]
-                   + [r.get("n_samples"), r.get("sifid_weights")])
-    labels = {str(r.get("sifid_weights")) for r in rows} | {str(r.get("lpips_weights")) for r in rows}
+                   + [r.get("n_samples"), _weights(r)])
+    labels = {_weights(r) for r in rows}
     md += ["", f"Weights: {', '.join(sorted(labels))}."]
     if any(r.get("random_backbone") for r in rows):
         md += ["", "**Computed with a RANDOM backbone (test only): these figures are not comparable with any paper.**"]
