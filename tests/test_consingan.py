@@ -8,6 +8,7 @@ import torch
 from sinsemi.errors import InputError
 from sinsemi.generators.base import Runtime, build_generator, write_model
 from sinsemi.generators.consingan import ConSinGAN, Critic, GrowingGenerator, consingan_sizes
+from tests._interrupt import Interrupt, Stop
 
 TINY = dict(train_stages=3, min_size=16, nfc=8, niter=4)  # 3 stages 16, 23, 32
 
@@ -93,22 +94,11 @@ def test_resume_gives_the_uninterrupted_result(fitted, tmp_path):
     gen, img = fitted
     ref = gen.sample(2, seeds=[0, 1])
 
-    class Stop(Exception):
-        pass
-
-    class Interrupt:
-        def __init__(self, at: int, it: int):
-            self.key, self.step = f"consingan/scale{at}/errD", at * TINY["niter"] + it
-
-        def log_metrics(self, metrics, step):
-            if self.key in metrics and step == self.step:
-                raise Stop
-
     # per-stage checkpoint (killed at the start of stage 2) and mid-stage one (every 2 iterations)
     for at, it, every in [(2, 1, 0), (1, 3, 2)]:
         out = tmp_path / f"run{at}"
         with pytest.raises(Stop):
-            ConSinGAN(runtime=Runtime(progress=False, log_every=1, checkpoint_every=every, logger=Interrupt(at, it)),
+            ConSinGAN(runtime=Runtime(progress=False, log_every=1, checkpoint_every=every, logger=Interrupt("consingan", at, it, TINY["niter"])),
                       **TINY).fit(img, seed=3, out_dir=out)
         resumed = ConSinGAN(runtime=Runtime(progress=False, checkpoint_every=every), **TINY)
         resumed.fit(img, seed=3, out_dir=out)

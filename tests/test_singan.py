@@ -10,6 +10,7 @@ from sinsemi.errors import InputError
 from sinsemi.generators.base import Runtime, build_generator
 from sinsemi.generators.common.gan import gradient_penalty, make_generator
 from sinsemi.generators.singan import ScaleCritic, ScaleGenerator, SinGAN, singan_sizes, singan_widths
+from tests._interrupt import Interrupt, Stop
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -111,24 +112,11 @@ def test_fit_is_deterministic_and_resumes_identically(fitted, tmp_path):
     gen, img, _ = fitted
     ref = gen.sample(2, seeds=[0, 1])
 
-    class Stop(Exception):
-        pass
-
-    class Interrupt:
-        """A logger that kills the fit when scale ``at`` logs iteration ``it``."""
-
-        def __init__(self, at: int, it: int):
-            self.key, self.step = f"singan/scale{at}/errD", at * TINY["niter"] + it
-
-        def log_metrics(self, metrics, step):
-            if self.key in metrics and step == self.step:
-                raise Stop
-
     # (a) killed at the first iteration of scale 2: resumes from the per-scale checkpoint of scale 1;
     # (b) killed after iteration 3 of scale 1 with a checkpoint every 2 iterations: resumes mid-scale.
     for at, it, every in [(2, 1, 0), (1, 3, 2)]:
         out = tmp_path / f"run{at}"
-        rt = Runtime(progress=False, log_every=1, checkpoint_every=every, logger=Interrupt(at, it))
+        rt = Runtime(progress=False, log_every=1, checkpoint_every=every, logger=Interrupt("singan", at, it, TINY["niter"]))
         with pytest.raises(Stop):
             SinGAN(runtime=rt, **TINY).fit(img, seed=3, out_dir=out)
         assert (out / "checkpoints" / "last.pt").exists()
