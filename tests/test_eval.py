@@ -121,19 +121,19 @@ def test_bad_inputs(tmp_path, pair, case):
 
 
 def test_non_image_files_are_skipped_with_a_warning(tmp_path, pair, caplog):
-    from sinsemi.cli.eval import resolve_samples
+    from sinsemi.evaluation import resolve_samples
 
     d = _samples_dir(tmp_path, [pair.defect, pair.clean])
     (d / "notes.txt").write_text("hello")
     with caplog.at_level(logging.WARNING, logger="sinsemi.eval"):
-        x, names, _, _ = resolve_samples(str(d), None)
+        x = resolve_samples(str(d), None).images
     assert x.shape == (2, 1, 96, 96) and "notes.txt" in caplog.text
 
 
 def test_non_binary_external_mask(tmp_path, pair):
     from PIL import Image
 
-    from sinsemi.cli.eval import external_test_set
+    from sinsemi.evaluation.testsets import external_test_set
     from sinsemi.data.io import save_png
 
     save_png(pair.defect, tmp_path / "a.png")

@@ -99,7 +99,7 @@ def test_tiny_unet_learns_an_obvious_defect():
 
 def test_fill_with_flips_tops_up_a_small_generated_set():
     """Fewer samples than n_train: the originals, then their flips (masks flipped with them)."""
-    from sinsemi.cli.eval import fill_with_flips
+    from sinsemi.evaluation.downstream import fill_with_flips
 
     x = torch.rand(3, 1, 8, 8)
     m = x[:, 0] > 0.5

@@ -1,7 +1,8 @@
 """Evaluate freshly written samples inside a train/sample job (experiment and ablation sweeps).
 
-Composes ``conf/eval.yaml`` with the job's profile, references and flags and runs
-:func:`sinsemi.cli.eval.evaluate` on the samples bundle the job just wrote.
+Composes ``conf/eval.yaml`` with the job's profile (for its labeller, test-set and U-Net settings),
+turns it into the library's :class:`~sinsemi.evaluation.EvalConfig` with the job's references and
+flags, and calls :func:`sinsemi.evaluation.evaluate` on the samples in memory.
 """
 
 from __future__ import annotations
@@ -15,24 +16,28 @@ from omegaconf import DictConfig
 
 def evaluate_into(cfg: DictConfig, samples: torch.Tensor, out_dir: Path, *, samples_dir: Path | None = None,
                   logger=None) -> dict:
-    """Metrics of the samples in ``samples_dir`` (default ``out_dir/samples``), merged into ``out_dir``."""
-    from sinsemi.cli.eval import evaluate
+    """Metrics of ``samples`` (N, C, H, W; the bundle in ``samples_dir``, default ``out_dir/samples``),
+    merged into ``out_dir/metrics.json``."""
+    from sinsemi.cli.eval import eval_config
+    from sinsemi.data.io import load_samples
+    from sinsemi.evaluation import ReferenceSpec, evaluate, load_references
 
     samples_dir = samples_dir or (out_dir / "samples")
-    overrides = [f"samples_dir={samples_dir}", f"out_dir={out_dir}", f"profile={cfg.get('profile_name') or 'quick'}",
-                 f"segmentation={str(bool(cfg.get('segmentation'))).lower()}",
-                 f"allow_random_backbone={str(bool(cfg.get('allow_random_backbone'))).lower()}",
-                 f"name={cfg.generator.name}"]
+    base = eval_config(compose("eval", overrides=[f"profile={cfg.get('profile_name') or 'quick'}"]))
     ref = cfg.get("reference") or {}
-    for key in ("defect", "clean", "mask"):
-        if ref.get(key):
-            overrides.append(f"reference.{key}={ref[key]}")
-    metrics = evaluate(compose("eval", overrides=overrides))
+    ecfg = base.replace(out_dir=Path(out_dir), name=str(cfg.generator.name), segmentation=bool(cfg.get("segmentation")),
+                        allow_random_backbone=bool(cfg.get("allow_random_backbone")),
+                        reference=ReferenceSpec(**{**vars(base.reference), **{k: ref[k] for k in ("defect", "clean", "mask") if ref.get(k)}}))
+    if samples is None:
+        samples, _ = load_samples(samples_dir)
+    names = [f"{i:05d}.png" for i in range(samples.shape[0])]
+    metrics = evaluate(samples.float(), load_references(ecfg.reference), ecfg, names=names).metrics
     if logger is not None:
         import wandb
 
         row = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
         logger.experiment.log({"metrics": wandb.Table(columns=list(row), data=[list(row.values())])})
-        if (out_dir / "heatmap.png").exists():
-            logger.log_image("defects/heatmap", [str(out_dir / "heatmap.png")])
+        for key, png in (("defects/heatmap", "heatmap.png"), ("defects/eval_grid", "eval_grid.png")):
+            if (out_dir / png).exists():
+                logger.log_image(key, [str(out_dir / png)])
     return metrics

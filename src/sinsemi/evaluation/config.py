@@ -1,0 +1,105 @@
+"""The evaluation's settings as plain frozen dataclasses (no Hydra): what ``conf/eval.yaml`` holds.
+
+:meth:`EvalConfig.from_dict` takes the nested dict of ``eval.yaml`` (resolved, e.g.
+``OmegaConf.to_container``); keys that are not evaluation settings (``trainer``, ``hydra``, the
+CLI's ``samples_dir``/``n``) are ignored there, unknown keys inside a group are an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sinsemi.errors import InputError
+from sinsemi.metrics.labeller import LabellerConfig
+from sinsemi.metrics.segmentation import SegConfig
+
+MODES = ("samples", "reference")
+
+
+def _known(cls, d: dict, group: str) -> dict:
+    d = dict(d or {})
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise InputError(f"unknown {group} setting(s): {sorted(unknown)}; known: {sorted(f.name for f in dataclasses.fields(cls))}")
+    return d
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """Where the two references come from: two image files (+ optional mask), or a simulator preset."""
+
+    defect: str | None = None
+    clean: str | None = None
+    mask: str | None = None      # the defect reference's mask (0/255 PNG); None: exact (simulator) or the labeller's
+    preset: str = "line_pair"
+    preset_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ImageMetricsConfig:
+    lpips_net: str = "alex"
+    pairwise_max_pairs: int = 1000   # pairwise LPIPS: all pairs up to this many, else this many random pairs
+    batch_size: int = 50
+
+
+@dataclass(frozen=True)
+class TestSetConfig:
+    """The downstream U-Net's test sets: paper-style (from the references), random simulated, external dir."""
+
+    __test__ = False  # not a pytest class
+
+    paper: bool = True
+    random_n: int = 200
+    random_seed: int = 1000
+    dir: str | None = None
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything :func:`sinsemi.evaluation.evaluate` needs besides the samples and the references."""
+
+    mode: str = "samples"                 # samples | reference (the two-reference row)
+    out_dir: Path | None = None           # where metrics.json & co. go (None: nothing written)
+    name: str | None = None               # the row's label
+    seed: int = 0                         # segmentation training / paper test-set seed
+    segmentation: bool = True             # False: skip the downstream U-Net
+    allow_random_backbone: bool = False   # tests only
+    device: str = "cpu"
+    profile: str | None = None            # recorded in metrics.json
+    reference: ReferenceSpec = field(default_factory=ReferenceSpec)
+    labeller: LabellerConfig = field(default_factory=LabellerConfig)
+    metrics: ImageMetricsConfig = field(default_factory=ImageMetricsConfig)
+    test_set: TestSetConfig = field(default_factory=TestSetConfig)
+    downstream: SegConfig = field(default_factory=SegConfig)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise InputError(f"mode must be 'samples' or 'reference', got {self.mode!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict, *, device: str = "cpu") -> EvalConfig:
+        """From the nested dict of ``eval.yaml`` (groups reference/labeller/metrics/test_set/downstream)."""
+        ts = dict(d.get("test_set") or {})
+        rnd = dict(ts.pop("random", None) or {})
+        ts = {"paper": ts.get("paper", True), "dir": ts.get("dir"), "random_n": int(rnd.get("n", 0) or 0),
+              "random_seed": int(rnd.get("seed", 1000))}
+        return cls(
+            mode=str(d.get("mode", "samples")),
+            out_dir=Path(d["out_dir"]) if d.get("out_dir") else None,
+            name=str(d["name"]) if d.get("name") else None,
+            seed=int(d.get("seed", 0)),
+            segmentation=bool(d.get("segmentation", True)),
+            allow_random_backbone=bool(d.get("allow_random_backbone", False)),
+            device=device,
+            profile=d.get("profile_name"),
+            reference=ReferenceSpec(**_known(ReferenceSpec, d.get("reference"), "reference")),
+            labeller=LabellerConfig.from_dict(d.get("labeller")),
+            metrics=ImageMetricsConfig(**_known(ImageMetricsConfig, d.get("metrics"), "metrics")),
+            test_set=TestSetConfig(**ts),
+            downstream=SegConfig.from_dict({**dict(d.get("downstream") or {}), "device": device}),
+        )
+
+    def replace(self, **changes) -> EvalConfig:
+        return dataclasses.replace(self, **changes)

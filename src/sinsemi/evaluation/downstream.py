@@ -1,0 +1,75 @@
+"""The downstream task: a U-Net trained on generated images (or the references' augmentations),
+scored on the test sets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from sinsemi.errors import InputError
+from sinsemi.evaluation.references import References
+from sinsemi.evaluation.testsets import TestSets
+from sinsemi.metrics.segmentation import SegConfig
+
+
+@dataclass
+class DownstreamMetrics:
+    """Per test set: IoU mean/std (paper convention); training facts."""
+
+    train_set: str
+    iou: dict[str, tuple[float, float]]
+    epochs: int
+    train_seconds: float
+    n_train: int
+    encoder: str
+    test_sizes: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out: dict = {"seg_train_set": self.train_set}
+        for name, (mean, std) in self.iou.items():
+            key = "iou" if name == "paper" else f"iou_{name}"
+            out[f"{key}_mean"], out[f"{key}_std"] = mean, std
+        out.update({"seg_epochs": self.epochs, "seg_train_seconds": round(self.train_seconds, 2), "seg_n_train": self.n_train,
+                    "seg_encoder": self.encoder, "seg_test_sizes": self.test_sizes})
+        return out
+
+
+def fill_with_flips(x: torch.Tensor, m: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, H, W) images and (N, H, W) masks -> n of them: the originals, then their horizontal,
+    vertical and double flips in turn (at most 4N distinct images)."""
+    flips = [(), (-1,), (-2,), (-2, -1)]
+    xs, ms = [], []
+    for dims in flips:
+        xs.append(x.flip(dims) if dims else x)
+        ms.append(m.flip(dims) if dims else m)
+        if sum(len(t) for t in xs) >= n:
+            break
+    return torch.cat(xs)[:n], torch.cat(ms)[:n]
+
+
+def baseline_train_set(refs: References, scfg: SegConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The augmentation baseline's training set: ``n_baseline`` noisy flips of the two references."""
+    from sinsemi.metrics.segmentation import augment_references
+
+    return augment_references(refs.defect, refs.clean, refs.mask, int(scfg.n_baseline), seed=seed,
+                              noise_max=float(scfg.baseline_noise_max))
+
+
+def downstream(train_x: torch.Tensor, train_m: torch.Tensor, sets: TestSets, scfg: SegConfig, *, seed: int,
+               train_set: str) -> DownstreamMetrics:
+    """Train the U-Net on (train_x (N, C, H, W), train_m (N, H, W)) and score it on ``sets``."""
+    from sinsemi.metrics.seg_train import train_and_score
+
+    if scfg.n_train is not None and train_x.shape[0] > scfg.n_train:
+        train_x, train_m = train_x[:scfg.n_train], train_m[:scfg.n_train]
+    elif scfg.n_train is not None and train_x.shape[0] < scfg.n_train:
+        # Fewer samples than the baseline's augmentations: fill up with their flips (the baseline's
+        # augmentations are flips too), so both U-Nets get the same number of optimiser steps.
+        train_x, train_m = fill_with_flips(train_x, train_m, scfg.n_train)
+    if not sets:
+        raise InputError("segmentation is on but no test set is enabled (test_set.paper, test_set.random.n, test_set.dir)")
+    out = train_and_score(train_x, train_m, sets, scfg, seed=seed)
+    return DownstreamMetrics(train_set=train_set, iou={k: (r.mean, r.std) for k, r in out.iou.items()}, epochs=out.epochs_run,
+                             train_seconds=out.train_seconds, n_train=out.n_train, encoder=scfg.encoder,
+                             test_sizes={k: int(v[0].shape[0]) for k, v in sets.items()})

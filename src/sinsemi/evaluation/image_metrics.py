@@ -1,0 +1,55 @@
+"""Fidelity and diversity of the samples: SIFID and LPIPS against the defect reference, pairwise LPIPS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sinsemi.evaluation.config import EvalConfig
+
+
+@dataclass
+class ImageMetrics:
+    """Means/stds over the samples; ``weights`` names the pretrained weights used; the pairwise
+    figures are None for a single sample."""
+
+    sifid_mean: float
+    sifid_std: float
+    lpips_mean: float
+    lpips_std: float
+    weights: dict
+    random_backbone: bool
+    pairwise_lpips_mean: float | None = None
+    pairwise_lpips_std: float | None = None
+    pairwise_lpips_exhaustive: bool | None = None
+    pixel_diversity: float | None = None
+
+    def to_dict(self) -> dict:
+        out = {"sifid_mean": self.sifid_mean, "sifid_std": self.sifid_std, "lpips_mean": self.lpips_mean,
+               "lpips_std": self.lpips_std, "weights": self.weights, "random_backbone": self.random_backbone}
+        if self.pairwise_lpips_mean is not None:
+            out.update({"pairwise_lpips_mean": self.pairwise_lpips_mean, "pairwise_lpips_std": self.pairwise_lpips_std,
+                        "pairwise_lpips_exhaustive": self.pairwise_lpips_exhaustive, "pixel_diversity": self.pixel_diversity})
+        return out
+
+
+def image_metrics(samples: torch.Tensor, defect_reference: torch.Tensor, cfg: EvalConfig) -> ImageMetrics:
+    """Samples (N, C, H, W) against the defect reference (C, H, W)."""
+    from sinsemi.metrics.lpips import lpips_to_reference, pairwise_lpips, pixel_diversity
+    from sinsemi.metrics.sifid import sifid
+    from sinsemi.metrics.weights import inception_model, lpips_model
+
+    allow, bs = cfg.allow_random_backbone, cfg.metrics.batch_size
+    inception = inception_model(allow_random=allow, device=cfg.device)
+    lp = lpips_model(cfg.metrics.lpips_net, allow_random=allow, device=cfg.device)
+    s = sifid(samples, defect_reference, model=inception, batch_size=bs)
+    l2r = lpips_to_reference(samples, defect_reference, model=lp, batch_size=bs)
+    out = ImageMetrics(sifid_mean=s.mean, sifid_std=s.std, lpips_mean=l2r.mean, lpips_std=l2r.std,
+                       weights={"sifid": s.weights, "lpips": l2r.weights},
+                       random_backbone=bool(getattr(inception, "random_backbone", False) or getattr(lp, "random_backbone", False)))
+    if samples.shape[0] >= 2:
+        pw = pairwise_lpips(samples, model=lp, max_pairs=cfg.metrics.pairwise_max_pairs, batch_size=bs)
+        out.pairwise_lpips_mean, out.pairwise_lpips_std, out.pairwise_lpips_exhaustive = pw.mean, pw.std, pw.exhaustive
+        out.pixel_diversity = float(pixel_diversity(samples, defect_reference))
+    return out

@@ -1,0 +1,40 @@
+"""The files an evaluation writes into its out dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from sinsemi.evaluation.result import EvalResult, merge_metrics
+
+DOWNSTREAM_PREFIXES = ("iou", "seg_")
+
+
+def write_defects(images: torch.Tensor, names: list[str], result: EvalResult, out_dir: Path) -> None:
+    """``defects.json`` (per-image counts, centroids, areas) and ``heatmap.png``."""
+    from sinsemi.data.io import save_json
+    from sinsemi.report.heatmap import save_heatmap
+
+    res = result.labels
+    save_json({"names": names, "counts": res.counts.tolist(), "centroids": res.centroids, "areas": res.areas,
+               "image_size": list(images.shape[-2:]), "orientation": res.orientation}, out_dir / "defects.json")
+    save_heatmap(res.counts.tolist(), res.centroids, tuple(images.shape[-2:]), out_dir / "heatmap.png", title=result.name)
+
+
+def write_grid(samples: torch.Tensor, out_dir: Path) -> None:
+    """``eval_grid.png``: the first 64 samples."""
+    from sinsemi.data.io import save_grid
+
+    save_grid(samples[:64], out_dir / "eval_grid.png")
+
+
+def write_metrics(result: EvalResult, out_dir: Path, *, segmentation: bool) -> dict:
+    """Merge the result into ``out_dir/metrics.json`` and write the run's table row; returns the merged dict."""
+    from sinsemi.data.io import save_json
+    from sinsemi.report.tables import write_row
+
+    merged = merge_metrics(out_dir / "metrics.json", result.to_dict(), drop_prefixes=() if segmentation else DOWNSTREAM_PREFIXES)
+    save_json(merged, out_dir / "metrics.json")
+    write_row(merged, out_dir)
+    return merged

@@ -1,0 +1,47 @@
+"""The two references of an evaluation: a defect image, a defect-free image, the defect's mask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sinsemi.errors import InputError
+from sinsemi.evaluation.config import ReferenceSpec
+
+
+@dataclass
+class References:
+    """``defect`` and ``clean`` (C, H, W) float, ``mask`` (H, W) bool of the defect (None: unknown,
+    the labeller's is used) and ``source`` (where they came from, for metrics.json)."""
+
+    defect: torch.Tensor
+    clean: torch.Tensor
+    mask: torch.Tensor | None
+    source: str
+
+
+def load_references(spec: ReferenceSpec) -> References:
+    """The two references from disk, or the simulator's preset pair when both files are None."""
+    from sinsemi.data.io import load_image, load_mask
+
+    if bool(spec.defect) != bool(spec.clean):
+        raise InputError("give both reference.defect and reference.clean, or neither (then the simulator's pair is used)")
+    if spec.defect:
+        defect, clean = load_image(spec.defect), load_image(spec.clean)
+        if defect.shape != clean.shape:
+            raise InputError(f"reference.defect is {tuple(defect.shape)} but reference.clean is {tuple(clean.shape)}: they must match")
+        mask = load_mask(spec.mask, like=defect) if spec.mask else None
+        return References(defect, clean, mask, f"files: {spec.defect}, {spec.clean}")
+    from sinsemi.data.optics import make_reference_pair
+
+    pair = make_reference_pair(preset=str(spec.preset), seed=int(spec.preset_seed))
+    mask = load_mask(spec.mask, like=pair.defect) if spec.mask else pair.mask.bool()
+    return References(pair.defect.float(), pair.clean.float(), mask, f"simulator preset {spec.preset} seed {spec.preset_seed}")
+
+
+def check_compatible(images: torch.Tensor, ref: torch.Tensor, what: str = "samples") -> None:
+    """Images (N, C, H, W) must have the reference's (C, H, W)."""
+    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(ref.shape):
+        raise InputError(f"{what} are {tuple(images.shape[1:])} (C, H, W) but the references are {tuple(ref.shape)}: "
+                         "sizes and channels must match")

@@ -1,0 +1,62 @@
+"""What an evaluation returns (:class:`EvalResult`) and how it merges into a run's ``metrics.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sinsemi.errors import InputError
+from sinsemi.evaluation.defects import DefectMetrics
+from sinsemi.evaluation.downstream import DownstreamMetrics
+from sinsemi.evaluation.image_metrics import ImageMetrics
+from sinsemi.metrics.labeller import LabellerConfig, LabelResult
+
+
+@dataclass
+class EvalResult:
+    """One evaluation: the row's identity, image/defect/downstream metrics, the labeller used and
+    its per-image result (``labels``, not serialised); :meth:`to_dict` is the flat metrics.json form."""
+
+    name: str
+    mode: str
+    n_samples: int
+    reference: str
+    profile: str | None
+    reference_mask: str                  # "given" (file or simulator) | "labeller"
+    image: ImageMetrics
+    defects: DefectMetrics
+    labeller: LabellerConfig
+    labels: LabelResult
+    downstream: DownstreamMetrics | None = None
+    labeller_reference_counts: list[int] | None = None  # mode=reference: counts on (defect, clean)
+    eval_seconds: float = 0.0
+    metrics: dict | None = None          # to_dict() merged over the out_dir's previous metrics.json
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "mode": self.mode, "n_samples": self.n_samples, "reference": self.reference,
+               "profile": self.profile, "reference_mask": self.reference_mask}
+        out.update(self.image.to_dict())
+        out.update(self.defects.to_dict())
+        if self.labeller_reference_counts is not None:
+            out["labeller_reference_counts"] = self.labeller_reference_counts
+        out["labeller"] = dataclasses.asdict(self.labeller)
+        if self.downstream is not None:
+            out.update(self.downstream.to_dict())
+        out["eval_seconds"] = round(self.eval_seconds, 2)
+        return out
+
+
+def merge_metrics(path: Path, new: dict, drop_prefixes: tuple[str, ...] = ()) -> dict:
+    """``new`` over the existing metrics.json at ``path``; keys of a previous downstream run
+    (``drop_prefixes``) are dropped when this evaluation skipped it (no stale IoU beside new SIFID)."""
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"existing {path} is not valid JSON ({e}); move it away to evaluate here") from None
+        if isinstance(old, dict):
+            old = {k: v for k, v in old.items() if not k.startswith(drop_prefixes)} if drop_prefixes else old
+            return {**old, **new}
+    return new

@@ -1,0 +1,76 @@
+"""``evaluate(samples, references, cfg) -> EvalResult``: every evaluation step, in order."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from sinsemi.errors import InputError
+from sinsemi.evaluation.config import EvalConfig
+from sinsemi.evaluation.defects import defect_metrics, fill_reference_mask, labeller_config
+from sinsemi.evaluation.downstream import baseline_train_set, downstream
+from sinsemi.evaluation.image_metrics import image_metrics
+from sinsemi.evaluation.references import References, check_compatible
+from sinsemi.evaluation.result import EvalResult
+from sinsemi.evaluation.testsets import build_test_sets
+
+log = logging.getLogger("sinsemi.eval")
+
+
+def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConfig, *, names: list[str] | None = None,
+             name: str = "samples") -> EvalResult:
+    """Score ``samples`` (N, C, H, W) against the two ``references``; ``cfg.mode == "reference"``
+    scores the clean reference instead (the two-reference row; ``samples`` is ignored).
+
+    With ``cfg.out_dir`` set, writes there ``metrics.json`` (merged into an existing one),
+    ``row.md``/``row.csv``, ``defects.json``, ``heatmap.png`` and ``eval_grid.png``; the merged dict
+    is ``result.metrics``. ``name`` is the row label when ``cfg.name`` is None.
+    """
+    from sinsemi.evaluation import outputs
+
+    refs = references
+    if cfg.mode == "reference":
+        samples, names, name = refs.clean[None], ["reference_clean"], "two references"
+    else:
+        if samples is None:
+            raise InputError("no samples to evaluate (mode=samples)")
+        check_compatible(samples, refs.defect)
+        names = names or [f"{i:05d}" for i in range(samples.shape[0])]
+    name = str(cfg.name or name)
+    out_dir = cfg.out_dir
+    if out_dir is not None:
+        from sinsemi.data.io import ensure_dir
+
+        ensure_dir(out_dir)
+    reference_mask = "given" if refs.mask is not None else "labeller"
+    lcfg = labeller_config(refs, cfg.labeller)
+    fill_reference_mask(refs, lcfg)
+    t0 = time.perf_counter()
+    im = image_metrics(samples, refs.defect, cfg)
+    if im.random_backbone:
+        log.warning("a randomly initialised backbone produced SIFID/LPIPS: the figures are not comparable")
+    labelled = torch.stack([refs.defect, refs.clean]) if cfg.mode == "reference" else samples
+    label_names = ["reference_defect", "reference_clean"] if cfg.mode == "reference" else names
+    dm, labels = defect_metrics(labelled, refs, lcfg)
+    result = EvalResult(name=name, mode=cfg.mode, n_samples=int(samples.shape[0]), reference=refs.source, profile=cfg.profile,
+                        reference_mask=reference_mask, image=im, defects=dm, labeller=lcfg, labels=labels,
+                        labeller_reference_counts=labels.counts.tolist() if cfg.mode == "reference" else None)
+    if out_dir is not None:
+        outputs.write_defects(labelled, label_names, result, out_dir)
+    if cfg.segmentation:
+        if cfg.mode == "reference":
+            tx, tm = baseline_train_set(refs, cfg.downstream, cfg.seed)
+            train_set = f"{int(cfg.downstream.n_baseline)} augmentations of the two references"
+        else:
+            tx, tm, train_set = samples, labels.masks, "samples with the labeller's masks"
+        result.downstream = downstream(tx, tm, build_test_sets(cfg, refs), cfg.downstream, seed=cfg.seed, train_set=train_set)
+    result.eval_seconds = time.perf_counter() - t0
+    if out_dir is not None:
+        outputs.write_grid(samples, out_dir)
+        result.metrics = outputs.write_metrics(result, out_dir, segmentation=cfg.segmentation)
+        log.info("eval done: %s -> %s", name, out_dir / "metrics.json")
+    else:
+        result.metrics = result.to_dict()
+    return result
