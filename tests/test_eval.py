@@ -65,6 +65,34 @@ def test_cli_end_to_end_tiny(samples_run):
     for f in ("row.md", "row.csv", "heatmap.png", "eval_grid.png", "defects.json"):
         assert (samples_run / f).stat().st_size > 0, f
     assert "fakegen" in (samples_run / "row.md").read_text()
+    from PIL import Image
+
+    import numpy as np
+
+    with Image.open(samples_run / "eval_grid.png") as im:  # the labelled grid: outlines drawn in red
+        g = np.asarray(im.convert("RGB")).astype(int)
+    red = (g[..., 0] > 200) & (g[..., 1] < 80) & (g[..., 2] < 80)
+    assert red.sum() > 50
+
+
+def test_eval_grid_outlines_detections_and_stretches_contrast(tmp_path, pair):
+    from PIL import Image
+
+    import numpy as np
+
+    from sinsemi.data.io import display_range
+    from sinsemi.report.eval_grid import save_eval_grid
+
+    two = torch.stack([pair.defect, pair.clean])
+    masks = torch.stack([pair.mask, torch.zeros_like(pair.mask)])
+    save_eval_grid(two, masks, [1, 0], tmp_path / "g.png", value_range=display_range(two), border=17, scale=2)
+    with Image.open(tmp_path / "g.png") as im:
+        g = np.asarray(im.convert("RGB")).astype(int)
+    red = (g[..., 0] > 200) & (g[..., 1] < 80) & (g[..., 2] < 80)
+    left, right = red[:, : g.shape[1] // 2], red[:, g.shape[1] // 2:]
+    assert left.sum() > 20 and right.sum() < left.sum() / 4   # only the defect tile has an outline (+ its count)
+    gray = g[30:200, 10:180, 1]                               # inside the clean-ish part of tile 1
+    assert gray.max() - gray.min() > 150                      # stretched: the 20 gray levels span most of 0..255
 
 
 def test_reference_files_and_external_test_set(tmp_path, pair):

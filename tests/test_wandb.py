@@ -18,7 +18,7 @@ def test_offline_run_has_losses_grid_metrics_table_and_heatmap(tmp_path):
     assert len(files) == 1, f"expected one offline run under {run}/wandb, found {files}"
     got = logged(files[0])
     assert got["group"] == "wandb_check" and got["job_type"] == "train"
-    expected = {"train/loss", "samples/grid", "metrics", "defects/heatmap"}
+    expected = {"train/loss", "samples/grid", "metrics", "defects/heatmap", "defects/eval_grid"}
     assert expected <= got["keys"], expected - got["keys"]
     # the per-scale losses (a tiny run draws only some of the scales)
     per_scale = {k for k in got["keys"] if k.startswith("train/loss_s")}

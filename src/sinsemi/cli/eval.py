@@ -12,28 +12,19 @@ import json
 from pathlib import Path
 
 import hydra
-import torch
 from omegaconf import DictConfig
 
-from sinsemi.cli._common import clean_errors, conf_dir, to_primitive
+from sinsemi.cli._common import cli_main, conf_dir, task, to_primitive
 from sinsemi.errors import InputError
 from sinsemi.evaluation import EvalConfig, evaluate as run_evaluation, load_references, resolve_samples
+from sinsemi.validation import resolve_device
 
 SUMMARY_KEYS = ("sifid_mean", "lpips_mean", "defect_count_mean", "iou_mean")
 
 
-def resolve_device(accelerator: str) -> str:
-    """``trainer.accelerator`` -> the torch device the evaluation runs on."""
-    if accelerator in ("gpu", "auto") and torch.cuda.is_available():
-        return "cuda"
-    if accelerator == "gpu":
-        raise InputError("trainer.accelerator=gpu but no CUDA device is available (use profile=quick or trainer.accelerator=cpu)")
-    return "cpu"
-
-
 def eval_config(cfg: DictConfig) -> EvalConfig:
     """The library's config from the composed ``eval.yaml``."""
-    return EvalConfig.from_dict(to_primitive(cfg), device=resolve_device(str(cfg.trainer.accelerator)))
+    return EvalConfig.from_dict(to_primitive(cfg), device=resolve_device(str(cfg.trainer.accelerator))[0])
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -54,14 +45,14 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="eval")
+@task
 def _main(cfg: DictConfig) -> None:
     m = evaluate(cfg)
     print(json.dumps({k: m[k] for k in SUMMARY_KEYS if k in m}))
 
 
-@clean_errors
 def main() -> None:
-    _main()
+    cli_main(_main)
 
 
 if __name__ == "__main__":

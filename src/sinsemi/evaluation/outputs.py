@@ -22,11 +22,17 @@ def write_defects(images: torch.Tensor, names: list[str], result: EvalResult, ou
     save_heatmap(res.counts.tolist(), res.centroids, tuple(images.shape[-2:]), out_dir / "heatmap.png", title=result.name)
 
 
-def write_grid(samples: torch.Tensor, out_dir: Path) -> None:
-    """``eval_grid.png``: the first 64 samples."""
-    from sinsemi.data.io import save_grid
+def write_grid(images: torch.Tensor, result: EvalResult, value_range: tuple[float, float], out_dir: Path) -> None:
+    """``eval_grid.png``: the first 64 labelled images (N, C, H, W), contrast-stretched to
+    ``value_range``, detections outlined, the count in each tile's corner."""
+    from sinsemi.report.eval_grid import save_eval_grid
 
-    save_grid(samples[:64], out_dir / "eval_grid.png")
+    n = min(64, images.shape[0])
+    res = result.labels
+    title = (f"{result.name}: {result.defects.count_mean:.2f} defects/image over {images.shape[0]} "
+             f"(red: detections; yellow dashes: {result.labeller.border}-px border band)")
+    save_eval_grid(images[:n], res.masks[:n], res.counts[:n].tolist(), out_dir / "eval_grid.png", value_range=value_range,
+                   border=result.labeller.border, title=title)
 
 
 def write_metrics(result: EvalResult, out_dir: Path, *, segmentation: bool) -> dict:

@@ -68,7 +68,9 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
         result.downstream = downstream(tx, tm, build_test_sets(cfg, refs), cfg.downstream, seed=cfg.seed, train_set=train_set)
     result.eval_seconds = time.perf_counter() - t0
     if out_dir is not None:
-        outputs.write_grid(samples, out_dir)
+        from sinsemi.data.io import display_range
+
+        outputs.write_grid(labelled, result, display_range(torch.stack([refs.defect, refs.clean])), out_dir)
         result.metrics = outputs.write_metrics(result, out_dir, segmentation=cfg.segmentation)
         log.info("eval done: %s -> %s", name, out_dir / "metrics.json")
     else:

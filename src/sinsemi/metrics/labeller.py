@@ -61,6 +61,8 @@ class LabellerConfig:
     contrast: float | None = None       # "lines": residual mass per defect pixel (from calibrate_contrast); set:
                                         # a defect's length along the lines = its mass / (contrast * run width)
     mass_window: int = 12               # rows either side of the peak summed for a defect's mass
+    border: int = 17                    # px: a detection whose centroid is this close to an edge counts as a border
+                                        # one (the SinSEMI net's receptive-field half-width)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> LabellerConfig:
@@ -71,7 +73,7 @@ class LabellerConfig:
         cfg = cls(**d)
         if not (cfg.threshold > 0 and cfg.blur_sigma >= 0 and cfg.min_area >= 0 and cfg.max_shift >= 0
                 and cfg.shift_step > 0 and cfg.shift_window >= 1 and 0 <= cfg.mask_rel < 1 and cfg.peak_window >= 1
-                and cfg.mask_shape in ("lines", "region") and 0 < cfg.row_rel < 1):
+                and cfg.mask_shape in ("lines", "region") and 0 < cfg.row_rel < 1 and cfg.border >= 0):
             raise InputError(f"invalid labeller settings: {cfg}")
         return cfg
 
