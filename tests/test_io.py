@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import tifffile
@@ -39,9 +42,17 @@ def test_16bit_png_and_tiff_to_unit_range(tmp_path):
 
 
 def test_float_tiff_keeps_values(tmp_path):
-    arr = np.random.default_rng(0).normal(size=(48, 48)).astype(np.float32)
+    arr = np.random.default_rng(0).uniform(size=(48, 48)).astype(np.float32)
     tifffile.imwrite(tmp_path / "f.tif", arr)
     assert torch.allclose(load_image(tmp_path / "f.tif")[0], torch.from_numpy(arr))
+
+
+@pytest.mark.parametrize("lo,hi", [(-0.5, 0.5), (0.0, 255.0), (0.2, 1.01)])
+def test_float_tiff_outside_unit_range_is_refused_with_its_range(tmp_path, lo, hi):
+    arr = np.linspace(lo, hi, 48 * 48, dtype=np.float32).reshape(48, 48)
+    tifffile.imwrite(tmp_path / "f.tif", arr)
+    with pytest.raises(InputError, match=rf"values in \[{lo:.6g}, {hi:.6g}\], outside \[0, 1\]"):
+        load_image(tmp_path / "f.tif")
 
 
 def test_rgb_with_identical_channels_becomes_gray(tmp_path):
@@ -158,3 +169,52 @@ def test_unwritable_output_dir(tmp_path):
     with pytest.raises(InputError):
         save_json({"a": 1}, blocker / "sub" / "meta.json")
     assert blocker.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_size_limit_names_the_setting(tmp_path):
+    from sinsemi.data.io import check_size, load_trainable
+
+    p = _png(tmp_path / "big.png", (np.arange(40 * 50) % 256).astype(np.uint8).reshape(40, 50))
+    with pytest.raises(InputError, match=r"40x50 px, over the limit of 32 px a side \(data.max_side=32\)"):
+        load_trainable(p, max_side=32)
+    assert load_trainable(p, max_side=50).shape == (1, 40, 50)
+    assert check_size(torch.zeros(1, 2000, 10), None) is not None  # null: no limit
+    with pytest.raises(InputError, match="constant"):
+        load_trainable(_png(tmp_path / "c.png", np.full((20, 20), 9, np.uint8)))
+
+
+def test_atomic_writes_respect_the_umask_and_leave_no_temp_files(tmp_path):
+    from sinsemi.data.io import atomic_path, remove_partials
+
+    old = os.umask(0o022)
+    try:
+        save_json({"a": 1}, tmp_path / "m.json")
+        assert stat.S_IMODE((tmp_path / "m.json").stat().st_mode) == 0o644
+        os.umask(0o077)
+        save_json({"a": 1}, tmp_path / "private.json")
+        assert stat.S_IMODE((tmp_path / "private.json").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "sub" / "x.bin") as tmp:
+            assert tmp.parent == tmp_path / "sub"  # beside its target: os.replace never crosses filesystems
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list((tmp_path / "sub").iterdir()) == []
+    # what a kill -9 leaves behind is swept up at the next job start
+    (tmp_path / "sub" / ".last.pt.partial-abc.pt").write_bytes(b"")
+    (tmp_path / ".hidden-but-ours.json").write_text("{}")
+    assert [p.name for p in remove_partials(tmp_path)] == [".last.pt.partial-abc.pt"]
+    assert (tmp_path / ".hidden-but-ours.json").exists()
+
+
+def test_save_samples_writes_the_bundle_last(tmp_path, monkeypatch):
+    import sinsemi.data.io as io
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "save_grid", killed)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_samples(torch.rand(3, 1, 8, 8), tmp_path / "s")
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["00000.png", "00001.png", "00002.png"]

@@ -63,3 +63,159 @@ def claim_sweep_dir(sweep_dir: str | Path, experiment: str, profile: str | None)
     from sinsemi.data.io import save_json
 
     save_json(want, marker)
+
+
+# ----------------------------------------------------------------------------- fingerprint
+FINGERPRINT = "fingerprint.json"
+PROGRESS = "progress.json"
+#: generator params that change memory use or speed only, never the fitted model
+NON_MODEL_PARAMS = ("sample_batch", "sample_chunk")
+#: what --force-style reruns discard when the fingerprint differs (the run's model and its products)
+MODEL_ARTIFACTS = ("model", "checkpoints", "samples", "grid.png", "metrics.json", FINGERPRINT, PROGRESS)
+
+
+def image_sha256(image) -> str:
+    """sha256 of a (C, H, W) image's shape and float32 pixels: equal images, equal hash."""
+    import hashlib
+
+    import numpy as np
+
+    arr = np.ascontiguousarray(image.detach().float().cpu().numpy())
+    h = hashlib.sha256(repr(tuple(arr.shape)).encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def make_fingerprint(generator: str, params: dict, image, *, seed: int, max_steps: int | None) -> dict:
+    """What the fitted model depends on: generator, its params, the image, the seed and the budget."""
+    return {"generator": generator,
+            "params": {k: v for k, v in sorted(params.items()) if k not in NON_MODEL_PARAMS},
+            "image_sha256": image_sha256(image), "image_shape": list(image.shape),
+            "seed": int(seed), "max_steps": None if max_steps is None else int(max_steps)}
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if key == "params" and isinstance(a, dict) and isinstance(b, dict):
+            out += [f"generator.{k}={a.get(k)!r} there, {b.get(k)!r} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            if key == "image_sha256":
+                out.append("another training image (pixel hash differs)")
+            else:
+                out.append(f"{key}={a!r} there, {b!r} here")
+    return out
+
+
+def has_model_artifacts(run_dir: str | Path) -> bool:
+    run_dir = Path(run_dir)
+    return any((run_dir / p).exists() for p in ("model", "checkpoints", "samples", METRICS))
+
+
+def discard_model_artifacts(run_dir: str | Path) -> None:
+    import shutil
+
+    for name in MODEL_ARTIFACTS:
+        p = Path(run_dir) / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def check_fingerprint(run_dir: str | Path, fp: dict, *, force: bool = False) -> bool:
+    """Refuse to reuse or resume a run dir whose model was made from other inputs.
+
+    Returns True when the run dir holds nothing of an earlier run (the fingerprint is to be
+    written). With ``force`` a mismatching run's model, checkpoints and samples are deleted instead."""
+    run_dir = Path(run_dir)
+    path = run_dir / FINGERPRINT
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"corrupt {path}: {e} (delete the run dir or use force=true)") from None
+        why = _differences(old, fp)
+    elif has_model_artifacts(run_dir):
+        why = _legacy_differences(run_dir, fp)
+        if not why:
+            return True  # an earlier run of the same config without a fingerprint: adopt it
+    else:
+        return True
+    if not why:
+        return False
+    if force:
+        discard_model_artifacts(run_dir)
+        return True
+    raise InputError(f"run dir {run_dir} holds a run made from other inputs ({'; '.join(why)}): "
+                     "use another hydra.run.dir, or force=true to delete its model, checkpoints and samples and start again")
+
+
+def _legacy_differences(run_dir: Path, fp: dict) -> list[str]:
+    """A run dir from before fingerprints: compare what its config.yaml says."""
+    import yaml
+
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.exists():
+        return ["no fingerprint.json or config.yaml: unknown inputs"]
+    try:
+        cfg = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        return [f"unreadable config.yaml ({e})"]
+    gen = dict(cfg.get("generator") or {})
+    old = {"generator": gen.pop("name", None),
+           "params": {k: v for k, v in sorted(gen.items()) if k not in NON_MODEL_PARAMS},
+           "seed": cfg.get("seed"), "max_steps": (cfg.get("trainer") or {}).get("max_steps")}
+    return _differences(old, {k: fp[k] for k in old})
+
+
+def write_fingerprint(run_dir: str | Path, fp: dict) -> None:
+    from sinsemi.data.io import save_json
+
+    save_json(fp, Path(run_dir) / FINGERPRINT)
+
+
+def read_progress(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / PROGRESS
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def add_progress(run_dir: str | Path, **seconds: float) -> dict:
+    """Add seconds spent (fit_seconds=..., ...) to the run's totals; returns the totals."""
+    from sinsemi.data.io import save_json
+
+    prog = read_progress(run_dir)
+    for k, v in seconds.items():
+        prog[k] = round(float(prog.get(k, 0.0)) + float(v), 2)
+    save_json(prog, Path(run_dir) / PROGRESS)
+    return prog
+
+
+def run_generator(run_dir: str | Path) -> str:
+    """The generator of a training run dir; config.yaml and model/generator.json must agree."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.exists():
+        raise InputError(f"{run_dir} is not a training run dir (no config.yaml): train it first with sinsemi-train")
+    try:
+        name = ((yaml.safe_load(cfg_path.read_text()) or {}).get("generator") or {}).get("name")
+    except yaml.YAMLError as e:
+        raise InputError(f"corrupt {cfg_path}: {e}") from None
+    meta = run_dir / MODEL_DIR / "generator.json"
+    if meta.exists():
+        try:
+            model_name = json.loads(meta.read_text()).get("name")
+        except json.JSONDecodeError as e:
+            raise InputError(f"corrupt {meta}: {e}") from None
+        if model_name != name:
+            raise InputError(f"{run_dir} is inconsistent: config.yaml names generator '{name}' but {meta} holds a "
+                             f"'{model_name}' model (retrain into a new run dir)")
+    if not name:
+        raise InputError(f"{cfg_path} names no generator")
+    return name

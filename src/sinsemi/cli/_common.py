@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
-from sinsemi.errors import InputError
+from sinsemi.errors import InputError, Interrupted
+from sinsemi.validation import resolve_device  # noqa: F401  (the one device resolver; re-exported)
 
 log = logging.getLogger("sinsemi")
 
@@ -29,18 +33,183 @@ def conf_dir() -> str:
     raise RuntimeError("cannot find the sinsemi conf/ directory: install with `pip install -e .` or set SINSEMI_CONF")
 
 
-def clean_errors(fn):
-    """Print an :class:`InputError` as one line and exit 2 (no traceback)."""
+# ----------------------------------------------------------------------------- the one error path
+_SWEEP: dict[str, Any] = {"dir": None}
+JOBS_DIR = ".jobs"  # <sweep dir>/.jobs/<job num>.json: each point's outcome (read back for the summary)
+
+
+class SweepPointFailed(CompactHydraException):
+    """A multirun job whose input was bad: Hydra records the failed job and goes on with the sweep."""
+
+
+def _job_record(hc, status: str, error: str | None = None, *, input_error: bool = False) -> None:
+    from sinsemi.data.io import save_json
+
+    _SWEEP["dir"] = str(hc.sweep.dir)
+    rec = {"num": int(hc.job.num), "overrides": list(hc.overrides.task), "status": status, "error": error,
+           "input_error": input_error}
+    try:
+        save_json(rec, Path(hc.sweep.dir) / JOBS_DIR / f"{int(hc.job.num):05d}.json")
+    except (OSError, InputError) as e:  # the record helps the summary; it must not hide the job's own error
+        log.warning("could not record the outcome of sweep point %s: %s", hc.job.num, e)
+
+
+def task(fn):
+    """Wrap a Hydra task function (the one ``@hydra.main`` calls): the one error path of every CLI.
+
+    Single run: an :class:`InputError` becomes one ``error: ...`` line on stderr and exit 2.
+    Multirun: the job's outcome is recorded and the error raised, so Hydra marks the job failed and
+    runs the other points; :func:`cli_main` prints which points failed. SIGTERM/SIGINT become
+    :class:`Interrupted` (see :func:`interruptible`)."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(cfg: DictConfig):
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        multirun = hc.mode == RunMode.MULTIRUN
         try:
-            return fn(*args, **kwargs)
+            with interruptible():
+                out = fn(cfg)
         except InputError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            if not multirun:
+                print(f"error: {e}", file=sys.stderr)
+                sys.exit(2)
+            _job_record(hc, "failed", str(e), input_error=True)
+            log.error("sweep point %s failed: %s", " ".join(hc.overrides.task), e)
+            raise SweepPointFailed(f"error: sweep point [{' '.join(hc.overrides.task)}] failed: {e}") from None
+        except Exception as e:
+            if multirun:
+                _job_record(hc, "failed", f"{type(e).__name__}: {e}")
+            raise
+        if multirun:
+            _job_record(hc, "done")
+        return out
 
     return wrapper
+
+
+def sweep_summary(sweep_dir: str | os.PathLike | None) -> tuple[str | None, bool]:
+    """One line naming the failed points of the last multirun in ``sweep_dir`` (None when none
+    failed), and whether every failure was bad input."""
+    if not sweep_dir or not (Path(sweep_dir) / JOBS_DIR).is_dir():
+        return None, False
+    import json
+
+    recs = []
+    for p in sorted((Path(sweep_dir) / JOBS_DIR).glob("*.json")):
+        try:
+            recs.append(json.loads(p.read_text()))
+        except (OSError, ValueError):
+            continue
+    failed = [r for r in recs if r.get("status") == "failed"]
+    if not failed:
+        return None, False
+    # name a point by what varies across the sweep (all its overrides when nothing does)
+    common = set.intersection(*(set(r["overrides"]) for r in recs)) if len(recs) > 1 else set()
+    names = [" ".join(o for o in r["overrides"] if o not in common) or " ".join(r["overrides"]) for r in failed]
+    line = (f"error: {len(failed)} of {len(recs)} sweep points failed: "
+            + "; ".join(f"[{n}] {r['error']}" for n, r in zip(names, failed)))
+    return line, all(r.get("input_error") for r in failed)
+
+
+def reset_sweep_records(sweep_dir: str | os.PathLike) -> None:
+    """Forget the outcomes of an earlier multirun into the same sweep dir (called at multirun start)."""
+    import shutil
+
+    _SWEEP["dir"] = str(sweep_dir)
+    shutil.rmtree(Path(sweep_dir) / JOBS_DIR, ignore_errors=True)
+
+
+def cli_main(hydra_main, argv_hook=None) -> None:
+    """The console entry of every CLI: pre-Hydra checks, Hydra, then the sweep summary and exit code."""
+    try:
+        preflight(sys.argv[1:])
+        if argv_hook is not None:
+            sys.argv = [sys.argv[0], *argv_hook(sys.argv[1:])]
+        hydra_main()
+    except InputError as e:  # raised before Hydra runs a job (argv checks, SLURM preflight)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except Interrupted as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
+    except SystemExit as e:
+        line, bad_input = sweep_summary(_SWEEP["dir"])
+        if line and e.code not in (None, 0, 2):
+            print(line, file=sys.stderr)
+            sys.exit(2 if bad_input else 1)
+        raise
+    line, bad_input = sweep_summary(_SWEEP["dir"])
+    if line:  # a launcher that returned without raising on a failed job
+        print(line, file=sys.stderr)
+        sys.exit(2 if bad_input else 1)
+
+
+# ----------------------------------------------------------------------------- interruptions
+class _SignalState:
+    signum: int | None = None
+    active: bool = False
+
+
+SIGNALS = _SignalState()
+
+
+def _lightning_trainer():
+    """The Lightning Trainer whose fit is running now (it composes the SIGTERM handler), or None."""
+    h = signal.getsignal(signal.SIGTERM)
+    for fn in getattr(h, "signal_handlers", ()) or ():
+        conn = getattr(fn, "__self__", None)
+        if conn is not None and hasattr(conn, "received_sigterm") and hasattr(conn, "trainer"):
+            return conn
+    return None
+
+
+def _on_signal(signum, frame) -> None:
+    first = SIGNALS.signum is None
+    SIGNALS.signum = signum
+    conn = _lightning_trainer()
+    if conn is not None and first:
+        # Inside a Lightning fit: stop after this step the way early stopping does, so the generator
+        # writes its checkpoint on the way out (Lightning's own SIGTERM path exits without one).
+        conn.received_sigterm = False
+        conn.trainer.should_stop = True
+        log.warning("received %s: stopping after this training step (checkpoint, then exit)", signal.Signals(signum).name)
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interruptible():
+    """SIGTERM/SIGINT raise :class:`Interrupted` (nothing half-written: every write is atomic); a
+    Lightning fit is stopped after its current step instead. Call :func:`check_interrupted` after a
+    fit that may have stopped early."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or SIGNALS.active:
+        yield
+        return
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    SIGNALS.signum, SIGNALS.active = None, True
+    for s in old:
+        signal.signal(s, _on_signal)
+    try:
+        yield
+    except SystemExit:
+        if SIGNALS.signum is not None:  # Lightning's SIGTERMException (exit code 0!) or ours
+            raise Interrupted(SIGNALS.signum) from None
+        raise
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        SIGNALS.active = False
+
+
+def check_interrupted() -> None:
+    """Raise :class:`Interrupted` when a signal arrived (e.g. a fit stopped early on SIGTERM)."""
+    if SIGNALS.signum is not None:
+        raise Interrupted(SIGNALS.signum)
 
 
 def to_primitive(cfg: Any) -> Any:
@@ -48,32 +217,15 @@ def to_primitive(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg) else cfg
 
 
-def check_positive(name: str, value, *, allow_none: bool = False, allow_zero: bool = False) -> None:
-    """One clear error for a config value that must be a positive number."""
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise InputError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
-
-
 def make_runtime(cfg: DictConfig, run_dir: Path, *, job_type: str):
     """Build the :class:`Runtime` (device, precision, budget, logger) from ``cfg.trainer``/``cfg.logger``."""
     from sinsemi.generators.base import Runtime
 
+    from sinsemi.validation import check_trainer
+
     tr = cfg.trainer
-    check_positive("trainer.max_steps", tr.max_steps, allow_none=True)
-    accel = tr.accelerator
-    if accel == "auto":
-        import torch
-
-        accel = "gpu" if torch.cuda.is_available() else "cpu"
-    if accel == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise InputError("trainer.accelerator=gpu but no CUDA device is available (use profile=quick or trainer.accelerator=cpu)")
-    device = "cuda" if accel == "gpu" else "cpu"
+    check_trainer(to_primitive(tr))
+    device, accel = resolve_device(tr.accelerator)
     return Runtime(
         device=device,
         precision=str(tr.precision),
@@ -117,16 +269,44 @@ def finish_logger(logger) -> None:
 
 
 def load_training_image(data_cfg: DictConfig):
-    """The training image (C, H, W): ``data.image`` from disk, else the simulator preset's defect image."""
-    from sinsemi.data.io import check_trainable, load_image
+    """The training image (C, H, W): ``data.image`` from disk, else the simulator preset's defect
+    image; refused when over ``data.max_side``, constant, or (float) outside [0, 1]."""
+    from sinsemi.data.io import MAX_SIDE, check_size, check_trainable, load_trainable
 
+    max_side = data_cfg.get("max_side", MAX_SIDE)
     if data_cfg.get("image"):
-        img = load_image(data_cfg.image)
-        return check_trainable(img, name=str(data_cfg.image))
+        return load_trainable(data_cfg.image, max_side=max_side, name=f"data.image={data_cfg.image}")
     from sinsemi.data.optics import make_reference_pair
 
     pair = make_reference_pair(data_cfg.get("preset", "line_pair"), seed=int(data_cfg.get("preset_seed", 0)))
-    return pair.defect
+    return check_trainable(check_size(pair.defect, max_side, name="the simulated training image"))
+
+
+def sampler_settings(cfg: DictConfig, generator: str) -> dict:
+    """``cfg.sampler`` as a dict, plus the job's own flags the generator takes (allow_random_backbone)."""
+    from sinsemi.generators.base import generator_class
+    from sinsemi.validation import sampler_defaults
+
+    settings = to_primitive(cfg.get("sampler")) or {}
+    if cfg.get("allow_random_backbone") and "allow_random_backbone" in sampler_defaults(generator_class(generator)):
+        settings["allow_random_backbone"] = True
+    return settings
+
+
+def draw_samples(gen, seeds: list[int], settings: dict):
+    """(samples (N, C, H, W), info dict) from any generator: ``sample(n, seeds=...)`` returning a
+    tensor, or ``sample(seeds, ...)`` returning an output with ``.samples`` (the Protocol in flux)."""
+    import inspect
+
+    import torch
+
+    params = inspect.signature(gen.sample).parameters
+    out = gen.sample(len(seeds), seeds=seeds, **settings) if "n" in params else gen.sample(seeds, **settings)
+    if isinstance(out, torch.Tensor):
+        return out, getattr(gen, "last_sample_info", None)
+    info = {k: getattr(out, k) for k in ("nfe", "clamped_pixels", "clamped") if getattr(out, k, None) is not None}
+    info.update(getattr(out, "info", None) or {})
+    return out.samples, info or getattr(gen, "last_sample_info", None)
 
 
 def sampler_tag(settings: dict, n: int, seed_base: int) -> str:
@@ -139,14 +319,26 @@ def sampler_tag(settings: dict, n: int, seed_base: int) -> str:
 class Timer:
     def __enter__(self):
         self.t0 = time.perf_counter()
+        self.seconds = 0.0
         return self
 
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
     def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.t0
+        self.seconds = self.elapsed()
 
 
 def preflight(argv: list[str]) -> None:
-    """Checks before Hydra starts anything: SLURM must answer when ``launcher=slurm`` is asked for."""
+    """Checks before Hydra starts anything (Hydra creates the output dir before any job code runs):
+    the output dirs named on the command line are writable, and SLURM answers when
+    ``launcher=slurm`` is asked for."""
+    from sinsemi.validation import check_writable_dir
+
+    for a in argv:
+        key, sep, value = a.lstrip("+").partition("=")
+        if sep and key in ("hydra.run.dir", "hydra.sweep.dir") and value and "$" not in value and "," not in value:
+            check_writable_dir(value, key)
     if any(a in ("launcher=slurm", "+launcher=slurm") for a in argv):
         from sinsemi.cli.callbacks import check_slurm
 

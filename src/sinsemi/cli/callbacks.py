@@ -19,6 +19,16 @@ class SlurmPreflight(Callback):
         check_slurm()
 
 
+class SweepReport(Callback):
+    """Start each multirun with no outcome records from an earlier one in the same sweep dir (the
+    jobs write theirs, in whichever process they run; :func:`sinsemi.cli._common.cli_main` sums them up)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from sinsemi.cli._common import reset_sweep_records
+
+        reset_sweep_records(config.hydra.sweep.dir)
+
+
 def check_slurm(timeout: float = 15.0) -> str:
     """``sinfo``'s partition summary, or one clear InputError saying why SLURM is unusable."""
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:

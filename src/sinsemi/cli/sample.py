@@ -7,77 +7,109 @@ with the same per-sample seeds whatever the settings, so an ablation changes onl
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 import yaml
-from omegaconf import DictConfig
-
 from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
-from sinsemi.cli._common import Timer, clean_errors, conf_dir, preflight, sampler_tag, to_primitive
+from sinsemi.cli._common import (Timer, cli_main, conf_dir, draw_samples, sampler_settings, sampler_tag, task,
+                                 to_primitive)
 from sinsemi.errors import InputError
 
 log = logging.getLogger("sinsemi.sample")
 
 
 def run_generator_name(run_dir: Path) -> str:
-    """The generator a run dir was trained with (from its ``config.yaml``)."""
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.exists():
-        raise InputError(f"{run_dir} is not a training run dir (no config.yaml)")
-    return yaml.safe_load(cfg_path.read_text())["generator"]["name"]
+    """The generator a run dir was trained with (config.yaml and model/generator.json must agree)."""
+    from sinsemi.runs import run_generator
+
+    return run_generator(run_dir)
+
+
+def _run_config(run_dir: Path) -> dict:
+    return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+
+
+def _take_run_sampler(cfg: DictConfig, run_dir: Path) -> None:
+    """The run's own sampler settings (its config.yaml) for every key the command line (or the
+    sweep point) does not set: a run trained with sampler.steps=5 samples with 5 here too."""
+    overridden = {o.lstrip("+~").split("=", 1)[0] for o in HydraConfig.get().overrides.task}
+    if "sampler" in overridden:
+        return
+    run_sampler = _run_config(run_dir).get("sampler") or {}
+    with open_dict(cfg):
+        for key, value in run_sampler.items():
+            if f"sampler.{key}" not in overridden:
+                cfg.sampler[key] = value
 
 
 def sample(cfg: DictConfig) -> Path:
     from sinsemi import runs
-    from sinsemi.data.io import display_range, load_bundle, save_json, save_samples
+    from sinsemi.data.io import display_range, load_bundle, remove_partials, save_grid, save_json, save_samples
     from sinsemi.generators.base import Runtime, load_generator
     from sinsemi.seeding import sample_seeds
+    from sinsemi.validation import resolve_device, validate_sample
 
     run_dir = Path(cfg.run_dir)
-    if not (run_dir / "model" / "generator.json").exists():
+    name = runs.run_generator(run_dir)
+    if cfg.generator.name != name:
+        raise InputError(f"generator={cfg.generator.name} but {run_dir} holds a '{name}' run: drop generator= "
+                         "(sinsemi-sample uses the run's own generator)")
+    if not (run_dir / runs.MODEL_DIR / "generator.json").exists():
         raise InputError(f"no trained model in {run_dir} (expected {run_dir / 'model'}): train it first with sinsemi-train")
+    _take_run_sampler(cfg, run_dir)
+    settings = sampler_settings(cfg, name)
+    seeds_n = cfg.n
+    out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else \
+        run_dir / "samples" / sampler_tag(settings, seeds_n if isinstance(seeds_n, int) else 0, cfg.seed_base)
+    validate_sample(to_primitive(cfg), out_dir, name)
     seeds = sample_seeds(int(cfg.n), int(cfg.seed_base))
-    settings = to_primitive(cfg.sampler) or {}
-    if cfg.get("allow_random_backbone"):
-        settings["allow_random_backbone"] = True
-    device = "cuda" if cfg.trainer.accelerator == "gpu" else "cpu"
-    gen = load_generator(run_dir / "model", runtime=Runtime(device=device, precision=str(cfg.trainer.precision),
-                                                             progress=bool(cfg.trainer.progress)))
-    out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / "samples" / sampler_tag(settings, len(seeds), int(cfg.seed_base))
+    if cfg.evaluate:
+        from sinsemi.cli._evaluate import evaluate_into  # noqa: F401  (import errors before sampling)
+    device, _ = resolve_device(cfg.trainer.accelerator)
+    gen = load_generator(run_dir / runs.MODEL_DIR, runtime=Runtime(device=device, precision=str(cfg.trainer.precision),
+                                                                   progress=bool(cfg.trainer.progress)))
     done = runs.read_metrics(out_dir)
-    if runs.is_finished(done, evaluate=bool(cfg.evaluate)):
+    if runs.is_finished(done, evaluate=bool(cfg.evaluate)) and (out_dir / "grid.png").exists():
         log.info("samples in %s are finished (metrics.json present): skipping", out_dir)
         return out_dir
+    remove_partials(out_dir)
+    info = None
     if (out_dir / "samples.npz").exists():
-        samples, _ = load_bundle(out_dir / "samples.npz")
+        samples, meta = load_bundle(out_dir / "samples.npz")
+        if meta.get("sampler") != settings or meta.get("seeds") != seeds:
+            raise InputError(f"{out_dir} holds samples drawn with sampler {meta.get('sampler')}, not {settings}: "
+                             "choose another out_dir")
+        info = meta.get("sample_info")
         seconds = (done or {}).get("sample_seconds")
+        if not (out_dir / "grid.png").exists():
+            save_grid(samples[:64], out_dir / "grid.png", value_range=display_range(samples))
     else:
         with Timer() as t:
-            samples = gen.sample(len(seeds), seeds=seeds, **settings)
+            samples, info = draw_samples(gen, seeds, settings)
         seconds = round(t.seconds, 2)
         save_samples(samples, out_dir, seeds=seeds, grid_range=display_range(samples),
-                     meta={"generator": gen.name, "sampler": settings, "sample_info": getattr(gen, "last_sample_info", None)})
+                     meta={"generator": gen.name, "sampler": settings, "sample_info": info})
         log.info("wrote %d samples to %s in %.1f s", len(seeds), out_dir, t.seconds)
     metrics = {"generator": gen.name, "run_dir": str(run_dir), "n_samples": len(seeds), "sample_seconds": seconds,
-               "sampler": settings, "experiment": cfg.get("experiment_name"), "nfe": (getattr(gen, "last_sample_info", None) or {}).get("nfe")}
+               "sampler": settings, "experiment": cfg.get("experiment_name"), "nfe": (info or {}).get("nfe")}
     if cfg.evaluate:
-        from sinsemi.cli._common import make_logger
+        from sinsemi.cli._common import finish_logger, make_logger
         from sinsemi.cli._evaluate import evaluate_into
 
         logger = make_logger(cfg, out_dir, job_type="sample")
-        metrics.update(evaluate_into(cfg, samples, out_dir, samples_dir=out_dir, logger=logger))
-        from sinsemi.cli._common import finish_logger
-
-        finish_logger(logger)
-    save_json(metrics, out_dir / runs.METRICS)
+        try:
+            metrics.update(evaluate_into(cfg, samples, out_dir, samples_dir=out_dir, logger=logger))
+        finally:
+            finish_logger(logger)
+    save_json(metrics, out_dir / runs.METRICS)  # last: the samples are finished when this exists
     return out_dir
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="sample")
-@clean_errors
+@task
 def _main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     if cfg.get("experiment_name") and hc.mode.name == "MULTIRUN":
@@ -88,25 +120,34 @@ def _main(cfg: DictConfig) -> None:
 
 
 def _inject_generator(argv: list[str]) -> list[str]:
-    """Select the run's generator (hence its sampler group) unless the user named one."""
-    if any(a.startswith(("generator=", "+generator=")) for a in argv):
+    """Compose with the run's generator and profile (hence its sampler group and profile defaults);
+    a generator= that names another generator is an error, a profile= on the command line wins."""
+    from sinsemi.validation import check_writable_dir
+
+    run_args = [a for a in argv if a.startswith("run_dir=")]
+    if not run_args:
         return argv
-    for a in argv:
-        if a.startswith("run_dir="):
-            run_dir = Path(a.split("=", 1)[1])
-            if "," in a:
-                raise InputError("sinsemi-sample takes one run_dir (sweep over sampler settings instead)")
-            if not (run_dir / "config.yaml").exists():
-                raise InputError(f"{run_dir} is not a training run dir (no config.yaml): train it first with sinsemi-train")
-            return [*argv, f"generator={run_generator_name(run_dir)}"]
-    return argv
+    a = run_args[-1]
+    if "," in a:
+        raise InputError("sinsemi-sample takes one run_dir (sweep over sampler settings instead)")
+    run_dir = Path(a.split("=", 1)[1])
+    name = run_generator_name(run_dir)
+    check_writable_dir(run_dir / "samples", "run_dir")  # Hydra writes its log under it first
+    out = list(argv)
+    given = [x.split("=", 1)[1] for x in argv if x.startswith(("generator=", "+generator="))]
+    if given and given[-1] != name:
+        raise InputError(f"generator={given[-1]} but {run_dir} holds a '{name}' run: drop generator= "
+                         "(sinsemi-sample uses the run's own generator)")
+    if not given:
+        out.append(f"generator={name}")
+    profile = _run_config(run_dir).get("profile_name")
+    if profile and not any(x.startswith(("profile=", "+profile=")) for x in argv):
+        out.append(f"profile={profile}")
+    return out
 
 
-@clean_errors
 def main() -> None:
-    preflight(sys.argv[1:])
-    sys.argv = [sys.argv[0], *_inject_generator(sys.argv[1:])]
-    _main()
+    cli_main(_main, argv_hook=_inject_generator)
 
 
 if __name__ == "__main__":

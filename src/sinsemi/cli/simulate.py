@@ -10,14 +10,13 @@ assembled under a temporary name and renamed into place.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from sinsemi.cli._common import clean_errors, conf_dir, to_primitive
+from sinsemi.cli._common import cli_main, conf_dir, task, to_primitive
 from sinsemi.errors import InputError
 
 TEST_SETS = ("paper", "random")
@@ -35,7 +34,10 @@ def simulate_cli(cfg: DictConfig) -> Path:
     from sinsemi.data.io import ensure_dir, save_json, save_mask, save_png
     from sinsemi.data.optics import get_preset, make_reference_pair
 
-    preset, seed = str(cfg.preset), int(cfg.seed)
+    from sinsemi.validation import check_number, check_seed, check_writable_dir
+
+    preset, seed = str(cfg.preset), check_seed("seed", cfg.seed)
+    check_writable_dir(cfg.out_dir, "out_dir")
     test_set = cfg.get("test_set")
     if test_set is not None and test_set not in TEST_SETS:
         raise InputError(f"unknown test_set {test_set!r}; known: {', '.join(TEST_SETS)} (or null)")
@@ -44,7 +46,7 @@ def simulate_cli(cfg: DictConfig) -> Path:
     pair = make_reference_pair(preset, seed, **overrides)
     tset = None
     if test_set is not None:
-        n = int(cfg.n)
+        n = check_number("n", cfg.n, integer=True)
         if n < 2:
             raise InputError(f"test-set size n must be >= 2, got {n}")
         if overrides:
@@ -78,19 +80,13 @@ def simulate_cli(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="simulate")
+@task
 def _main(cfg: DictConfig) -> None:
-    # Hydra reports exceptions raised in the task itself (traceback, exit 1) unless
-    # HYDRA_FULL_ERROR=1; a SystemExit passes through, so bad input ends here as one line.
-    try:
-        simulate_cli(cfg)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    simulate_cli(cfg)
 
 
-@clean_errors
 def main() -> None:
-    _main()
+    cli_main(_main)
 
 
 if __name__ == "__main__":

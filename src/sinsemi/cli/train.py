@@ -8,62 +8,115 @@ from ``<run_dir>/checkpoints`` (``ckpt_path=last``).
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from sinsemi.cli._common import (Timer, clean_errors, conf_dir, finish_logger, load_training_image,
-                                 make_runtime, preflight, to_primitive)
+from sinsemi.cli._common import (Timer, check_interrupted, cli_main, conf_dir, draw_samples, finish_logger,
+                                 load_training_image, make_runtime, sampler_settings, task, to_primitive)
+from sinsemi.errors import InputError
 
 log = logging.getLogger("sinsemi.train")
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict:
-    """Fit, save, sample (and evaluate when ``cfg.evaluate``); returns the metrics written."""
-    from sinsemi import runs
-    from sinsemi.data.io import display_range, ensure_dir, load_bundle, save_json, save_samples
-    from sinsemi.generators.base import build_generator, load_generator
-    from sinsemi.seeding import sample_seeds
+def _check_samples(samples_dir: Path, settings: dict, seeds: list[int], force: bool) -> None:
+    """Samples already in the run dir must be what this job would draw (else: an error, or with
+    ``force`` they are drawn again)."""
+    from sinsemi.data.io import load_bundle
 
+    bundle = samples_dir / "samples.npz"
+    if not bundle.exists():
+        return
+    _, meta = load_bundle(bundle)
+    have = {"sampler": meta.get("sampler"), "seeds": meta.get("seeds")}
+    if have == {"sampler": settings, "seeds": seeds}:
+        return
+    if force:
+        for p in samples_dir.iterdir():  # the default samples only; samples/<settings>/ stay
+            if p.is_file():
+                p.unlink()
+        return
+    raise InputError(f"{samples_dir} holds samples drawn with sampler {have['sampler']} and {len(have['seeds'] or [])} "
+                     f"seeds from {(have['seeds'] or [None])[0]}, not sampler {settings} and n_samples={len(seeds)} from "
+                     f"seed_base={seeds[0]}: draw other settings with sinsemi-sample run_dir={samples_dir.parent}, "
+                     "or force=true to replace them")
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict:
+    """Check, fit, save, sample (and evaluate when ``cfg.evaluate``); returns the metrics written.
+
+    Every check comes before any work. The run's fingerprint (image, generator params, seed,
+    budget) is written first and compared on every rerun and resume; the finished marker
+    ``metrics.json`` is written last."""
+    from sinsemi import runs
+    from sinsemi.data.io import (display_range, ensure_dir, load_bundle, remove_partials, save_grid, save_json,
+                                 save_samples)
+    from sinsemi.generators.base import build_generator, load_generator, read_model
+    from sinsemi.seeding import sample_seeds
+    from sinsemi.validation import validate_train
+
+    plain = to_primitive(cfg)
+    validate_train(plain, run_dir)
+    image = load_training_image(cfg.data)
+    params = dict(plain["generator"])
+    name = params.pop("name")
+    force = bool(cfg.get("force"))
+    seeds = sample_seeds(int(cfg.n_samples), int(cfg.seed_base))
+    settings = sampler_settings(cfg, name)
+    fp = runs.make_fingerprint(name, params, image, seed=int(cfg.seed), max_steps=plain["trainer"]["max_steps"])
+    fresh = runs.check_fingerprint(run_dir, fp, force=force)
+    model_dir = run_dir / runs.MODEL_DIR
+    samples_dir = run_dir / runs.SAMPLES_DIR
+    if (model_dir / "generator.json").exists():
+        have, _, _ = read_model(model_dir)
+        if have != name:
+            raise InputError(f"{model_dir} holds a '{have}' model but this job trains '{name}': "
+                             "use another hydra.run.dir, or force=true to start again")
+    _check_samples(samples_dir, settings, seeds, force)
     done = runs.read_metrics(run_dir)
-    if runs.is_finished(done, evaluate=bool(cfg.evaluate), segmentation=bool(cfg.get("segmentation"))):
+    if runs.is_finished(done, evaluate=bool(cfg.evaluate), segmentation=bool(cfg.get("segmentation"))) \
+            and (run_dir / "grid.png").exists():
         log.info("run %s is finished (metrics.json present): skipping", run_dir)
         return done
+    if cfg.evaluate:
+        from sinsemi.cli._evaluate import evaluate_into  # noqa: F401  (import errors before the fit, not after)
+
     ensure_dir(run_dir)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    image = load_training_image(cfg.data)
+    remove_partials(run_dir)  # temp files of writes a kill -9 interrupted
+    if fresh:
+        runs.write_fingerprint(run_dir, fp)
+    save_json_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")  # agrees with the model (checked)
     runtime = make_runtime(cfg, run_dir, job_type="train")
     try:
-        params = to_primitive(cfg.generator)
-        name = params.pop("name")
-        model_dir = run_dir / runs.MODEL_DIR
-        with Timer() as t_fit:
-            if (model_dir / "generator.json").exists():
-                gen = load_generator(model_dir, runtime=runtime)
-                log.info("reusing the fitted model in %s", model_dir)
-            else:
-                gen = build_generator(name, params, runtime)
-                gen.fit(image, seed=int(cfg.seed), out_dir=run_dir)
-                gen.save(model_dir)
-        seeds = sample_seeds(int(cfg.n_samples), int(cfg.seed_base))
-        settings = to_primitive(cfg.sampler) or {}
-        if cfg.get("allow_random_backbone"):
-            settings["allow_random_backbone"] = True
-        samples_dir = run_dir / runs.SAMPLES_DIR
+        if (model_dir / "generator.json").exists():
+            gen = load_generator(model_dir, runtime=runtime)
+            log.info("reusing the fitted model in %s", model_dir)
+        else:
+            gen = build_generator(name, params, runtime)
+            with Timer() as t_fit:
+                try:
+                    gen.fit(image, seed=int(cfg.seed), out_dir=run_dir)
+                    check_interrupted()  # a fit stopped early by SIGTERM/SIGINT is not a model
+                finally:
+                    runs.add_progress(run_dir, fit_seconds=t_fit.elapsed())
+            gen.save(model_dir)
         with Timer() as t_sample:
             if (samples_dir / "samples.npz").exists():
-                samples, _ = load_bundle(samples_dir / "samples.npz")
+                samples, meta = load_bundle(samples_dir / "samples.npz")
+                info = meta.get("sample_info")
+                if not (run_dir / "grid.png").exists():  # killed between the samples and the grid
+                    save_grid(samples[:64], run_dir / "grid.png", value_range=display_range(image))
             else:
-                samples = gen.sample(len(seeds), seeds=seeds, **settings)
+                samples, info = draw_samples(gen, seeds, settings)
                 save_samples(samples, samples_dir, seeds=seeds, grid_path=run_dir / "grid.png",
                              grid_range=display_range(image),
-                             meta={"generator": gen.name, "sampler": settings,
-                                   "sample_info": getattr(gen, "last_sample_info", None)})
+                             meta={"generator": gen.name, "sampler": settings, "sample_info": info})
+                runs.add_progress(run_dir, sample_seconds=t_sample.elapsed())
         if runtime.logger is not None:
             runtime.logger.log_image("samples/grid", [str(run_dir / "grid.png")])
+        progress = runs.read_progress(run_dir)
         metrics = dict(done or {})
         metrics.update({
             "generator": gen.name,
@@ -73,22 +126,30 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             "n_samples": len(seeds),
             "sampler": settings,
             "image_shape": list(image.shape),
+            # summed over every attempt (resumes); a run dir from before progress.json keeps its own
+            "fit_seconds": progress.get("fit_seconds", (done or {}).get("fit_seconds")),
+            "sample_seconds": progress.get("sample_seconds", (done or {}).get("sample_seconds")),
         })
-        metrics.setdefault("fit_seconds", round(t_fit.seconds, 2))
-        metrics.setdefault("sample_seconds", round(t_sample.seconds, 2))
         if cfg.evaluate:
             from sinsemi.cli._evaluate import evaluate_into
 
             metrics.update(evaluate_into(cfg, samples, run_dir, logger=runtime.logger))
-        save_json(metrics, run_dir / runs.METRICS)
-        log.info("done: %s (fit %.1f s, %d samples in %.1f s)", run_dir, t_fit.seconds, len(seeds), t_sample.seconds)
+        save_json(metrics, run_dir / runs.METRICS)  # last: the run is finished when this exists
+        log.info("done: %s (fit %s s, %d samples)", run_dir, metrics["fit_seconds"], len(seeds))
         return metrics
     finally:
         finish_logger(runtime.logger)
 
 
+def save_json_text(text: str, path: Path) -> None:
+    from sinsemi.data.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
-@clean_errors
+@task
 def _main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     if cfg.get("experiment_name") and hc.mode.name == "MULTIRUN":
@@ -98,10 +159,8 @@ def _main(cfg: DictConfig) -> None:
     train(cfg, Path(hc.runtime.output_dir))
 
 
-@clean_errors
 def main() -> None:
-    preflight(sys.argv[1:])
-    _main()
+    cli_main(_main)
 
 
 if __name__ == "__main__":

