@@ -123,3 +123,34 @@ def random_defect_test_set(n: int = 50, *, preset: str = "line_pair", seed: int 
     info = {"kind": "random", "preset": preset, "n": n, "seed": seed, "max_defects": max_defects, "kinds": list(kinds),
             "length_nm": list(length_nm), "margin_nm": margin_nm, **b.meta}
     return TestSet(images=b.images, masks=b.masks, names=[f"random_{i:04d}" for i in range(n)], meta=meta, info=info)
+
+
+@dataclass(frozen=True)
+class DefectResidual:
+    """What a defect adds to an image: ``residual`` (H, W) float (image scale, noise-free: the
+    sensor's mean level of the defect image minus that of its defect-free twin, with the sensor's
+    charge diffusion), the exact ``mask`` (H, W) bool and its ``centroid`` (y, x) px."""
+
+    residual: torch.Tensor
+    mask: torch.Tensor
+    centroid: tuple[float, float]
+
+
+def defect_residual(preset: str = "line_pair", seed: int = 0, defects: Sequence | None = None) -> DefectResidual:
+    """The noise-free residual of ``defects`` (default: the preset's own) in ``preset``'s scene
+    (layout randomness from ``seed``): add it to an image of the same structure to insert a defect."""
+    import torch.nn.functional as F
+
+    p = get_preset(preset)
+    dl = list(p.defects if defects is None else defects)
+    if not dl:
+        raise InputError(f"preset {preset!r} has no defect to take a residual of; pass defects=")
+    b = simulate_batch(p.scene, [dl, []], [seed, seed])
+    sensor = p.scene.sensor
+    diff = (sensor.mean_level(b.intensity[0]) - sensor.mean_level(b.intensity[1]))[None, None].float()
+    k = sensor.diffusion_kernel()
+    if k is not None:  # the sensor blurs the photon image (periodically) before read-out
+        r = k.shape[-1] // 2
+        diff = F.conv2d(F.pad(diff, (r, r, r, r), mode="circular"), k)
+    yy, xx = torch.nonzero(b.masks[0], as_tuple=True)
+    return DefectResidual(residual=diff[0, 0], mask=b.masks[0].clone(), centroid=(float(yy.float().mean()), float(xx.float().mean())))

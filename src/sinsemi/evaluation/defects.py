@@ -16,14 +16,20 @@ log = logging.getLogger("sinsemi.eval")
 
 @dataclass
 class DefectMetrics:
-    """Defects per image (mean, population std) and the histogram of per-image counts (0, 1, 2, ...)."""
+    """Defects per image (mean, population std), the histogram of per-image counts (0, 1, 2, ...),
+    and the mean counts per image of detections within ``border`` px of an edge and inside it."""
 
     count_mean: float
     count_std: float
     hist: list[int]
+    border_mean: float
+    interior_mean: float
+    border: int
 
     def to_dict(self) -> dict:
-        return {"defect_count_mean": self.count_mean, "defect_count_std": self.count_std, "defect_count_hist": self.hist}
+        return {"defect_count_mean": self.count_mean, "defect_count_std": self.count_std, "defect_count_hist": self.hist,
+                "defect_count_interior_mean": self.interior_mean, "defect_count_border_mean": self.border_mean,
+                "defect_border_px": self.border}
 
 
 def labeller_config(refs: References, lcfg: LabellerConfig) -> LabellerConfig:
@@ -48,7 +54,11 @@ def fill_reference_mask(refs: References, lcfg: LabellerConfig) -> None:
 
 def defect_metrics(images: torch.Tensor, refs: References, lcfg: LabellerConfig) -> tuple[DefectMetrics, LabelResult]:
     """The labeller on images (N, C, H, W) against the clean reference."""
+    from sinsemi.evaluation.probe import border_split
+
     res = label_defects(images, refs.clean, lcfg)
     counts = res.counts.float()
     hist = torch.bincount(res.counts, minlength=4).tolist()
-    return DefectMetrics(float(counts.mean()), float(counts.std(unbiased=False)), hist), res
+    n = max(1, images.shape[0])
+    b, i = border_split(res.centroids, tuple(images.shape[-2:]), lcfg.border)
+    return DefectMetrics(float(counts.mean()), float(counts.std(unbiased=False)), hist, b / n, i / n, lcfg.border), res

@@ -132,24 +132,52 @@ def _sample_rows(g: np.ndarray, xq: np.ndarray) -> np.ndarray:
     return out
 
 
-def row_shifts(g: np.ndarray, template: np.ndarray, cfg: LabellerConfig) -> np.ndarray:
-    """Per-row lateral shift (px) maximising the correlation of the row profile with ``template``."""
-    h, w = g.shape
-    if not cfg.align or cfg.max_shift == 0:
-        return np.zeros(h)
-    cand = np.arange(-cfg.max_shift, cfg.max_shift + 1e-9, cfg.shift_step)
-    m = int(np.ceil(cfg.max_shift)) + 1
-    if w - 2 * m < 8:
-        return np.zeros(h)
+def line_period(template: np.ndarray) -> float:
+    """The template's dominant period (px) from its spectrum (the whole width when it has no peak)."""
+    w = template.size
+    spec = np.abs(np.fft.rfft(template - template.mean()))
+    k = int(np.argmax(spec[1:])) + 1 if spec.size > 1 else 1
+    return w / k
+
+
+def _shift_scores(prof: np.ndarray, template: np.ndarray, cand: np.ndarray, m: int) -> np.ndarray:
+    """Correlation (rows of ``prof`` (R, W) x candidate shifts) of each row with the template moved
+    right by each candidate, over the columns [m, W - m) that stay inside the image."""
+    w = template.size
     xs = np.arange(w, dtype=np.float64)
-    # T[k, x] = template(x - cand[k]): the template moved right by cand[k]
     tmpl = np.stack([np.interp(xs - s, xs, template) for s in cand])[:, m:w - m]
     tmpl = tmpl - tmpl.mean(axis=1, keepdims=True)
     tmpl /= np.linalg.norm(tmpl, axis=1, keepdims=True) + 1e-12
-    prof = ndimage.gaussian_filter1d(g, cfg.profile_sigma, axis=0, mode="nearest")[:, m:w - m]
+    prof = prof[:, m:w - m]
     prof = prof - prof.mean(axis=1, keepdims=True)
-    corr = prof @ tmpl.T  # (H, K)
-    s = cand[np.argmax(corr, axis=1)]
+    return prof @ tmpl.T
+
+
+def global_shift(g: np.ndarray, template: np.ndarray, cfg: LabellerConfig) -> float:
+    """The image's overall lateral line shift (px) against the template, searched over one period
+    (a generator may move every line by more than ``max_shift``; the per-row search then starts here)."""
+    w = g.shape[1]
+    half = 0.5 * line_period(template)
+    m = int(np.ceil(half)) + 1
+    if w - 2 * m < 8:
+        return 0.0
+    cand = np.arange(-half, half + 1e-9, cfg.shift_step)
+    return float(cand[int(np.argmax(_shift_scores(g.mean(axis=0, keepdims=True), template, cand, m)[0]))])
+
+
+def row_shifts(g: np.ndarray, template: np.ndarray, cfg: LabellerConfig) -> np.ndarray:
+    """Per-row lateral shift (px) maximising the correlation of the row profile with ``template``:
+    within ``max_shift`` of the image's global shift."""
+    h, w = g.shape
+    if not cfg.align or cfg.max_shift == 0:
+        return np.zeros(h)
+    s0 = global_shift(g, template, cfg)
+    cand = s0 + np.arange(-cfg.max_shift, cfg.max_shift + 1e-9, cfg.shift_step)
+    m = int(np.ceil(np.abs(cand).max())) + 1
+    if w - 2 * m < 8:
+        return np.zeros(h)
+    prof = ndimage.gaussian_filter1d(g, cfg.profile_sigma, axis=0, mode="nearest")
+    s = cand[np.argmax(_shift_scores(prof, template, cand, m), axis=1)]
     return ndimage.median_filter(s, size=min(cfg.shift_window, h), mode="nearest")
 
 

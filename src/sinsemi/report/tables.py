@@ -29,7 +29,9 @@ REFERENCE_ROW = "two references"
 
 TABLES = {
     "table1": ("Table 1: average defect count per generated image (labeller)",
-               [("n_samples", "N", None), ("defect_count", "defects / image", "pm"), ("defect_count_hist", "count histogram 0,1,2,…", "list")]),
+               [("n_samples", "N", None), ("defect_count", "defects / image", "pm"),
+                ("defect_count_interior_mean", "interior / image", "num"), ("defect_count_border_mean", "border band / image", "num"),
+                ("defect_count_hist", "count histogram 0,1,2,…", "list")]),
     "table2": ("Table 2: SIFID (fidelity, vs the defect reference) and LPIPS (vs the defect reference)",
                [("sifid", "SIFID ↓", "pm"), ("lpips", "LPIPS", "pm"), ("pairwise_lpips", "pairwise LPIPS", "pm"),
                 ("pixel_diversity", "pixel diversity", "num"), ("weights", "weights", "weights")]),
