@@ -10,7 +10,7 @@ import pytest
 
 from sinsemi.errors import InputError
 from sinsemi.report.heatmap import centroid_density, save_heatmap
-from sinsemi.report.tables import PAPER, collect, main, render, write_row, write_tables
+from sinsemi.report.tables import collect, main, render, write_row, write_tables
 
 
 def _fake(tmp_path, name, sub, **metrics):
@@ -48,12 +48,82 @@ def test_tables_from_fake_run_dirs(runs, tmp_path):
     by_name = {r[0]: r for r in rows[1:]}
     assert set(by_name) == {"two references", "sinsemi"}     # sinddm has no IoU: left out of table 3
     assert by_name["sinsemi"][1] == "0.810 ± 0.200" and by_name["sinsemi"][2] == "0.550 ± 0.300"
-    assert by_name["two references"][-1] == PAPER["table3"]["two references"]  # the paper's figure beside ours
 
 
-def test_paper_column_blank_when_unknown(runs):
-    md, _ = render("table2", collect([runs]))
-    assert "were not available" in md
+
+PAPER = {"source": "test", "units_note": "no units.",
+         "table1_defect_count": {"SinSEMI": 0.8, "SinSEMI+energy": 0.7, "_reading": "r"},
+         "table2_sifid_lpips": {"two references": {"sifid": 2.4, "lpips": 0.8}, "SinSEMI": {"sifid": 2.6, "lpips": 1.0}},
+         "table3_iou": {"augmentation baseline": {"iou": 0.74, "iou_std": 0.41}, "SinSEMI": {"iou": 0.82, "iou_std": 0.26}},
+         "table4_steps": {"10": {"sifid": 2.5, "lpips": 0.7}}, "table5_guidance": {"0.5": {"sifid": 2.5, "lpips": 0.8}}}
+
+
+@pytest.fixture
+def paper_file(tmp_path, monkeypatch):
+    p = tmp_path / "tables.json"
+    p.write_text(json.dumps(PAPER))
+    monkeypatch.setenv("SINSEMI_PAPER_TABLES", str(p))
+    return p
+
+
+def test_paper_values_and_ratios_beside_ours(runs, paper_file):
+    rows = collect([runs])
+    _, cs = render("table2", rows)
+    t2 = list(csv.DictReader(cs.splitlines()))
+    sin = next(r for r in t2 if r["method"] == "sinsemi")
+    assert sin["paper: SIFID"] == "2.60" and sin["paper: LPIPS"] == "1.00"
+    assert sin["SIFID / two-ref (ours)"] == f"{0.123 / 0.05:.2f}" and sin["SIFID / two-ref (paper)"] == f"{2.6 / 2.4:.2f}"
+    assert sin["LPIPS / two-ref (ours)"] == f"{0.2 / 0.1:.2f}" and sin["LPIPS / two-ref (paper)"] == f"{1.0 / 0.8:.2f}"
+    md3, cs3 = render("table3", rows)
+    t3 = {r["method"]: r for r in csv.DictReader(cs3.splitlines())}
+    assert t3["two references"]["paper: IoU"] == "0.74 ± 0.41" and t3["sinsemi"]["paper: IoU"] == "0.82 ± 0.26"
+    _, cs1 = render("table1", rows)
+    t1 = {r["method"]: r for r in csv.DictReader(cs1.splitlines())}
+    assert t1["sinsemi"]["paper: defects / image"] == "0.80" and t1["sinddm"]["paper: defects / image"] == ""
+    guided = {**next(r for r in rows if r["name"] == "sinsemi"), "sampler": {"guidance": 1.0}}  # a guided SinSEMI row is the paper's SinSEMI+energy
+    _, cs1 = render("table1", [guided])
+    assert list(csv.DictReader(cs1.splitlines()))[0]["paper: defects / image"] == "0.70"
+    assert str(paper_file) in md3
+
+
+def test_paper_values_not_available(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("SINSEMI_PAPER_TABLES", str(tmp_path / "absent.json"))
+    for t in ("table1", "table2", "table3"):
+        md, cs = render(t, collect([runs]))
+        assert "paper values not available" in md
+        assert all(r["method"] and not any(v for k, v in r.items() if k.startswith("paper:"))
+                   for r in csv.DictReader(cs.splitlines()))
+    _, cs = render("table2", collect([runs]))
+    sin = next(r for r in csv.DictReader(cs.splitlines()) if r["method"] == "sinsemi")
+    assert sin["SIFID / two-ref (ours)"] == f"{0.123 / 0.05:.2f}" and sin["SIFID / two-ref (paper)"] == ""
+
+
+def _ablation_runs(tmp_path, knob, values):
+    root = tmp_path / knob
+    for v in values:
+        _fake(root, "sinsemi", f"p{v}", sampler={knob: v}, run_dir="R", n_samples=4, sifid_mean=1.0, sifid_std=0.1,
+              lpips_mean=0.3, lpips_std=0.01, defect_count_mean=0.5, defect_count_std=0.5, nfe=10)
+    return root
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_ablation_tables_with_and_without_paper(tmp_path, monkeypatch, present):
+    from sinsemi.report.ablations import collect as acollect
+    from sinsemi.report.ablations import render as arender
+
+    p = tmp_path / "tables.json"
+    if present:
+        p.write_text(json.dumps(PAPER))
+    monkeypatch.setenv("SINSEMI_PAPER_TABLES", str(p))
+    md4, cs4 = arender(acollect(_ablation_runs(tmp_path, "steps", [10, 20]), "steps"), "steps")
+    md5, _ = arender(acollect(_ablation_runs(tmp_path, "guidance", [0.5]), "guidance"), "guidance")
+    rows = list(csv.DictReader(cs4.splitlines()))
+    if present:
+        assert rows[0]["paper_sifid"] == "2.5" and rows[1]["paper_sifid"] == ""  # no paper value at 20 steps
+        assert "| 2.5 | 0.8 |" in md5
+    else:
+        assert "paper values not available" in md4 and "paper values not available" in md5
+        assert all(r["paper_sifid"] == "" for r in rows)
 
 
 def test_write_row(tmp_path):

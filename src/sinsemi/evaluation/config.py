@@ -66,6 +66,7 @@ class EvalConfig:
     seed: int = 0                         # segmentation training / paper test-set seed
     segmentation: bool = True             # False: skip the downstream U-Net
     allow_random_backbone: bool = False   # tests only
+    probe: bool = True                    # insert the reference's defect into every sample: labeller recall there
     device: str = "cpu"
     profile: str | None = None            # recorded in metrics.json
     reference: ReferenceSpec = field(default_factory=ReferenceSpec)
@@ -92,6 +93,7 @@ class EvalConfig:
             seed=int(d.get("seed", 0)),
             segmentation=bool(d.get("segmentation", True)),
             allow_random_backbone=bool(d.get("allow_random_backbone", False)),
+            probe=bool(d.get("probe", True)),
             device=device,
             profile=d.get("profile_name"),
             reference=ReferenceSpec(**_known(ReferenceSpec, d.get("reference"), "reference")),

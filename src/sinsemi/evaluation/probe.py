@@ -112,3 +112,23 @@ def probe_labeller(images: torch.Tensor, clean_reference: torch.Tensor, res: Def
     """Insert one defect into each image (N, C, H, W), label, score."""
     ins = insert_defects(images, clean_reference, res, seed=seed, margin=cfg.border)
     return score_inserted(label_defects(ins.images, clean_reference, cfg), ins, tolerance=tolerance, band=cfg.border)
+
+
+def reference_residual(defect: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor, *, preset: str | None = None,
+                       preset_seed: int = 0, window: int = 10) -> DefectResidual:
+    """The defect to insert: the simulator's noise-free residual when the references are a preset's
+    pair, else the references' own difference (C, H, W) inside the mask dilated by ``window`` px."""
+    from scipy import ndimage
+
+    from sinsemi.data.testsets import defect_residual
+
+    if preset is not None:
+        return defect_residual(preset, preset_seed)
+    m = mask.cpu().numpy().astype(bool)
+    if not m.any():
+        raise InputError("the defect reference's mask is empty: no defect to insert")
+    win = ndimage.binary_dilation(m, iterations=window)
+    r = (_gray(defect) - _gray(clean)) * win
+    yy, xx = np.nonzero(m)
+    return DefectResidual(residual=torch.from_numpy(r).float(), mask=torch.from_numpy(m),
+                          centroid=(float(yy.mean()), float(xx.mean())))

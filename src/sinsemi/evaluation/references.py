@@ -19,6 +19,7 @@ class References:
     clean: torch.Tensor
     mask: torch.Tensor | None
     source: str
+    simulated: bool = False   # the simulator's preset pair (its noise-free defect residual is known)
 
 
 def load_references(spec: ReferenceSpec) -> References:
@@ -37,7 +38,8 @@ def load_references(spec: ReferenceSpec) -> References:
 
     pair = make_reference_pair(preset=str(spec.preset), seed=int(spec.preset_seed))
     mask = load_mask(spec.mask, like=pair.defect) if spec.mask else pair.mask.bool()
-    return References(pair.defect.float(), pair.clean.float(), mask, f"simulator preset {spec.preset} seed {spec.preset_seed}")
+    return References(pair.defect.float(), pair.clean.float(), mask, f"simulator preset {spec.preset} seed {spec.preset_seed}",
+                      simulated=not spec.mask)
 
 
 def check_compatible(images: torch.Tensor, ref: torch.Tensor, what: str = "samples") -> None:

@@ -31,6 +31,7 @@ class EvalResult:
     labels: LabelResult
     downstream: DownstreamMetrics | None = None
     labeller_reference_counts: list[int] | None = None  # mode=reference: counts on (defect, clean)
+    probe: dict | None = None            # the labeller on the samples with the reference's defect inserted
     eval_seconds: float = 0.0
     metrics: dict | None = None          # to_dict() merged over the out_dir's previous metrics.json
 
@@ -41,6 +42,8 @@ class EvalResult:
         out.update(self.defects.to_dict())
         if self.labeller_reference_counts is not None:
             out["labeller_reference_counts"] = self.labeller_reference_counts
+        if self.probe is not None:
+            out.update({f"labeller_probe_{k}": v for k, v in self.probe.items()})
         out["labeller"] = dataclasses.asdict(self.labeller)
         if self.downstream is not None:
             out.update(self.downstream.to_dict())

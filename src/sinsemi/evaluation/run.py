@@ -57,6 +57,8 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
     result = EvalResult(name=name, mode=cfg.mode, n_samples=int(samples.shape[0]), reference=refs.source, profile=cfg.profile,
                         reference_mask=reference_mask, image=im, defects=dm, labeller=lcfg, labels=labels,
                         labeller_reference_counts=labels.counts.tolist() if cfg.mode == "reference" else None)
+    if cfg.probe and cfg.mode == "samples":
+        result.probe = _probe(samples, refs, lcfg, cfg)
     if out_dir is not None:
         outputs.write_defects(labelled, label_names, result, out_dir)
     if cfg.segmentation:
@@ -76,3 +78,20 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
     else:
         result.metrics = result.to_dict()
     return result
+
+
+def _probe(samples: torch.Tensor, refs: References, lcfg, cfg: EvalConfig) -> dict | None:
+    """Recall/localisation of the reference's defect inserted into every sample (None when the
+    lines are not vertical or the defect does not fit: the probe needs both)."""
+    import dataclasses
+
+    from sinsemi.evaluation.probe import probe_labeller, reference_residual
+
+    try:
+        res = reference_residual(refs.defect, refs.clean, refs.mask, preset=cfg.reference.preset if refs.simulated else None,
+                                 preset_seed=cfg.reference.preset_seed)
+        s = probe_labeller(samples, refs.clean, res, lcfg, seed=cfg.seed)
+    except InputError as e:
+        log.warning("labeller probe skipped: %s", e)
+        return None
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in dataclasses.asdict(s).items()}

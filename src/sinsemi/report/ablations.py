@@ -18,9 +18,11 @@ from pathlib import Path
 from sinsemi.errors import InputError
 
 ABLATIONS = {
-    "steps": {"table": "table4", "knob": "steps", "title": "Table 4: Euler–Maruyama steps per scale"},
-    "guidance": {"table": "table5", "knob": "guidance", "title": "Table 5: LPIPS energy-guidance strength w"},
+    "steps": {"table": "table4", "knob": "steps", "title": "Table 4: Euler–Maruyama steps per scale", "paper": "table4_steps"},
+    "guidance": {"table": "table5", "knob": "guidance", "title": "Table 5: LPIPS energy-guidance strength w",
+                 "paper": "table5_guidance"},
 }
+_AUTO = object()
 COLUMNS = [("sifid", "SIFID ↓"), ("lpips", "LPIPS (vs training image)"), ("defect_count", "defects / image")]
 
 
@@ -54,24 +56,34 @@ def _pm(row: dict, key: str) -> str:
     return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
 
 
-def render(rows: list[dict], ablation: str) -> tuple[str, str]:
-    """(markdown, csv) of the ablation table."""
+def render(rows: list[dict], ablation: str, paper=_AUTO) -> tuple[str, str]:
+    """(markdown, csv) of the ablation table, the paper's SIFID/LPIPS at the same knob value beside
+    ours (``paper``: parsed tables.json, None for none; default: :func:`sinsemi.report.paper.load_paper`)."""
+    from sinsemi.report.paper import NOT_AVAILABLE, load_paper, lookup_number, paper_path
+
+    if paper is _AUTO:
+        paper = load_paper()
     spec = ABLATIONS[ablation]
-    head = [spec["knob"], "NFE / image", "s / image"] + [c[1] for c in COLUMNS]
+    head = [spec["knob"], "NFE / image", "s / image"] + [c[1] for c in COLUMNS] + ["paper: SIFID", "paper: LPIPS"]
     md = [f"## {spec['title']}", "", f"{len(rows)} sweep points; samples re-drawn from one trained run with identical per-sample seeds.", "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow([spec["knob"], "nfe", "seconds_per_image"] + [f"{k}_{s}" for k, _ in COLUMNS for s in ("mean", "std")] + ["n_samples", "weights"])
+    w.writerow([spec["knob"], "nfe", "seconds_per_image"] + [f"{k}_{s}" for k, _ in COLUMNS for s in ("mean", "std")]
+               + ["n_samples", "weights", "paper_sifid", "paper_lpips"])
     for r in rows:
         n = r.get("n_samples") or 1
         spi = (r.get("sample_seconds") or 0) / n if r.get("sample_seconds") is not None else None
-        cells = [str(r["value"]), str(r.get("nfe") or "–"), f"{spi:.3f}" if spi is not None else "–"] + [_pm(r, k) for k, _ in COLUMNS]
+        pv = lookup_number((paper or {}).get(spec["paper"]), r["value"]) or {}
+        pcells = [f"{pv[k]:.1f}" if pv.get(k) is not None else "–" for k in ("sifid", "lpips")]
+        cells = [str(r["value"]), str(r.get("nfe") or "–"), f"{spi:.3f}" if spi is not None else "–"] + [_pm(r, k) for k, _ in COLUMNS] + pcells
         md.append("| " + " | ".join(cells) + " |")
         w.writerow([r["value"], r.get("nfe"), spi] + [r.get(f"{k}_{s}") for k, _ in COLUMNS for s in ("mean", "std")]
-                   + [r.get("n_samples"), _weights(r)])
+                   + [r.get("n_samples"), _weights(r), pv.get("sifid"), pv.get("lpips")])
     labels = {_weights(r) for r in rows}
     md += ["", f"Weights: {', '.join(sorted(labels))}."]
+    md += ["", f"Paper columns: {NOT_AVAILABLE}." if paper is None else
+           f"Paper columns: {paper_path()} (the paper's units differ from ours: compare trends along the knob, not values)."]
     if any(r.get("random_backbone") for r in rows):
         md += ["", "**Computed with a RANDOM backbone (test only): these figures are not comparable with any paper.**"]
     return "\n".join(md) + "\n", buf.getvalue()

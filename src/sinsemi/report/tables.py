@@ -4,7 +4,8 @@
 ``metrics.json`` under the given dirs (a run dir, or a folder of run dirs, searched recursively) that
 ``sinsemi-eval`` has filled, and writes ``table1|table2|table3.{md,csv}``. The two-reference row
 (``sinsemi-eval mode=reference``) comes first. Each table prints the paper's published figure beside
-ours where we have it (:data:`PAPER`); a blank paper cell means we could not find the published value.
+ours (``../shared/paper/tables.json`` via :mod:`sinsemi.report.paper`; "paper values not available" without it)
+and, in Table 2, both as ratios to the two-reference row of the same table.
 
 :func:`write_row` writes one run's ``row.md`` / ``row.csv`` (all three tables' columns).
 """
@@ -20,25 +21,54 @@ from pathlib import Path
 
 from sinsemi.errors import InputError
 
-# The paper's published figures we could verify (issue 5 quotes Table 3 of the SinSEMI paper). The
-# other published values (Tables 1-2) were not found in the sources available offline: left blank.
-PAPER: dict[str, dict[str, str]] = {
-    "table3": {"two references": "0.74 ± 0.41", "sinsemi": "0.88 ± 0.16 (with LPIPS energy)"},
-}
 REFERENCE_ROW = "two references"
+_AUTO = object()
 
 TABLES = {
     "table1": ("Table 1: average defect count per generated image (labeller)",
                [("n_samples", "N", None), ("defect_count", "defects / image", "pm"),
                 ("defect_count_interior_mean", "interior / image", "num"), ("defect_count_border_mean", "border band / image", "num"),
-                ("defect_count_hist", "count histogram 0,1,2,…", "list")]),
+                ("defect_count_hist", "count histogram 0,1,2,…", "list"),
+                ("labeller_probe_recall", "labeller recall (inserted defect)", "num")]),
     "table2": ("Table 2: SIFID (fidelity, vs the defect reference) and LPIPS (vs the defect reference)",
                [("sifid", "SIFID ↓", "pm"), ("lpips", "LPIPS", "pm"), ("pairwise_lpips", "pairwise LPIPS", "pm"),
                 ("pixel_diversity", "pixel diversity", "num"), ("weights", "weights", "weights")]),
     "table3": ("Table 3: downstream U-Net IoU (paper-style test set; random-position and external sets when run)",
                [("iou", "IoU (paper set)", "pm"), ("iou_random", "IoU (random set)", "pm"), ("iou_external", "IoU (external)", "pm"),
-                ("seg_train_set", "trained on", "str")]),
+                ("seg_train_set", "trained on", "str"), ("seg_mask", "mask convention", "str")]),
 }
+PAPER_HEADERS = {
+    "table1": ["paper: defects / image"],
+    "table2": ["paper: SIFID", "paper: LPIPS", "SIFID / two-ref (ours)", "SIFID / two-ref (paper)",
+               "LPIPS / two-ref (ours)", "LPIPS / two-ref (paper)"],
+    "table3": ["paper: IoU"],
+}
+
+
+def _num(v, fmt: str = "{:.2f}") -> str:
+    return "" if v is None else fmt.format(float(v))
+
+
+def _ratio(a, b) -> str:
+    return f"{float(a) / float(b):.2f}" if a is not None and b not in (None, 0) else ""
+
+
+def _paper_cells(table: str, row: dict, rows: list[dict], paper: dict | None) -> list[str]:
+    """The paper's value(s) for our row (and, Table 2, both as ratios to their two-reference rows)."""
+    from sinsemi.report.paper import lookup, paper_name
+
+    key = paper_name(row, table)
+    if table == "table1":
+        return [_num(lookup((paper or {}).get("table1_defect_count"), key))]
+    if table == "table3":
+        v = lookup((paper or {}).get("table3_iou"), key)
+        return [f"{v['iou']:.2f} ± {v['iou_std']:.2f}" if isinstance(v, dict) and "iou" in v else ""]
+    sec = (paper or {}).get("table2_sifid_lpips")
+    pv, pref = lookup(sec, key) or {}, lookup(sec, REFERENCE_ROW) or {}
+    ours_ref = next((r for r in rows if str(r.get("name", "")).lower() == REFERENCE_ROW), {})
+    return [_num(pv.get("sifid")), _num(pv.get("lpips")),
+            _ratio(row.get("sifid_mean"), ours_ref.get("sifid_mean")), _ratio(pv.get("sifid"), pref.get("sifid")),
+            _ratio(row.get("lpips_mean"), ours_ref.get("lpips_mean")), _ratio(pv.get("lpips"), pref.get("lpips"))]
 
 
 def _cell(m: dict, key: str, kind: str | None) -> str:
@@ -65,23 +95,43 @@ def _has(m: dict, table: str) -> bool:
     return {"table1": "defect_count_mean", "table2": "sifid_mean", "table3": "iou_mean"}[table] in m
 
 
-def render(table: str, rows: list[dict]) -> tuple[str, str]:
-    """(Markdown, CSV) of one table from run metrics (rows without its metrics are left out)."""
+def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
+    """(Markdown, CSV) of one table from run metrics (rows without its metrics are left out), the
+    paper's values beside ours (``paper``: the parsed tables.json, None for none; default: found by
+    :func:`sinsemi.report.paper.load_paper`)."""
+    from sinsemi.report.paper import NOT_AVAILABLE, load_paper, paper_path
+
+    if paper is _AUTO:
+        paper = load_paper()
     title, cols = TABLES[table]
-    paper = PAPER.get(table, {})
+    all_rows = rows
     rows = [r for r in rows if _has(r, table)]
-    header = ["method"] + [c[1] for c in cols] + ["paper"]
-    body = [[str(r.get("name", "?"))] + [_cell(r, k, kind) for k, _, kind in cols] + [paper.get(str(r.get("name", "")).lower(), "")]
+    header = ["method"] + [c[1] for c in cols] + PAPER_HEADERS[table]
+    body = [[str(r.get("name", "?"))] + [_cell(r, k, kind) for k, _, kind in cols] + _paper_cells(table, r, all_rows, paper)
             for r in rows]
     md = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(c or "–" for c in row) + " |" for row in body]
-    if not paper:
-        md += ["", "Paper column: the published values of this table were not available to us; left blank."]
+    md.append("")
+    if paper is None:
+        md.append(f"Paper columns: {NOT_AVAILABLE}.")
+    else:
+        md.append(f"Paper columns: {paper_path()} ({paper.get('source', 'SinSEMI paper')}).")
+        if table == "table2" and paper.get("units_note"):
+            md.append(f"Units: {paper['units_note']} Ratios are to the two-reference row of the same table (ours to ours, paper to paper).")
+        if table == "table1":
+            reading = ((paper.get("table1_defect_count") or {}).get("_reading"))
+            md.append(f"Paper's reading: {reading}." if reading else "")
+    if table == "table1":
+        band = next((r.get("defect_border_px") for r in rows if r.get("defect_border_px") is not None), None)
+        if band is not None:
+            md.append(f"Border band: detections whose centroid lies within {band} px of an edge (the SinSEMI net's receptive-field half-width).")
+    if table == "table3" and any(r.get("seg_empty_flag") for r in rows):
+        md.append("EMPTY: the row's U-Net predicted empty masks on >= 90% of the defect test images (it learnt nothing).")
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(header)
     w.writerows(body)
-    return "\n".join(md) + "\n", buf.getvalue()
+    return "\n".join(ln for ln in md if ln is not None) + "\n", buf.getvalue()
 
 
 def collect(dirs: list[Path]) -> list[dict]:
