@@ -191,3 +191,18 @@ def test_cli_prints_one_line_error(tmp_path, monkeypatch, capsys):
         main()
     err = capsys.readouterr().err
     assert e.value.code == 2 and "error: no images found" in err and "Traceback" not in err
+
+
+def test_mask_conventions(tmp_path):
+    """downstream.mask=optical: baseline and test sets use the paper's labelling; the paper profile uses it."""
+    from sinsemi.cli.eval import eval_config, evaluate
+
+    with_paper = compose("profile=paper", "trainer.accelerator=cpu")
+    assert with_paper.downstream.mask == "optical" and eval_config(with_paper).downstream.mask == "optical"
+    assert compose().downstream.mask == "footprint"
+    m = evaluate(compose("mode=reference", f"out_dir={tmp_path}", "allow_random_backbone=true", "downstream.mask=optical",
+                         "test_set.random.n=3"))
+    assert m["seg_mask"] == "optical" and m["seg_test_sizes"] == {"paper": 50, "random": 3}
+    assert "optical" in (tmp_path / "row.md").read_text()
+    with pytest.raises(InputError, match="downstream.mask"):
+        evaluate(compose("mode=reference", f"out_dir={tmp_path}", "downstream.mask=blob"))

@@ -30,7 +30,7 @@ def test_paper_set_shapes_and_masks(pair):
     assert len({m["flip"] for m in ts.meta}) >= 3
     for img, mask, m in zip(ts.images, ts.masks, ts.meta):
         src = pair.defect if m["source"] == "defect" else pair.clean
-        assert (img - _flip(src, m["flip"])).abs().max() < 8 / 255  # noise of 1 gray level std
+        assert (img - _flip(src, m["flip"])).abs().max() < 8 / 255  # noise of at most 1 gray level std
         if m["source"] == "defect":
             assert torch.equal(mask, _flip(pair.mask, m["flip"]))
 
@@ -75,3 +75,55 @@ def test_random_set_rejects_bad_arguments():
         random_defect_test_set(2, kinds=("crack",))
     with pytest.raises(InputError):
         random_defect_test_set(2, preset="nope")
+
+
+def test_paper_set_noise_up_to_one_gray_level(pair):
+    """The published augmentations: noise std ~ U(0, 1) gray level per image, one of four flips."""
+    ts = paper_test_set(pair, seed=0)
+    stds = [m["noise_std_gray"] for m in ts.meta]
+    assert all(0 <= s <= 1 for s in stds) and min(stds) < 0.3 and max(stds) > 0.7
+    assert {m["flip"] for m in ts.meta} <= {"none", "lr", "ud", "lrud"}
+    for img, m in zip(ts.images, ts.meta):  # measured noise follows the drawn std (8-bit rounding adds ~0.29)
+        src = pair.defect if m["source"] == "defect" else pair.clean
+        measured = float(((img - _flip(src, m["flip"])) * 255).std())
+        assert measured <= m["noise_std_gray"] + 0.35
+
+
+def test_paper_set_optical_masks(pair):
+    """mask=optical: the paper's |blur(defect) - blur(clean)| > 5 region, ~200 px for the bridge, flipped alike."""
+    from sinsemi.metrics.optical_mask import optical_mask
+
+    ts = paper_test_set(pair, seed=0, mask="optical")
+    om = optical_mask(pair.defect, pair.clean)
+    assert 150 <= int(om.sum()) <= 260 and int(om.sum()) > 2 * int(pair.mask.sum())
+    assert (om & pair.mask).sum() >= 0.8 * pair.mask.sum()  # it covers the footprint
+    for mask, m in zip(ts.masks[:25], ts.meta[:25]):
+        assert torch.equal(mask, _flip(om, m["flip"]))
+    assert not ts.masks[25:].any() and ts.info["mask"] == "optical"
+    with pytest.raises(InputError, match="mask convention"):
+        paper_test_set(pair, mask="blob")
+
+
+def test_random_set_optical_masks():
+    a, b = random_defect_test_set(12, seed=0), random_defect_test_set(12, seed=0, mask="optical")
+    assert torch.equal(a.images, b.images)
+    for fp, op in zip(a.masks, b.masks):
+        if not fp.any():
+            assert not op.any()
+        elif op.any():
+            assert int(op.sum()) > int(fp.sum()) and (op & fp).any()  # a blurred region around the footprint
+    assert sum(bool(m.any()) for m in b.masks) >= 0.7 * sum(bool(m.any()) for m in a.masks)
+
+
+def test_optical_mask_of_the_real_pair(real_pair_dir):
+    """The paper's labelling on its own images: ~190-200 px around the central bridge."""
+    from sinsemi.data.io import load_image
+    from sinsemi.metrics.optical_mask import optical_mask
+
+    d = load_image(real_pair_dir / "line_pair_bridge_defect.png")
+    c = load_image(real_pair_dir / "line_pair_no_defect.png")
+    m = optical_mask(d, c)
+    yy, xx = torch.nonzero(m, as_tuple=True)
+    print(f"optical mask of the real pair: {int(m.sum())} px, rows {int(yy.min())}-{int(yy.max())}, cols {int(xx.min())}-{int(xx.max())}")
+    assert 180 <= int(m.sum()) <= 215
+    assert 36 <= int(yy.min()) and int(yy.max()) <= 59 and 34 <= int(xx.min()) and int(xx.max()) <= 57

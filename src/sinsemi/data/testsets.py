@@ -2,11 +2,16 @@
 
 * :func:`paper_test_set` - the paper's recipe: 2 n images from the two reference images by noise
   and flips; n from the defect image (its mask flipped alike), n from the defect-free one (empty
-  masks). Image i: one of the four flips (none, left-right, up-down, both) and additive Gaussian
-  noise of std ``noise_std`` (gray levels), re-quantised to 8 bits; all drawn from seed ``seed + i``.
+  masks). Image i: one of the four flips (identity, left-right, up-down, 180° rotation) and additive
+  Gaussian noise of std ~ U(0, ``noise_std``) gray levels (the published augmentations: up to 1 gray
+  level), re-quantised to 8 bits; all drawn from seed ``seed + i``.
 * :func:`random_defect_test_set` - harder: simulator images of a preset's scene, each with its own
   layout randomness and noise and 0-3 defects (bridges and opens by default) at random lines,
   positions and lengths, drawn from seed ``seed + i``.
+
+Masks by convention (``mask``): ``footprint`` = the simulator's geometric footprint / the given
+mask; ``optical`` = the paper's labelling (:mod:`sinsemi.metrics.optical_mask`): the region where the
+5x5-blurred defect image differs from its defect-free twin by > 5 gray levels (~200 px for the bridge).
 """
 
 from __future__ import annotations
@@ -46,11 +51,20 @@ def _flip(x: torch.Tensor, flip: str) -> torch.Tensor:
     return x.flip(dims) if dims else x
 
 
+def _check_mask(mask: str) -> None:
+    from sinsemi.metrics.optical_mask import MASKS
+
+    if mask not in MASKS:
+        raise InputError(f"mask convention must be one of {', '.join(MASKS)}, got {mask!r}")
+
+
 def paper_test_set(pair: ReferencePair | None = None, *, preset: str = "line_pair", seed: int = 0,
-                   n_per_class: int = 25, noise_std: float = 1.0) -> TestSet:
+                   n_per_class: int = 25, noise_std: float = 1.0, mask: str = "footprint") -> TestSet:
     """2 ``n_per_class`` images from a reference pair (default: ``make_reference_pair(preset, seed)``)
-    by flips and additive Gaussian noise of ``noise_std`` gray levels (then 8-bit quantised).
-    The first ``n_per_class`` come from the defect image, the rest from the defect-free one."""
+    by one flip each and additive Gaussian noise of std ~ U(0, ``noise_std``) gray levels (then 8-bit
+    quantised). The first ``n_per_class`` come from the defect image, the rest from the defect-free
+    one; the defect image's mask is ``pair.mask`` (``footprint``) or the paper's optical mask."""
+    _check_mask(mask)
     if n_per_class < 1:
         raise InputError(f"n_per_class must be >= 1, got {n_per_class}")
     if noise_std < 0:
@@ -59,30 +73,40 @@ def paper_test_set(pair: ReferencePair | None = None, *, preset: str = "line_pai
     if tuple(pair.mask.shape) != tuple(pair.defect.shape[-2:]):
         raise InputError(f"reference mask {tuple(pair.mask.shape)} does not match its image {tuple(pair.defect.shape[-2:])}")
     images, masks, names, meta = [], [], [], []
-    sources = [("defect", pair.defect, pair.mask), ("clean", pair.clean, torch.zeros_like(pair.mask))]
+    if mask == "optical":
+        from sinsemi.metrics.optical_mask import optical_mask
+
+        dmask = optical_mask(pair.defect, pair.clean)
+    else:
+        dmask = pair.mask.bool()
+    sources = [("defect", pair.defect, dmask), ("clean", pair.clean, torch.zeros_like(dmask))]
     gens = generators_for([seed + i for i in range(2 * n_per_class)])
-    for c, (label, img, mask) in enumerate(sources):
+    for c, (label, img, src_mask) in enumerate(sources):
         for j in range(n_per_class):
             i = c * n_per_class + j
             g = gens[i]
             flip = FLIPS[int(torch.randint(len(FLIPS), (1,), generator=g))]
-            noisy = img + (noise_std / 255.0) * torch.randn(img.shape, generator=g)
+            std = noise_std * float(torch.rand(1, generator=g))
+            noisy = img + (std / 255.0) * torch.randn(img.shape, generator=g)
             noisy = torch.round(noisy.clamp(0, 1) * 255.0) / 255.0
             images.append(_flip(noisy, flip))
-            masks.append(_flip(mask, flip))
+            masks.append(_flip(src_mask, flip))
             names.append(f"paper_{label}_{j:03d}")
-            meta.append({"source": label, "flip": flip, "seed": seed + i, "noise_std_gray": noise_std})
-    info = {"kind": "paper", "n_per_class": n_per_class, "noise_std_gray": noise_std, "seed": seed,
+            meta.append({"source": label, "flip": flip, "seed": seed + i, "noise_std_gray": std})
+    info = {"kind": "paper", "n_per_class": n_per_class, "noise_std_max_gray": noise_std, "seed": seed, "mask": mask,
             "reference": pair.meta.get("preset", "given pair")}
     return TestSet(images=torch.stack(images), masks=torch.stack(masks), names=names, meta=meta, info=info)
 
 
 def random_defect_test_set(n: int = 50, *, preset: str = "line_pair", seed: int = 0, max_defects: int = 3,
                            kinds: Sequence[str] = ("bridge", "open"), length_nm: tuple[float, float] = (30.0, 80.0),
-                           margin_nm: float = 60.0) -> TestSet:
+                           margin_nm: float = 60.0, mask: str = "footprint") -> TestSet:
     """``n`` simulator images of ``preset``'s scene; image i has k ~ U{0..max_defects} defects of
     random kinds, lines, positions along the lines (at least ``margin_nm`` from the field's edge)
-    and lengths in ``length_nm``, drawn from seed ``seed + i`` (layout and noise too)."""
+    and lengths in ``length_nm``, drawn from seed ``seed + i`` (layout and noise too). ``optical``
+    masks apply the paper's rule to each image's noise-free defect residual (its defect-free twin:
+    same layout seed, no defects)."""
+    _check_mask(mask)
     if n < 1:
         raise InputError(f"test-set size n must be >= 1, got {n}")
     if max_defects < 0:
@@ -119,10 +143,35 @@ def random_defect_test_set(n: int = 50, *, preset: str = "line_pair", seed: int 
                       else Open(line=line, along_nm=along, length_nm=length))
         defects.append(dl)
     b = simulate_batch(p.scene, defects, seeds)
+    masks = b.masks
+    if mask == "optical":
+        masks = optical_masks_of_batch(p.scene, b, seeds)
     meta = [{"seed": s, "noise_seed": ns, "defects": d} for s, ns, d in zip(b.seeds, b.noise_seeds, b.defects)]
     info = {"kind": "random", "preset": preset, "n": n, "seed": seed, "max_defects": max_defects, "kinds": list(kinds),
-            "length_nm": list(length_nm), "margin_nm": margin_nm, **b.meta}
-    return TestSet(images=b.images, masks=b.masks, names=[f"random_{i:04d}" for i in range(n)], meta=meta, info=info)
+            "length_nm": list(length_nm), "margin_nm": margin_nm, "mask": mask, **b.meta}
+    return TestSet(images=b.images, masks=masks, names=[f"random_{i:04d}" for i in range(n)], meta=meta, info=info)
+
+
+def _sensor_residual(scene, defect_intensity: torch.Tensor, clean_intensity: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) noise-free intensities -> the sensor's mean-level difference (N, H, W), charge-diffused."""
+    import torch.nn.functional as F
+
+    sensor = scene.sensor
+    diff = (sensor.mean_level(defect_intensity) - sensor.mean_level(clean_intensity))[:, None].float()
+    k = sensor.diffusion_kernel()
+    if k is not None:  # the sensor blurs the photon image (periodically) before read-out
+        r = k.shape[-1] // 2
+        diff = F.conv2d(F.pad(diff, (r, r, r, r), mode="circular"), k)
+    return diff[:, 0]
+
+
+def optical_masks_of_batch(scene, batch, seeds: Sequence[int]) -> torch.Tensor:
+    """The paper's optical masks (N, H, W) of a simulated batch, from each image's noise-free residual."""
+    from sinsemi.metrics.optical_mask import optical_mask_of_residual
+
+    clean = simulate_batch(scene, None, list(seeds))
+    resid = _sensor_residual(scene, batch.intensity, clean.intensity)
+    return torch.stack([optical_mask_of_residual(r) if m.any() else torch.zeros_like(m) for r, m in zip(resid, batch.masks)])
 
 
 @dataclass(frozen=True)
@@ -139,18 +188,11 @@ class DefectResidual:
 def defect_residual(preset: str = "line_pair", seed: int = 0, defects: Sequence | None = None) -> DefectResidual:
     """The noise-free residual of ``defects`` (default: the preset's own) in ``preset``'s scene
     (layout randomness from ``seed``): add it to an image of the same structure to insert a defect."""
-    import torch.nn.functional as F
-
     p = get_preset(preset)
     dl = list(p.defects if defects is None else defects)
     if not dl:
         raise InputError(f"preset {preset!r} has no defect to take a residual of; pass defects=")
     b = simulate_batch(p.scene, [dl, []], [seed, seed])
-    sensor = p.scene.sensor
-    diff = (sensor.mean_level(b.intensity[0]) - sensor.mean_level(b.intensity[1]))[None, None].float()
-    k = sensor.diffusion_kernel()
-    if k is not None:  # the sensor blurs the photon image (periodically) before read-out
-        r = k.shape[-1] // 2
-        diff = F.conv2d(F.pad(diff, (r, r, r, r), mode="circular"), k)
+    diff = _sensor_residual(p.scene, b.intensity[:1], b.intensity[1:])
     yy, xx = torch.nonzero(b.masks[0], as_tuple=True)
-    return DefectResidual(residual=diff[0, 0], mask=b.masks[0].clone(), centroid=(float(yy.float().mean()), float(xx.float().mean())))
+    return DefectResidual(residual=diff[0], mask=b.masks[0].clone(), centroid=(float(yy.float().mean()), float(xx.float().mean())))

@@ -18,6 +18,7 @@ class DownstreamMetrics:
     """Per test set: IoU mean/std (paper convention); training facts."""
 
     train_set: str
+    mask: str
     iou: dict[str, tuple[float, float]]
     epochs: int
     train_seconds: float
@@ -26,7 +27,7 @@ class DownstreamMetrics:
     test_sizes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        out: dict = {"seg_train_set": self.train_set}
+        out: dict = {"seg_train_set": self.train_set, "seg_mask": self.mask}
         for name, (mean, std) in self.iou.items():
             key = "iou" if name == "paper" else f"iou_{name}"
             out[f"{key}_mean"], out[f"{key}_std"] = mean, std
@@ -49,10 +50,12 @@ def fill_with_flips(x: torch.Tensor, m: torch.Tensor, n: int) -> tuple[torch.Ten
 
 
 def baseline_train_set(refs: References, scfg: SegConfig, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The augmentation baseline's training set: ``n_baseline`` noisy flips of the two references."""
+    """The augmentation baseline's training set: ``n_baseline`` noisy flips of the two references,
+    the defect reference's mask by the ``downstream.mask`` convention."""
+    from sinsemi.evaluation.masks import reference_mask
     from sinsemi.metrics.segmentation import augment_references
 
-    return augment_references(refs.defect, refs.clean, refs.mask, int(scfg.n_baseline), seed=seed,
+    return augment_references(refs.defect, refs.clean, reference_mask(refs, scfg.mask), int(scfg.n_baseline), seed=seed,
                               noise_max=float(scfg.baseline_noise_max))
 
 
@@ -70,6 +73,6 @@ def downstream(train_x: torch.Tensor, train_m: torch.Tensor, sets: TestSets, scf
     if not sets:
         raise InputError("segmentation is on but no test set is enabled (test_set.paper, test_set.random.n, test_set.dir)")
     out = train_and_score(train_x, train_m, sets, scfg, seed=seed)
-    return DownstreamMetrics(train_set=train_set, iou={k: (r.mean, r.std) for k, r in out.iou.items()}, epochs=out.epochs_run,
+    return DownstreamMetrics(train_set=train_set, mask=scfg.mask, iou={k: (r.mean, r.std) for k, r in out.iou.items()}, epochs=out.epochs_run,
                              train_seconds=out.train_seconds, n_train=out.n_train, encoder=scfg.encoder,
                              test_sizes={k: int(v[0].shape[0]) for k, v in sets.items()})

@@ -66,7 +66,10 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
             tx, tm = baseline_train_set(refs, cfg.downstream, cfg.seed)
             train_set = f"{int(cfg.downstream.n_baseline)} augmentations of the two references"
         else:
-            tx, tm, train_set = samples, labels.masks, "samples with the labeller's masks"
+            from sinsemi.evaluation.masks import training_masks
+
+            tx, train_set = samples, "samples with the labeller's masks"
+            tm = training_masks(samples, refs, lcfg, labels, cfg.downstream.mask)
         result.downstream = downstream(tx, tm, build_test_sets(cfg, refs), cfg.downstream, seed=cfg.seed, train_set=train_set)
     result.eval_seconds = time.perf_counter() - t0
     if out_dir is not None:

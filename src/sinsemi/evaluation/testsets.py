@@ -48,12 +48,12 @@ def build_test_sets(cfg: EvalConfig, refs: References) -> TestSets:
         if refs.mask is None:
             raise InputError("the paper-style test set needs the defect reference's mask (reference.mask=PNG)")
         pair = ReferencePair(defect=refs.defect, clean=refs.clean, mask=refs.mask.bool(), meta={"preset": refs.source})
-        t = paper_test_set(pair, seed=int(cfg.seed))
+        t = paper_test_set(pair, seed=int(cfg.seed), mask=cfg.downstream.mask)
         sets["paper"] = (t.images.float(), t.masks.bool())
     if ts.random_n > 0:
         from sinsemi.data.testsets import random_defect_test_set
 
-        t = random_defect_test_set(ts.random_n, preset=str(cfg.reference.preset), seed=int(ts.random_seed))
+        t = random_defect_test_set(ts.random_n, preset=str(cfg.reference.preset), seed=int(ts.random_seed), mask=cfg.downstream.mask)
         if tuple(t.images.shape[1:]) == tuple(refs.defect.shape):
             sets["random"] = (t.images.float(), t.masks.bool())
         else:

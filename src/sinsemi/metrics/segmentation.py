@@ -37,6 +37,7 @@ class SegConfig:
     baseline_noise_max: float = 1.0 / 255.0
     threshold: float = 0.5               # sigmoid probability above which a pixel is defect
     loss: str = "bce"                    # "bce" (the paper) | "bce_dice" (BCE + soft Dice: faster on tiny defects)
+    mask: str = "footprint"              # mask convention: "footprint" (geometric) | "optical" (the paper's labelling)
     device: str = "cpu"
 
     @classmethod
@@ -53,6 +54,8 @@ class SegConfig:
         for name in ("epochs", "batch_size", "n_baseline"):
             if int(getattr(cfg, name)) <= 0:
                 raise InputError(f"segmentation.{name} must be positive, got {getattr(cfg, name)!r}")
+        if cfg.mask not in ("footprint", "optical"):
+            raise InputError(f"downstream.mask must be 'footprint' or 'optical', got {cfg.mask!r}")
         if cfg.loss not in ("bce", "bce_dice"):
             raise InputError(f"segmentation.loss must be 'bce' or 'bce_dice', got {cfg.loss!r}")
         if not (0 <= cfg.val_fraction < 1) or cfg.lr <= 0:
