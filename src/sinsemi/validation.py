@@ -143,12 +143,12 @@ def check_weights(*, lpips_nets: Iterable[str] = (), inception: bool = False, al
 
 # ----------------------------------------------------------------------------- job configs
 def check_trainer(tr: Mapping[str, Any]) -> None:
-    resolve_device(tr.get("accelerator", "cpu"))
     check_choice("trainer.precision", tr.get("precision"), PRECISIONS)
     check_number("trainer.max_steps", tr.get("max_steps"), integer=True, allow_none=True)
     check_number("trainer.checkpoint_every", tr.get("checkpoint_every"), integer=True)
     check_number("trainer.log_every", tr.get("log_every"), integer=True)
     check_number("trainer.devices", tr.get("devices", 1), integer=True)
+    resolve_device(tr.get("accelerator", "cpu"))
 
 
 def _evaluation_weights(cfg: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
@@ -168,23 +168,22 @@ def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
     check_number("n_samples", cfg.get("n_samples"), integer=True)
     if cfg.get("ckpt_path") not in ("last", None):
         raise InputError(f"ckpt_path must be 'last' (resume) or null (start fresh), got {cfg.get('ckpt_path')!r}")
-    check_trainer(cfg["trainer"])
     data = cfg.get("data") or {}
     check_number("data.max_side", data.get("max_side"), integer=True, allow_none=True)
     check_writable_dir(run_dir, "hydra.run.dir")
+    check_trainer(cfg["trainer"])  # from here on torch is imported (seconds): the cheap checks come first
     settings = dict(cfg.get("sampler") or {})
     check_sampler_settings(cfg["generator"]["name"], settings)
     _evaluation_weights(cfg, settings)
 
 
-def validate_sample(cfg: Mapping[str, Any], out_dir: str | os.PathLike, generator: str) -> None:
-    """Every check of a ``sinsemi-sample`` job that needs no sampling."""
+def validate_sample(cfg: Mapping[str, Any], generator: str) -> None:
+    """Every check of a ``sinsemi-sample`` job that needs no sampling (its out_dir: check_writable_dir)."""
     check_seed("seed_base", cfg.get("seed_base"))
     check_number("n", cfg.get("n"), integer=True)
     tr = cfg["trainer"]
-    resolve_device(tr.get("accelerator", "cpu"))
     check_choice("trainer.precision", tr.get("precision"), PRECISIONS)
-    check_writable_dir(out_dir, "out_dir")
+    resolve_device(tr.get("accelerator", "cpu"))
     settings = dict(cfg.get("sampler") or {})
     check_sampler_settings(generator, settings)
     _evaluation_weights(cfg, settings)

@@ -47,10 +47,7 @@ def _take_run_sampler(cfg: DictConfig, run_dir: Path) -> None:
 
 def sample(cfg: DictConfig) -> Path:
     from sinsemi import runs
-    from sinsemi.data.io import display_range, load_bundle, remove_partials, save_grid, save_json, save_samples
-    from sinsemi.generators.base import Runtime, load_generator
-    from sinsemi.seeding import sample_seeds
-    from sinsemi.validation import resolve_device, validate_sample
+    from sinsemi.validation import check_writable_dir, resolve_device, validate_sample
 
     run_dir = Path(cfg.run_dir)
     name = runs.run_generator(run_dir)
@@ -60,12 +57,16 @@ def sample(cfg: DictConfig) -> Path:
     if not (run_dir / runs.MODEL_DIR / "generator.json").exists():
         raise InputError(f"no trained model in {run_dir} (expected {run_dir / 'model'}): train it first with sinsemi-train")
     _take_run_sampler(cfg, run_dir)
+    validate_sample(to_primitive(cfg), name)  # the cheap checks first, before torch is imported
+
+    from sinsemi.data.io import display_range, load_bundle, remove_partials, save_grid, save_json, save_samples
+    from sinsemi.generators.base import Runtime, load_generator
+    from sinsemi.seeding import sample_seeds
+
     settings = sampler_settings(cfg, name)
-    seeds_n = cfg.n
-    out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else \
-        run_dir / "samples" / sampler_tag(settings, seeds_n if isinstance(seeds_n, int) else 0, cfg.seed_base)
-    validate_sample(to_primitive(cfg), out_dir, name)
     seeds = sample_seeds(int(cfg.n), int(cfg.seed_base))
+    out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / "samples" / sampler_tag(settings, len(seeds), int(cfg.seed_base))
+    check_writable_dir(out_dir, "out_dir")
     if cfg.evaluate:
         from sinsemi.cli._evaluate import evaluate_into  # noqa: F401  (import errors before sampling)
     device, _ = resolve_device(cfg.trainer.accelerator)

@@ -31,13 +31,13 @@ def _overrides(cfg: DictConfig) -> dict:
 
 def simulate_cli(cfg: DictConfig) -> Path:
     """Simulate, then write; returns the output dir."""
-    from sinsemi.data.io import ensure_dir, save_json, save_mask, save_png
-    from sinsemi.data.optics import get_preset, make_reference_pair
-
     from sinsemi.validation import check_number, check_seed, check_writable_dir
 
     preset, seed = str(cfg.preset), check_seed("seed", cfg.seed)
     check_writable_dir(cfg.out_dir, "out_dir")
+
+    from sinsemi.data.io import ensure_dir, save_json, save_mask, save_png
+    from sinsemi.data.optics import get_preset, make_reference_pair
     test_set = cfg.get("test_set")
     if test_set is not None and test_set not in TEST_SETS:
         raise InputError(f"unknown test_set {test_set!r}; known: {', '.join(TEST_SETS)} (or null)")

@@ -50,15 +50,16 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     Every check comes before any work. The run's fingerprint (image, generator params, seed,
     budget) is written first and compared on every rerun and resume; the finished marker
     ``metrics.json`` is written last."""
+    from sinsemi.validation import validate_train
+
+    plain = to_primitive(cfg)
+    validate_train(plain, run_dir)  # before anything heavy is even imported
+
     from sinsemi import runs
     from sinsemi.data.io import (display_range, ensure_dir, load_bundle, remove_partials, save_grid, save_json,
                                  save_samples)
     from sinsemi.generators.base import build_generator, load_generator, read_model
     from sinsemi.seeding import sample_seeds
-    from sinsemi.validation import validate_train
-
-    plain = to_primitive(cfg)
-    validate_train(plain, run_dir)
     image = load_training_image(cfg.data)
     params = dict(plain["generator"])
     name = params.pop("name")

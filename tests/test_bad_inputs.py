@@ -1,0 +1,194 @@
+"""Bad input on every CLI, run as a user runs it (a subprocess, no HYDRA_FULL_ERROR): exit 2, one
+``error:`` line naming the problem, no traceback, nothing of the run written. Then the run
+fingerprint: a run dir is never reused or resumed with other inputs, and sinsemi-sample follows the
+run it samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+
+from tests._cli import BIN, write_tiny_png
+
+TINY = ["profile=tiny", "logger=none"]
+
+
+def run(name: str, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    e = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", **(env or {})}
+    e.pop("HYDRA_FULL_ERROR", None)  # tests/conftest.py sets it; users do not
+    return subprocess.run([str(BIN / f"sinsemi-{name}"), *args], capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def assert_one_error(proc: subprocess.CompletedProcess, match: str) -> str:
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert match in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tiny_image_module):
+    d = tmp_path_factory.mktemp("inputs")
+    write_tiny_png(d / "tiny.png", tiny_image_module)
+    tifffile.imwrite(d / "hdr.tif", np.linspace(-0.5, 2.0, 32 * 32, dtype=np.float32).reshape(32, 32))
+    write_tiny_png(d / "const.png", torch.full((1, 32, 32), 0.5))
+    write_tiny_png(d / "wide.png", torch.rand(1, 32, 48, generator=torch.Generator().manual_seed(0)))
+    (d / "a_file").write_text("x")
+    (d / "weights").mkdir()
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_image_module():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(32).float()
+    img = (0.5 + 0.2 * torch.cos(2 * torch.pi * x / 10))[None, None, :].expand(1, 32, 32).clone()
+    img[:, 14:18, 12:20] = 0.3
+    return (img + 0.02 * torch.randn(img.shape, generator=g)).clamp(0, 1)
+
+
+# (case, generator, extra args, env, expected text). {d} is the inputs dir.
+TRAIN_CASES = [
+    ("precision", "gpnn", ["trainer.precision=garbage"], {}, "trainer.precision must be one of"),
+    ("seed_negative", "gpnn", ["seed=-1"], {}, "seed must be an integer >= 0, got -1"),
+    ("seed_text", "gpnn", ["seed=abc"], {}, "seed must be an integer >= 0, got 'abc'"),
+    ("checkpoint_every", "sinsemi", ["trainer.checkpoint_every=0"], {}, "trainer.checkpoint_every must be an integer > 0"),
+    ("max_steps", "sinsemi", ["trainer.max_steps=-3"], {}, "trainer.max_steps must be an integer > 0"),
+    ("sampler_steps", "sinsemi", ["sampler.steps=0"], {}, "sampler.steps must be an integer > 0, got 0"),
+    ("n_samples", "gpnn", ["n_samples=0"], {}, "n_samples must be an integer > 0, got 0"),
+    ("unknown_sampler_key", "singan", ["+sampler.steps=3"], {}, "unknown sampler setting(s) sampler.steps for generator singan"),
+    ("run_dir_under_a_file", "gpnn", ["hydra.run.dir={d}/a_file/run"], {}, "cannot create output directory"),
+    ("float_out_of_range", "gpnn", ["data.image={d}/hdr.tif"], {}, "values in [-0.5, 2], outside [0, 1]"),
+    ("constant_image", "gpnn", ["data.image={d}/const.png"], {}, "is constant"),
+    ("too_large", "gpnn", ["data.image={d}/wide.png", "data.max_side=40"], {}, "over the limit of 40 px a side (data.max_side=40)"),
+    ("eval_weights", "gpnn", ["evaluate=true"], {"SINSEMI_WEIGHTS_DIR": "{d}/weights"}, "evaluate=true needs pretrained LPIPS"),
+    ("guidance_weights", "sinsemi", ["sampler.guidance=1.0"], {"SINSEMI_WEIGHTS_DIR": "{d}/weights"},
+     "sampler.guidance=1.0 needs pretrained LPIPS 'alex' weights"),
+    ("ckpt_path", "gpnn", ["ckpt_path=first"], {}, "ckpt_path must be 'last'"),
+]
+
+
+@pytest.mark.parametrize("case,gen,args,env,match", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
+def test_train_bad_input(tmp_path, files, case, gen, args, env, match):
+    run_dir = tmp_path / "run"
+    args = [a.format(d=files) for a in args]
+    image = [] if any(a.startswith("data.image=") for a in args) else [f"data.image={files / 'tiny.png'}"]
+    rd = [] if any(a.startswith("hydra.run.dir=") for a in args) else [f"hydra.run.dir={run_dir}"]
+    proc = run("train", f"generator={gen}", *TINY, *image, *rd, *args, env={k: v.format(d=files) for k, v in env.items()})
+    assert_one_error(proc, match)
+    written = {p.name for p in run_dir.iterdir()} if run_dir.exists() else set()
+    assert not written & {"config.yaml", "fingerprint.json", "model", "checkpoints", "samples", "metrics.json"}
+
+
+def test_gpu_without_cuda(tmp_path, files):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    proc = run("train", "generator=gpnn", *TINY, f"data.image={files / 'tiny.png'}", f"hydra.run.dir={tmp_path}/r",
+               "trainer.accelerator=gpu")
+    assert_one_error(proc, "trainer.accelerator=gpu but no CUDA device")
+
+
+def _fake_run(root: Path, config_gen: str, model_gen: str | None) -> Path:
+    run_dir = root / "fake"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"generator": {"name": config_gen}, "profile_name": "tiny"}))
+    if model_gen:
+        (run_dir / "model").mkdir()
+        (run_dir / "model" / "generator.json").write_text(json.dumps({"name": model_gen, "format": 1, "params": {}}))
+    return run_dir
+
+
+SAMPLE_CASES = [
+    ("not_a_run_dir", None, None, [], "is not a training run dir (no config.yaml)"),
+    ("config_and_model_disagree", "singan", "sinsemi", [], "config.yaml names generator 'singan' but"),
+    ("generator_on_command_line", "gpnn", "gpnn", ["generator=sinsemi"], "generator=sinsemi but"),
+    ("no_model", "gpnn", None, [], "no trained model in"),
+    ("n_zero", "gpnn", "gpnn", ["n=0"], "n must be an integer > 0, got 0"),
+    ("seed_base", "gpnn", "gpnn", ["seed_base=-2"], "seed_base must be an integer >= 0, got -2"),
+    ("unknown_sampler_key", "gpnn", "gpnn", ["+sampler.steps=5"], "unknown sampler setting(s) sampler.steps for generator gpnn"),
+    ("precision", "gpnn", "gpnn", ["trainer.precision=fp8"], "trainer.precision must be one of"),
+]
+
+
+@pytest.mark.parametrize("case,config_gen,model_gen,args,match", SAMPLE_CASES, ids=[c[0] for c in SAMPLE_CASES])
+def test_sample_bad_input(tmp_path, case, config_gen, model_gen, args, match):
+    run_dir = _fake_run(tmp_path, config_gen, model_gen) if config_gen else tmp_path / "nothing"
+    proc = run("sample", f"run_dir={run_dir}", *args)
+    assert_one_error(proc, match)
+    assert not list(run_dir.glob("samples/*/*.npz")) and not list(run_dir.glob("samples/*/metrics.json"))
+
+
+SIMULATE_CASES = [
+    ("seed_text", ["seed=abc"], "seed must be an integer >= 0, got 'abc'"),
+    ("seed_negative", ["seed=-1"], "seed must be an integer >= 0, got -1"),
+    ("preset", ["preset=nope"], "nope"),
+    ("n_text", ["test_set=paper", "n=many"], "n must be an integer > 0, got 'many'"),
+    ("out_dir_under_a_file", ["out_dir={d}/a_file/out"], "cannot create output directory"),
+]
+
+
+@pytest.mark.parametrize("case,args,match", SIMULATE_CASES, ids=[c[0] for c in SIMULATE_CASES])
+def test_simulate_bad_input(tmp_path, files, case, args, match):
+    args = [a.format(d=files) for a in args]
+    out = [] if any(a.startswith("out_dir=") for a in args) else [f"out_dir={tmp_path / 'out'}"]
+    proc = run("simulate", *out, *args)
+    assert_one_error(proc, match)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+# ----------------------------------------------------------------------------- fingerprint
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, files):
+    run_dir = tmp_path_factory.mktemp("fp") / "run"
+    proc = run("train", "generator=gpnn", *TINY, f"data.image={files / 'tiny.png'}", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_fingerprint_is_written_and_a_rerun_with_other_inputs_is_refused(trained, files, tmp_path):
+    fp = json.loads((trained / "fingerprint.json").read_text())
+    assert fp["generator"] == "gpnn" and fp["seed"] == 0 and fp["image_shape"] == [1, 32, 32]
+    config = (trained / "config.yaml").read_text()
+    other = write_tiny_png(tmp_path / "other.png", torch.rand(1, 32, 32, generator=torch.Generator().manual_seed(3)))
+    cases = [([f"data.image={other}"], "another training image"),
+             ([f"data.image={files / 'tiny.png'}", "generator.patch_size=5"], "generator.patch_size=7 there, 5 here")]
+    for args, match in cases:
+        proc = run("train", "generator=gpnn", *TINY, f"hydra.run.dir={trained}", *args)
+        assert_one_error(proc, match)
+        assert "force=true" in proc.stderr
+        assert (trained / "config.yaml").read_text() == config  # never rewritten to disagree with the model
+    proc = run("train", "generator=sinsemi", *TINY, f"hydra.run.dir={trained}", f"data.image={files / 'tiny.png'}")
+    assert_one_error(proc, "generator='gpnn' there, 'sinsemi' here")
+
+
+def test_sample_follows_the_run_profile_and_sampler(trained):
+    # trained with profile=tiny: sinsemi-sample without profile= must not compose the quick profile
+    proc = run("sample", f"run_dir={trained}", "n=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_sampler = yaml.safe_load((trained / "config.yaml").read_text())["sampler"]
+    (out,) = [p for p in (trained / "samples").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["sampler"] == run_sampler and m["n_samples"] == 2
+    assert (out / "grid.png").exists() and (out / "samples.npz").exists()
+
+
+@pytest.mark.slow
+def test_force_starts_a_mismatching_run_again(tmp_path, files):
+    run_dir = tmp_path / "run"
+    base = ["generator=gpnn", *TINY, f"hydra.run.dir={run_dir}", f"data.image={files / 'tiny.png'}"]
+    assert run("train", *base).returncode == 0
+    proc = run("train", *base, "seed=1", "force=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run_dir / "fingerprint.json").read_text())["seed"] == 1
+    assert json.loads((run_dir / "metrics.json").read_text())["seed"] == 1
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed"] == 1
