@@ -195,3 +195,67 @@ def test_resume_from_a_checkpoint_of_another_width(trained, tiny_image):
     _, out, _ = trained  # holds a width-16 last.ckpt
     with pytest.raises(InputError, match="width"):
         fit(tiny_image, out, max_steps=13, width=32)
+
+
+@pytest.mark.parametrize("kind,coarse", [("bridge", "posterior"), ("bridge", "ode"), ("ode", "posterior"),
+                                         ("em", "posterior"), ("sde", "posterior")])
+def test_every_sampler_kind_samples_and_reports(trained, kind, coarse):
+    _, _, gen = trained
+    settings = dict(tiny_sampler(), kind=kind, coarse=coarse)
+    a = gen.sample(2, seeds=[5, 6], **settings)
+    assert a.shape == (2, 1, 32, 32) and torch.isfinite(a).all()
+    info = gen.last_sample_info
+    assert info["kind"] == kind and info["nfe"] == settings["steps"] * 3
+    torch.testing.assert_close(gen.sample(1, seeds=[6], **settings)[0], a[1], rtol=0, atol=1e-5)
+
+
+def test_ode_differs_from_stochastic_kinds_only_in_noise(trained):
+    _, _, gen = trained
+    ode = [gen.sample(1, seeds=[s], **dict(tiny_sampler(), kind="ode")) for s in (0, 1)]
+    # the ODE's only randomness is the scale-0 start
+    assert not torch.equal(ode[0], ode[1])
+    with pytest.raises(InputError, match="sampler kind"):
+        gen.sample(1, seeds=[0], **dict(tiny_sampler(), kind="heun"))
+
+
+def test_crop_windows_and_end_weighted_times_are_drawn_per_step(tiny_image):
+    from sinsemi.generators.sinsemi_module import SinSEMIModule
+
+    kw = dict(channels=1, width=8, n_scales=3, batch_size=4, lr=1e-3, milestones=[5], lr_gamma=0.5, sigma=0.35,
+              t_eps=0.01, ema_decay=0.9, seed=3)
+    levels = [torch.rand(1, 16, 16), torch.rand(1, 23, 23), torch.rand(1, 32, 32)]
+    batch = {f"x0_{s}": lv for s, lv in enumerate(levels)}
+    batch.update({f"x1_{s}": torch.rand_like(levels[s]) for s in (1, 2)})
+    m = SinSEMIModule(**kw, crop=20, t_sampling="ends", padding_mode="reflect")
+    seen = set()
+    for step in range(30):
+        s, x0, x1, t, z = m._draws(step, batch)
+        h = levels[s].shape[-1]
+        assert x0.shape[-1] == min(20, h) and x1.shape == x0.shape == z.shape
+        if s > 0:  # x0 and x1 are cut from the same window: each crop is a window of the level
+            found = any(torch.equal(x0[0], levels[s][:, a:a + 20, b:b + 20]) and
+                        torch.equal(x1[0], batch[f"x1_{s}"][:, a:a + 20, b:b + 20])
+                        for a in range(h - 19) for b in range(h - 19))
+            assert found
+            seen.add(s)
+        assert (t >= 0).all() and (t <= 1).all()
+        again = m._draws(step, batch)
+        assert torch.equal(again[1], x0) and torch.equal(again[3], t)  # a pure function of (seed, step)
+    assert seen == {1, 2}
+    # ends: u -> (1 - cos(pi u)) / 2 puts more mass near 0 and 1 than uniform
+    ts = torch.cat([m._draws(k, batch)[3] for k in range(400)])
+    ends = ((ts < 0.1) | (ts > 0.9)).float().mean().item()
+    assert 0.35 < ends < 0.45  # 2 * arccos(0.8) / pi = 0.410 (uniform: 0.2)
+
+
+def test_reflect_padding_trains_saves_and_loads(tiny_image, tmp_path):
+    gen = fit(tiny_image, tmp_path, max_steps=3, padding_mode="reflect", crop=20)
+    gen.save(tmp_path / "model")
+    loaded = SinSEMI.load(tmp_path / "model", runtime=Runtime(progress=False))
+    assert loaded.net.blocks[0].depthwise.padding_mode == "reflect"
+    s = tiny_sampler()
+    torch.testing.assert_close(loaded.sample(1, seeds=[0], **s), gen.sample(1, seeds=[0], **s))
+    with pytest.raises(InputError, match="padding_mode"):
+        SinSEMI(**tiny_params(padding_mode="mirror"))
+    with pytest.raises(InputError, match="crop"):
+        SinSEMI(**tiny_params(crop=4))

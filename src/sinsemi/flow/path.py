@@ -59,3 +59,55 @@ def bridge_point(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, z: torch.T
     x_t = mu_t + sigma * torch.sqrt((tb * (1.0 - tb)).clamp_min(0.0)) * z
     u_t = x1 - x0 + sigma * z * target_factor(tb, eps)
     return BridgePoint(x_t=x_t, u_t=u_t, mu_t=mu_t, z=z)
+
+
+# ----------------------------------------------------------------------------- the path inverted
+# A velocity net trained on eq. 3 predicts v ~ E[u_t | x_t]. Written with the clean estimate
+# x0_hat = E[x0 | x_t], the two equations of eq. 1-2 are linear in x0, so v gives x0_hat in closed form.
+def bridge_k(t: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    """k(t) = f(t_c) / sqrt(t (1 - t)): u_t = x1 - x0 + k (x_t - (1-t) x0 - t x1) on the bridge path.
+
+    At t in {0, 1} the denominator is 0; it is clamped so that k * 0 stays 0 (x_t equals its pinned end).
+    """
+    return target_factor(t, eps) / torch.sqrt((t * (1.0 - t)).clamp_min(1e-12))
+
+
+def x0_from_velocity_bridge(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor, x1: torch.Tensor, *,
+                            eps: float = 1e-2) -> torch.Tensor:
+    """x0_hat for a known end x1 (scales s > 0): from v = x1 - x0 + k (x_t - (1-t) x0 - t x1),
+
+        x0_hat = (x1 + k (x_t - t x1) - v) / (1 + k (1 - t))
+
+    (= 2t [x1 + k (x_t - t x1) - v] where t is not clamped, since then 1 + k (1 - t) = 1 / (2t)).
+    x_t, v, x1: (N, C, H, W); t: (N,) or a scalar.
+    """
+    tb = _per_sample(t, x_t)
+    k = bridge_k(tb, eps)
+    return (x1 + k * (x_t - tb * x1) - v) / (1.0 + k * (1.0 - tb))
+
+
+def gaussian_std(t: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
+    """s_t with s_t^2 = t^2 + sigma^2 t (1 - t): the spread of x_t given x0 when x1 ~ N(0, I) (scale 0)."""
+    return torch.sqrt(t * t + sigma * sigma * t * (1.0 - t))
+
+
+def gaussian_c(t: torch.Tensor, sigma: float = SIGMA, eps: float = 1e-2) -> torch.Tensor:
+    """c_t with E[u_t | x_t, x0] = -x0 + c_t (x_t - (1-t) x0) when x1 ~ N(0, I) (scale 0).
+
+    Given x0, r = x_t - (1-t) x0 = t x1 + sigma sqrt(t(1-t)) z is N(0, s_t^2), so E[x1 | r] = t r / s_t^2 and
+    E[z | r] = sigma sqrt(t(1-t)) r / s_t^2; with u_t = x1 - x0 + sigma z f(t_c):
+    c_t = (t + sigma^2 f(t_c) sqrt(t(1-t))) / s_t^2  (= s_t' / s_t where t is not clamped).
+    """
+    st2 = (t * t + sigma * sigma * t * (1.0 - t)).clamp_min(1e-12)
+    return (t + sigma * sigma * target_factor(t, eps) * torch.sqrt((t * (1.0 - t)).clamp_min(0.0))) / st2
+
+
+def x0_from_velocity_gaussian(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor, *, sigma: float = SIGMA,
+                              eps: float = 1e-2) -> torch.Tensor:
+    """x0_hat at scale 0 (x1 ~ N(0, I), unknown to the net): from v = -x0 + c_t (x_t - (1-t) x0),
+
+        x0_hat = (c_t x_t - v) / (1 + c_t (1 - t)).
+    """
+    tb = _per_sample(t, x_t)
+    c = gaussian_c(tb, sigma, eps)
+    return (c * x_t - v) / (1.0 + c * (1.0 - tb))

@@ -51,6 +51,7 @@ class Runtime:
     logger: Any = None
     log_every: int = 50
     checkpoint_every: int = 500
+    keep_checkpoints: bool = False  # keep every step checkpoint (training curves), not only the last
     resume: bool = True
     trainer_kwargs: dict = field(default_factory=dict)  # extra Lightning Trainer arguments
 

@@ -59,7 +59,8 @@ class SinSEMI:
                  batch_size: int = 32, lr: float = 1e-4, milestones: Sequence[int] = PAPER_MILESTONES,
                  lr_gamma: float = 0.5, sigma: float = 0.35, t_eps: float = 0.01, ema_decay: float = 0.995,
                  grad_clip: float = 1.0, scale_factor: float = 1.4, min_coarse: int = 42, max_coarse: int = 55,
-                 coarse_area: float = 3000.0, channels_last: bool = False, sample_batch: int = 16):
+                 coarse_area: float = 3000.0, channels_last: bool = False, sample_batch: int = 16,
+                 crop: int = 0, t_sampling: str = "uniform", padding_mode: str = "zeros"):
         _check_number("width", width, integer=True)
         if width % 2:
             raise InputError(f"width must be even, got {width}")
@@ -71,13 +72,21 @@ class SinSEMI:
             raise InputError(f"ema_decay must be in [0, 1), got {ema_decay}")
         if not 0.0 < t_eps < 0.5:
             raise InputError(f"t_eps must be in (0, 0.5), got {t_eps}")
+        _check_number("crop", crop, strict=False, integer=True)
+        if 0 < crop < 16:
+            raise InputError(f"crop must be 0 (full levels) or >= 16 px, got {crop}")
+        if t_sampling not in ("uniform", "ends"):
+            raise InputError(f"t_sampling must be 'uniform' or 'ends', got {t_sampling!r}")
+        if padding_mode not in ("zeros", "reflect", "replicate"):
+            raise InputError(f"padding_mode must be zeros, reflect or replicate, got {padding_mode!r}")
         self.runtime = runtime or Runtime()
         self.params = dict(width=int(width), iterations=int(iterations), batch_size=int(batch_size), lr=float(lr),
                            milestones=[int(m) for m in milestones], lr_gamma=float(lr_gamma), sigma=float(sigma),
                            t_eps=float(t_eps), ema_decay=float(ema_decay), grad_clip=float(grad_clip),
                            scale_factor=float(scale_factor), min_coarse=int(min_coarse), max_coarse=int(max_coarse),
                            coarse_area=float(coarse_area), channels_last=bool(channels_last),
-                           sample_batch=int(sample_batch))
+                           sample_batch=int(sample_batch), crop=int(crop), t_sampling=str(t_sampling),
+                           padding_mode=str(padding_mode))
         self.standardizer: Standardizer | None = None
         self.pyramid: Pyramid | None = None  # standardised levels/conditions
         self.net: torch.nn.Module | None = None  # the EMA net used for sampling
@@ -109,7 +118,8 @@ class SinSEMI:
         hparams = dict(channels=int(x.shape[0]), width=p["width"], n_scales=self.pyramid.n_scales,
                        batch_size=p["batch_size"], lr=p["lr"], milestones=p["milestones"], lr_gamma=p["lr_gamma"],
                        sigma=p["sigma"], t_eps=p["t_eps"], ema_decay=p["ema_decay"], seed=int(seed),
-                       channels_last=p["channels_last"])
+                       channels_last=p["channels_last"], crop=p["crop"], t_sampling=p["t_sampling"],
+                       padding_mode=p["padding_mode"])
         last = ckpt_dir / "last.ckpt"
         ckpt_path = str(last) if rt.resume and last.exists() else None
         if ckpt_path:
@@ -125,7 +135,8 @@ class SinSEMI:
             logger=rt.logger if rt.logger is not None else False, log_every_n_steps=max(1, rt.log_every),
             enable_progress_bar=rt.progress, enable_model_summary=False, num_sanity_val_steps=0,
             limit_val_batches=0, default_root_dir=str(out_dir),
-            callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}", save_top_k=0, save_last=True,
+            callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}",
+                                       save_top_k=-1 if rt.keep_checkpoints else 0, save_last=True, auto_insert_metric_name=False,
                                        every_n_train_steps=max(1, rt.checkpoint_every), enable_version_counter=False)],
         )
         if ckpt_path:
@@ -144,8 +155,8 @@ class SinSEMI:
         except Exception as e:
             raise InputError(f"cannot read checkpoint {path}: {type(e).__name__}: {e} (delete it or use ckpt_path=null)") from None
         old = ck.get("hyper_parameters", {})
-        for key in ("channels", "width", "n_scales"):
-            if old.get(key) != hparams[key]:
+        for key in ("channels", "width", "n_scales", "padding_mode"):
+            if old.get(key, "zeros" if key == "padding_mode" else None) != hparams[key]:
                 raise InputError(f"checkpoint {path} does not match this run: {key}={old.get(key)!r} there, "
                                  f"{hparams[key]!r} here (another model/width/image? use a new run dir or ckpt_path=null)")
 
@@ -154,21 +165,23 @@ class SinSEMI:
         if self.net is None or self.pyramid is None or self.standardizer is None:
             raise InputError("SinSEMI has not been trained: call fit() or load() first")
 
-    def sample(self, n: int, *, seeds: Sequence[int], steps: int = 300, guidance: float = 0.0,
-               noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
+    def sample(self, n: int, *, seeds: Sequence[int], steps: int = 300, kind: str = "bridge", coarse: str = "posterior",
+               guidance: float = 0.0, noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
                allow_random_backbone: bool = False, keep_intermediates: bool = False) -> torch.Tensor:
         """``n`` samples (n, C, H, W) in the training image's scale; sample i uses ``seeds[i]`` only.
 
-        steps: Euler–Maruyama steps per scale (paper 300); guidance: LPIPS energy weight w >= 0
-        (0 = off, no LPIPS call); noise: EM noise scale g (None = the training sigma; the published
+        steps: steps per scale (paper 300); kind: bridge | ode | em | sde (:mod:`sinsemi.flow.sampler`);
+        coarse: the bridge kind's rule at scale 0 (posterior | ode); guidance: LPIPS energy weight w >= 0
+        (0 = off, no LPIPS call); noise: em/sde noise scale g (None = the training sigma; the published
         code used 1); lpips_net: alex | squeeze | vgg; batch_size: samples per forward (memory only).
         """
-        return self.sample_detailed(n, seeds=seeds, steps=steps, guidance=guidance, noise=noise,
+        return self.sample_detailed(n, seeds=seeds, steps=steps, kind=kind, coarse=coarse, guidance=guidance, noise=noise,
                                     lpips_net=lpips_net, batch_size=batch_size,
                                     allow_random_backbone=allow_random_backbone,
                                     keep_intermediates=keep_intermediates).samples
 
-    def sample_detailed(self, n: int, *, seeds: Sequence[int], steps: int = 300, guidance: float = 0.0,
+    def sample_detailed(self, n: int, *, seeds: Sequence[int], steps: int = 300, kind: str = "bridge",
+                        coarse: str = "posterior", guidance: float = 0.0,
                         noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
                         allow_random_backbone: bool = False, keep_intermediates: bool = False):
         """Like :meth:`sample` but returns a :class:`~sinsemi.flow.sampler.SamplerOutput` (image scale),
@@ -176,13 +189,14 @@ class SinSEMI:
         from tqdm.auto import tqdm
 
         from sinsemi.flow.guidance import LPIPSGuidance
-        from sinsemi.flow.sampler import SamplerOutput, sample_pyramid
+        from sinsemi.flow.sampler import SamplerOutput, check_kind, sample_pyramid
         from sinsemi.seeding import generators_for
 
         self._require_fitted()
         seeds = check_n_and_seeds(n, seeds)
         if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
             raise InputError(f"sampler steps must be a positive integer, got {steps!r}")
+        check_kind(kind, coarse)
         _check_number("guidance strength", guidance, strict=False)
         noise = self.params["sigma"] if noise is None else noise
         _check_number("sampler noise", noise, strict=False)
@@ -210,7 +224,7 @@ class SinSEMI:
         channels = levels[0].shape[0]
         chunks = [seeds[i:i + batch_size] for i in range(0, n, batch_size)]
         outs, inters, nfe = [], [], 0
-        with tqdm(total=len(chunks) * steps * len(sizes), desc="sampling (EM steps)", disable=not self.runtime.progress,
+        with tqdm(total=len(chunks) * steps * len(sizes), desc=f"sampling ({kind} steps)", disable=not self.runtime.progress,
                   leave=False) as bar:
             for chunk in chunks:
                 gens = generators_for(chunk, device)
@@ -218,7 +232,8 @@ class SinSEMI:
                 if guidance > 0:
                     g_gens = generators_for([s + GUIDANCE_SEED_OFFSET for s in chunk], device)
                     v = LPIPSGuidance(lpips_fn, levels, conds, g_gens, weight=float(guidance), sigma=self.params["sigma"])(velocity)
-                out = sample_pyramid(v, sizes, channels, gens, steps=steps, noise=float(noise),
+                out = sample_pyramid(v, sizes, channels, gens, steps=steps, kind=kind, coarse=coarse, noise=float(noise),
+                                     sigma=self.params["sigma"], t_eps=self.params["t_eps"],
                                      keep_intermediates=keep_intermediates, device=device, on_step=lambda: bar.update(1))
                 outs.append(out.samples.detach().float().cpu())
                 inters.append([x.float().cpu() for x in out.intermediates])
@@ -229,7 +244,7 @@ class SinSEMI:
         clamped = int(((samples < 0) | (samples > 1)).sum())
         samples = samples.clamp(0.0, 1.0)
         per_scale = [self.standardizer.inverse(torch.cat([c[s] for c in inters])) for s in range(len(sizes))] if keep_intermediates else []
-        self.last_sample_info = {"nfe": nfe, "steps": steps, "guidance": float(guidance), "noise": float(noise),
+        self.last_sample_info = {"nfe": nfe, "steps": steps, "kind": kind, "coarse": coarse, "guidance": float(guidance), "noise": float(noise),
                                  "clamped_pixels": clamped,
                                  "lpips_net": lpips_net if guidance > 0 else None,
                                  "random_backbone": bool(getattr(lpips_fn, "random_backbone", False)) if lpips_fn is not None else False}
@@ -263,7 +278,7 @@ class SinSEMI:
             std = Standardizer.from_state(state["standardizer"])
         except (KeyError, TypeError, AttributeError) as e:
             raise InputError(f"{directory}/state.pt is not a SinSEMI model state ({type(e).__name__}: {e})") from None
-        net = SinDDMNet(levels[0].shape[0], gen.params["width"], multiscale=True)
+        net = SinDDMNet(levels[0].shape[0], gen.params["width"], multiscale=True, padding_mode=gen.params["padding_mode"])
         expected = net.state_dict()
         bad = [k for k in expected if k not in ema or tuple(ema[k].shape) != tuple(expected[k].shape)]
         if bad or len(ema) != len(expected):

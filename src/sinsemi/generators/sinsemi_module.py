@@ -2,7 +2,14 @@
 
 One training iteration ("step"): draw a scale s uniformly over ALL scales (the finest included), a
 batch of copies of the standardised image at s as x0, x1 = the upsampled coarser level (s > 0) or
-fresh N(0, I) (s = 0), t ~ U[0, 1) and z ~ N(0, I) per copy; regress v(x_t, t, s) on u_t (eq. 1-3).
+fresh N(0, I) (s = 0), t and z ~ N(0, I) per copy; regress v(x_t, t, s) on u_t (eq. 1-3).
+
+Options beyond the paper (all off by default = the paper's recipe):
+- ``crop``: each copy is a random ``crop`` x ``crop`` window (the same window of x0 and x1) of the
+  levels larger than that. The net sees 33 px, so a window keeps what it learns per pixel while a step
+  costs (crop / size)^2 of a full one.
+- ``t_sampling``: ``uniform`` t ~ U[0, 1) (paper) or ``ends``: t = (1 - cos(pi u)) / 2, which puts more
+  draws near t = 0 (fine detail) and t = 1 (the start of every scale), where the target is hardest.
 Every draw of step k comes from a generator seeded with (seed, k), so a resumed run repeats an
 uninterrupted one exactly.
 """
@@ -56,10 +63,11 @@ class SinSEMIModule(L.LightningModule):
 
     def __init__(self, channels: int, width: int, n_scales: int, batch_size: int, lr: float,
                  milestones: list[int], lr_gamma: float, sigma: float, t_eps: float, ema_decay: float,
-                 seed: int, channels_last: bool = False):
+                 seed: int, channels_last: bool = False, crop: int = 0, t_sampling: str = "uniform",
+                 padding_mode: str = "zeros"):
         super().__init__()
         self.save_hyperparameters()
-        self.net = SinDDMNet(channels, width, multiscale=True)
+        self.net = SinDDMNet(channels, width, multiscale=True, padding_mode=padding_mode)
         self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)
         self.register_buffer("scale_counts", torch.zeros(n_scales, dtype=torch.long))
@@ -73,9 +81,21 @@ class SinSEMIModule(L.LightningModule):
         g = torch.Generator(device="cpu").manual_seed(int(hp.seed) * 1_000_003 + int(step))
         s = int(torch.randint(hp.n_scales, (1,), generator=g))
         x0 = batch[f"x0_{s}"].float()[None].expand(hp.batch_size, -1, -1, -1)
-        shape = (hp.batch_size, *x0.shape[1:])
-        x1 = batch[f"x1_{s}"].float()[None].expand(shape) if s > 0 else torch.randn(shape, generator=g)
-        t = torch.rand(hp.batch_size, generator=g)
+        x1 = batch[f"x1_{s}"].float()[None].expand_as(x0) if s > 0 else None
+        crop = int(hp.get("crop", 0) or 0)
+        h, w = x0.shape[-2:]
+        if crop and (h > crop or w > crop):
+            ch, cw = min(crop, h), min(crop, w)
+            top = torch.randint(h - ch + 1, (hp.batch_size,), generator=g).tolist()
+            left = torch.randint(w - cw + 1, (hp.batch_size,), generator=g).tolist()
+            x0 = torch.stack([x0[i, :, a:a + ch, b:b + cw] for i, (a, b) in enumerate(zip(top, left))])
+            if x1 is not None:
+                x1 = torch.stack([x1[i, :, a:a + ch, b:b + cw] for i, (a, b) in enumerate(zip(top, left))])
+        shape = tuple(x0.shape)
+        if x1 is None:
+            x1 = torch.randn(shape, generator=g)
+        u = torch.rand(hp.batch_size, generator=g)
+        t = u if hp.get("t_sampling", "uniform") == "uniform" else 0.5 * (1.0 - torch.cos(torch.pi * u))
         z = torch.randn(shape, generator=g)
         dev = x0.device
         return s, x0, x1.to(dev), t.to(dev), z.to(dev)

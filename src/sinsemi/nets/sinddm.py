@@ -34,14 +34,14 @@ class SinusoidalEmbedding(nn.Module):
 class ConvBlock(nn.Module):
     """5x5 depthwise conv, + embedding, 3x3 conv, GELU, 3x3 conv; plus a 1x1 residual."""
 
-    def __init__(self, dim_in: int, dim_out: int, emb_dim: int, kernel: int = 5):
+    def __init__(self, dim_in: int, dim_out: int, emb_dim: int, kernel: int = 5, padding_mode: str = "zeros"):
         super().__init__()
         self.emb = nn.Sequential(nn.GELU(), nn.Linear(emb_dim, dim_in))
-        self.depthwise = nn.Conv2d(dim_in, dim_in, kernel, padding=kernel // 2, groups=dim_in)
+        self.depthwise = nn.Conv2d(dim_in, dim_in, kernel, padding=kernel // 2, groups=dim_in, padding_mode=padding_mode)
         self.net = nn.Sequential(
-            nn.Conv2d(dim_in, dim_out, 3, padding=1),
+            nn.Conv2d(dim_in, dim_out, 3, padding=1, padding_mode=padding_mode),
             nn.GELU(),
-            nn.Conv2d(dim_out, dim_out, 3, padding=1),
+            nn.Conv2d(dim_out, dim_out, 3, padding=1, padding_mode=padding_mode),
         )
         self.residual = nn.Conv2d(dim_in, dim_out, 1) if dim_in != dim_out else nn.Identity()
 
@@ -55,12 +55,17 @@ class SinDDMNet(nn.Module):
 
     ``t`` is a float per sample (multiplied by ``time_scale`` before the sinusoidal embedding, so a
     continuous t in [0, 1] and an integer diffusion step both embed well); ``s`` is the integer scale.
-    With ``multiscale=False`` the scale input is ignored (single-scale use).
+    With ``multiscale=False`` the scale input is ignored (single-scale use). ``padding_mode``: the
+    convolutions' border rule (``zeros`` as published; ``reflect``/``replicate`` give the border pixels
+    image-like context instead of a dark frame).
     """
 
     def __init__(self, channels: int = 1, width: int = 160, *, out_channels: int | None = None,
-                 emb_dim: int = 32, time_scale: float = 1000.0, multiscale: bool = True, kernel: int = 5):
+                 emb_dim: int = 32, time_scale: float = 1000.0, multiscale: bool = True, kernel: int = 5,
+                 padding_mode: str = "zeros"):
         super().__init__()
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"padding_mode must be zeros|reflect|replicate|circular, got {padding_mode!r}")
         if width < 2 or width % 2:
             raise ValueError(f"width must be an even number >= 2, got {width}")
         self.channels, self.width, self.time_scale, self.multiscale = channels, width, float(time_scale), multiscale
@@ -71,10 +76,10 @@ class SinDDMNet(nn.Module):
         in_emb = emb_dim * (2 if multiscale else 1)
         self.emb_mlp = nn.Sequential(nn.Linear(in_emb, emb_dim * 4), nn.GELU(), nn.Linear(emb_dim * 4, emb_dim))
         self.blocks = nn.ModuleList([
-            ConvBlock(channels, half, emb_dim, kernel),
-            ConvBlock(half, width, emb_dim, kernel),
-            ConvBlock(width, width, emb_dim, kernel),
-            ConvBlock(width, half, emb_dim, kernel),
+            ConvBlock(channels, half, emb_dim, kernel, padding_mode),
+            ConvBlock(half, width, emb_dim, kernel, padding_mode),
+            ConvBlock(width, width, emb_dim, kernel, padding_mode),
+            ConvBlock(width, half, emb_dim, kernel, padding_mode),
         ])
         self.out = nn.Conv2d(half, out_channels, 1)
 

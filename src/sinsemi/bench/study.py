@@ -1,0 +1,196 @@
+"""SinSEMI sampler and training-recipe study (``make study-sinsemi``).
+
+``python -m sinsemi.bench.study samplers RUN_DIR [--steps 20] [--n 64]``
+    re-samples one trained run with every sampler kind at equal NFE (same per-sample seeds) and
+    evaluates each set (SIFID, LPIPS, pairwise LPIPS, defects / image, line straightness).
+``python -m sinsemi.bench.study curve NAME [key=value ...] [--every 500] [--iterations 6000]``
+    trains SinSEMI with the quick profile's settings overridden by ``key=value`` (generator params),
+    keeping a checkpoint every ``--every`` steps, then samples and evaluates each checkpoint's EMA net:
+    one training run per setting gives the whole quality-vs-fit-CPU-minutes curve.
+
+Results: ``outputs/study/<name>/`` (samples, metrics) and one markdown table per call in
+``experiments/results/study_<name>.md``. The evaluation is the framework's own (``sinsemi-eval``,
+segmentation off) against the simulator's reference pair, so the figures are those of Table 1/2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path("experiments/results")
+STUDY = Path("outputs/study")
+SAMPLERS = [("em", "posterior"), ("ode", "posterior"), ("sde", "posterior"), ("bridge", "ode"), ("bridge", "posterior")]
+
+
+def line_straightness(samples: torch.Tensor, clean: torch.Tensor) -> float:
+    """Mean over images of the std (px) of the per-row lateral line shift against the clean
+    reference's column profile (the labeller's alignment): 0 for perfectly straight lines."""
+    from sinsemi.metrics.labeller import LabellerConfig, row_shifts
+
+    cfg = LabellerConfig()
+    template = clean.float().mean(0).mean(0).numpy().astype(np.float64)
+    vals = [float(np.std(row_shifts(x.float().mean(0).numpy().astype(np.float64), template, cfg))) for x in samples]
+    return float(np.mean(vals))
+
+
+def evaluate_dir(samples_dir: Path, name: str) -> dict:
+    """``sinsemi-eval`` (no segmentation) on a samples dir; returns its metrics.json."""
+    exe = Path(sys.executable).with_name("sinsemi-eval")
+    cmd = [str(exe), f"samples_dir={samples_dir}", f"out_dir={samples_dir}", "segmentation=false", f"name={name}"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "WANDB_MODE": "disabled"})
+    return json.loads((samples_dir / "metrics.json").read_text())
+
+
+def _row(m: dict, ref: dict | None) -> dict:
+    out = {k: m.get(k) for k in ("sifid_mean", "sifid_std", "lpips_mean", "lpips_std", "pairwise_lpips_mean",
+                                 "defect_count_mean")}
+    if ref:
+        out["sifid_ratio"] = m["sifid_mean"] / ref["sifid_mean"]
+        out["lpips_ratio"] = m["lpips_mean"] / ref["lpips_mean"]
+    return out
+
+
+def reference_row() -> dict | None:
+    """The two-reference row (``outputs/reference_quick``), computed once when absent."""
+    path = Path("outputs/reference_quick/metrics.json")
+    if not path.exists():
+        exe = Path(sys.executable).with_name("sinsemi-eval")
+        subprocess.run([str(exe), "mode=reference", "segmentation=false", f"out_dir={path.parent}"], check=True,
+                       stdout=subprocess.DEVNULL, env={**os.environ, "WANDB_MODE": "disabled"})
+    return json.loads(path.read_text())
+
+
+def _sample_and_eval(gen, out: Path, name: str, n: int, settings: dict, clean: torch.Tensor) -> dict:
+    from sinsemi.data.io import display_range, save_samples
+    from sinsemi.seeding import sample_seeds
+
+    seeds = sample_seeds(n, 0)
+    t0 = time.perf_counter()
+    x = gen.sample(n, seeds=seeds, **settings)
+    secs = time.perf_counter() - t0
+    save_samples(x, out, seeds=seeds, grid_path=out / "grid.png", grid_range=display_range(clean),
+                 meta={"generator": "sinsemi", "sampler": settings})
+    m = evaluate_dir(out, name)
+    m.update({"straightness_px": line_straightness(x, clean), "sample_seconds": round(secs, 1),
+              "clamped_pixels": gen.last_sample_info.get("clamped_pixels")})
+    (out / "study.json").write_text(json.dumps(m, indent=1, default=str))
+    return m
+
+
+def _table(title: str, head: list[str], rows: list[list[str]], path: Path, note: str) -> None:
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", note, ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+def _fmt(m: dict, ref: dict | None) -> list[str]:
+    r = _row(m, ref)
+    cells = [f"{r['sifid_mean']:.3f} ± {r['sifid_std']:.3f}", f"{r['lpips_mean']:.3f} ± {r['lpips_std']:.3f}"]
+    if ref:
+        cells.append(f"{r['sifid_ratio']:.1f}× / {r['lpips_ratio']:.1f}×")
+    cells += [f"{r['pairwise_lpips_mean']:.3f}", f"{r['defect_count_mean']:.2f}", f"{m['straightness_px']:.2f}"]
+    return cells
+
+
+def _cpu() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
+    except Exception:
+        return "unknown CPU"
+
+
+def samplers(run_dir: Path, steps: int, n: int, name: str | None = None) -> None:
+    from sinsemi.data.optics import make_reference_pair
+    from sinsemi.generators.base import Runtime, load_generator
+
+    gen = load_generator(run_dir / "model", runtime=Runtime(progress=False))
+    clean = make_reference_pair("line_pair", seed=0).clean
+    ref = reference_row()
+    name = name or run_dir.name
+    rows = []
+    for kind, coarse in SAMPLERS:
+        out = STUDY / name / f"{kind}_{coarse}_steps{steps}"
+        m = _sample_and_eval(gen, out, f"{kind}/{coarse}", n, {"kind": kind, "coarse": coarse, "steps": steps}, clean)
+        rows.append([kind, coarse if kind == "bridge" else "–", str(m.get("nfe") or steps * 3), *_fmt(m, ref),
+                     f"{m['sample_seconds']:.0f}"])
+    head = ["kind", "scale 0", "NFE", "SIFID ↓", "LPIPS", "ratio to 2-ref (SIFID / LPIPS)", "pairwise LPIPS",
+            "defects / img", "straightness (px)", f"s / {n} samples"]
+    _table(f"Samplers at equal NFE on {run_dir}", head, rows, RESULTS / f"study_samplers_{name}.md",
+           f"{n} samples, seeds 0-{n - 1}, {steps} steps per scale; two-reference row SIFID {ref['sifid_mean']:.4f}, "
+           f"LPIPS {ref['lpips_mean']:.4f}. CPU: {_cpu()}, 2 threads, shared with other jobs (times are upper bounds).")
+
+
+def curve(name: str, overrides: list[str], every: int, iterations: int, n: int, steps: int, kind: str) -> None:
+    import yaml
+
+    from sinsemi.data.optics import make_reference_pair
+    from sinsemi.generators.base import Runtime
+    from sinsemi.generators.sinsemi import SinSEMI
+
+    params = yaml.safe_load(Path("conf/generator/sinsemi.yaml").read_text())
+    params.update((yaml.safe_load(Path("conf/generator_profile/sinsemi_quick.yaml").read_text()) or {})["generator"])
+    params.pop("name", None)
+    for ov in overrides:
+        k, v = ov.split("=", 1)
+        params[k] = yaml.safe_load(v)
+    params["iterations"] = iterations
+    run = STUDY / name
+    pair = make_reference_pair("line_pair", seed=0)
+    gen = SinSEMI(runtime=Runtime(progress=False, checkpoint_every=every, keep_checkpoints=True), **params)
+    t0 = time.time()
+    gen.fit(pair.defect, seed=0, out_dir=run)
+    fit = time.time() - t0
+    ref = reference_row()
+    rows = []
+    for ck in sorted((run / "checkpoints").glob("step*.ckpt"), key=lambda p: int(p.stem[4:])):
+        step = int(ck.stem[4:])
+        minutes = (ck.stat().st_mtime - t0) / 60
+        sd = torch.load(ck, map_location="cpu", weights_only=True)["state_dict"]
+        ema = {k[len("ema.module."):]: v for k, v in sd.items() if k.startswith("ema.module.")}
+        gen.net.load_state_dict(ema)
+        m = _sample_and_eval(gen, run / f"samples_step{step}", f"{name}@{step}", n, {"kind": kind, "steps": steps}, pair.clean)
+        rows.append([str(step), f"{minutes:.1f}", *_fmt(m, ref)])
+    head = ["step", "fit CPU-min", "SIFID ↓", "LPIPS", "ratio to 2-ref", "pairwise LPIPS", "defects / img", "straightness (px)"]
+    _table(f"Training curve {name}: {' '.join(overrides) or 'quick profile'}", head, rows, RESULTS / f"study_{name}.md",
+           f"{iterations} iterations in {fit / 60:.1f} min; EMA net of each checkpoint, {n} samples, sampler {kind} "
+           f"{steps} steps/scale. CPU: {_cpu()}, 2 threads, shared with other jobs (minutes are upper bounds).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sinsemi.bench.study")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("samplers")
+    a.add_argument("run_dir", type=Path)
+    a.add_argument("--steps", type=int, default=20)
+    a.add_argument("--n", type=int, default=64)
+    b = sub.add_parser("curve")
+    b.add_argument("name")
+    b.add_argument("overrides", nargs="*")
+    b.add_argument("--every", type=int, default=500)
+    b.add_argument("--iterations", type=int, default=3000)
+    b.add_argument("--n", type=int, default=64)
+    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--kind", default="bridge")
+    args = ap.parse_args(argv)
+    if args.cmd == "samplers":
+        samplers(args.run_dir, args.steps, args.n)
+    else:
+        curve(args.name, args.overrides, args.every, args.iterations, args.n, args.steps, args.kind)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
