@@ -36,6 +36,12 @@ test-slow: $(STAMP) ## Run the slow tests too
 bench: $(STAMP) ## Print speed figures (data, generator steps, metrics)
 	$(PY) -m sinsemi.bench all
 
+study-sinsemi: $(STAMP) ## SinSEMI study: samplers at equal NFE on outputs/demo, then training curves (experiments/results/study_*.md)
+	test -f outputs/demo/model/generator.json || $(MAKE) demo
+	$(PY) -m sinsemi.bench.study samplers outputs/demo --steps 20
+	$(PY) -m sinsemi.bench.study curve quick_crop48 crop=48 padding_mode=reflect "milestones=[2160,2880,3420]" --iterations 3600 --every 600
+	$(PY) -m sinsemi.bench.study curve paper_recipe_w32 crop=0 padding_mode=zeros "milestones=[2160,2880,3420]" --iterations 3600 --every 600
+
 figures: $(STAMP) ## Figures: simulator preset next to the real image, grids, heat-maps
 	$(PY) -m sinsemi.report.figures all
 
@@ -67,4 +73,4 @@ wandb-sync: $(STAMP) ## Upload offline W&B runs found under outputs/ (needs WAND
 clean: ## Remove outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache
 
-.PHONY: help install demo test test-slow bench figures clean table1 table2 table3 ablation-run ablate-steps ablate-guidance wandb-sync
+.PHONY: help install demo test test-slow bench study-sinsemi figures clean table1 table2 table3 ablation-run ablate-steps ablate-guidance wandb-sync

@@ -13,7 +13,7 @@ from sinsemi.cli._common import conf_dir
 from sinsemi.generators.base import GENERATORS, Runtime, build_generator
 
 CONF = Path(conf_dir())
-PROFILES = ["quick", "paper", "tiny"]
+PROFILES = sorted(p.stem for p in (CONF / "profile").glob("*.yaml"))  # quick, standard, paper, tiny
 
 
 def options(group: str) -> list[str]:
