@@ -203,7 +203,7 @@ def interruptible():
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        SIGNALS.active = False
+        SIGNALS.signum, SIGNALS.active = None, False
 
 
 def check_interrupted() -> None:

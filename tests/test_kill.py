@@ -1,0 +1,194 @@
+"""Interrupted training runs: SIGTERM / SIGINT / kill -9 mid-fit, and a death between the samples
+and the grid. Each rerun must end with the weights and samples of an uninterrupted run, every
+artifact present and no temporary file left; SIGTERM must exit non-zero with one message."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests._cli import BIN, write_tiny_png
+
+# SinSEMI (Lightning) on the tiny profile, long enough to be caught between checkpoints
+FIT = ["generator=sinsemi", "profile=tiny", "logger=none", "trainer.max_steps=40", "trainer.checkpoint_every=4"]
+
+
+def _env() -> dict:
+    e = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    e.pop("HYDRA_FULL_ERROR", None)
+    return e
+
+
+def _train(run_dir: Path, image: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "sinsemi-train"), *FIT, f"data.image={image}", f"hydra.run.dir={run_dir}", *extra],
+                          capture_output=True, text=True, timeout=600, env=_env())
+
+
+def _interrupt_mid_fit(run_dir: Path, image: Path, sig: int) -> subprocess.CompletedProcess:
+    """Start a training run and send ``sig`` once its first checkpoint exists (mid-fit)."""
+    proc = subprocess.Popen([str(BIN / "sinsemi-train"), *FIT, f"data.image={image}", f"hydra.run.dir={run_dir}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    t0 = time.time()
+    while not ckpt.exists() and proc.poll() is None and time.time() - t0 < 300:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the fit ended before it could be interrupted"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "model" / "state.pt", map_location="cpu", weights_only=True)["ema"]
+
+
+def _samples(run_dir: Path) -> np.ndarray:
+    with np.load(run_dir / "samples" / "samples.npz") as z:
+        return z["images"]
+
+
+def _partials(run_dir: Path) -> list[Path]:
+    return [p for p in run_dir.rglob("*") if ".partial-" in p.name or (p.name.startswith(".") and p.is_file())]
+
+
+def _assert_same_as(run_dir: Path, ref: Path) -> None:
+    for name in ("config.yaml", "fingerprint.json", "grid.png", "metrics.json", "model/state.pt", "samples/samples.npz"):
+        assert (run_dir / name).exists(), name
+    a, b = _weights(ref), _weights(run_dir)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert np.array_equal(_samples(ref), _samples(run_dir))
+    assert not _partials(run_dir), _partials(run_dir)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(32).float()
+    img = (0.5 + 0.2 * torch.cos(2 * torch.pi * x / 10))[None, None, :].expand(1, 32, 32).clone()
+    img[:, 14:18, 12:20] = 0.3
+    img = (img + 0.02 * torch.randn(img.shape, generator=g)).clamp(0, 1)
+    return write_tiny_png(tmp_path_factory.mktemp("img") / "tiny.png", img)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, image) -> Path:
+    run_dir = tmp_path_factory.mktemp("ref") / "run"
+    proc = _train(run_dir, image)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_mid_fit_checkpoints_exits_non_zero_and_resumes(tmp_path, image, reference, sig):
+    run_dir = tmp_path / "run"
+    proc = _interrupt_mid_fit(run_dir, image, sig)
+    assert proc.returncode == 128 + sig, (proc.returncode, proc.stderr[-3000:])
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: interrupted by {signal.Signals(sig).name}: finished steps are kept; rerun the same command to resume"]
+    assert "Traceback" not in proc.stderr
+    assert not (run_dir / "model").exists() and not (run_dir / "metrics.json").exists()
+    stopped = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    assert 4 <= stopped < 40
+    part = json.loads((run_dir / "progress.json").read_text())["fit_seconds"]
+    assert part > 0
+    proc = _train(run_dir, image)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_same_as(run_dir, reference)
+    assert json.loads((run_dir / "metrics.json").read_text())["fit_seconds"] > part  # both parts counted
+
+
+@pytest.mark.slow
+def test_kill_9_mid_fit_resumes_identically(tmp_path, image, reference):
+    run_dir = tmp_path / "run"
+    proc = _interrupt_mid_fit(run_dir, image, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir / "metrics.json").exists()
+    proc = _train(run_dir, image)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_same_as(run_dir, reference)
+
+
+def _compose(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from sinsemi.cli._common import conf_dir
+
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def test_sigterm_mid_fit_in_process(tmp_path, image):
+    """The default-suite version of the SIGTERM test: the handler, the stop after a step, the
+    checkpoint, the Interrupted raised instead of a model, and an identical resume."""
+    import threading
+
+    from sinsemi.cli._common import interruptible
+    from sinsemi.cli.train import train
+    from sinsemi.errors import Interrupted
+
+    cfg = _compose(*FIT, f"data.image={image}")
+    train(cfg, tmp_path / "ref")
+    run_dir = tmp_path / "run"
+
+    def send_when_checkpointed():
+        t0 = time.time()
+        while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.time() - t0 < 120:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=send_when_checkpointed, daemon=True).start()
+    with pytest.raises(Interrupted) as e, interruptible():
+        train(cfg, run_dir)
+    assert e.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or not callable(getattr(signal.getsignal(signal.SIGTERM), "signal_handlers", None))
+    assert not (run_dir / "model").exists() and not (run_dir / "metrics.json").exists()
+    stopped = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    assert 4 <= stopped < 40
+    part = json.loads((run_dir / "progress.json").read_text())["fit_seconds"]
+    train(cfg, run_dir)
+    _assert_same_as(run_dir, tmp_path / "ref")
+    assert json.loads((run_dir / "metrics.json").read_text())["fit_seconds"] > part
+
+
+def test_death_between_samples_and_grid(tmp_path, image, monkeypatch):
+    """In-process (a kill cannot be timed there): the job dies writing the grid; the rerun reuses
+    the model, draws the same samples, writes the grid and only then metrics.json."""
+    import sinsemi.data.io as io
+    from sinsemi.cli.train import train
+
+    cfg = _compose("generator=gpnn", "profile=tiny", "logger=none", f"data.image={image}")
+    train(cfg, tmp_path / "ref")
+    real = io.save_grid
+
+    def dies(samples, path, **kw):
+        Path(path).parent.joinpath(f".{Path(path).name}.partial-killed.png").write_bytes(b"")  # what kill -9 leaves
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "save_grid", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.json").exists() and not (tmp_path / "run" / "grid.png").exists()
+    monkeypatch.setattr(io, "save_grid", real)
+    train(cfg, tmp_path / "run")
+    for name in ("grid.png", "metrics.json", "samples/samples.npz", "model/state.pt"):
+        assert (tmp_path / "run" / name).exists(), name
+    with np.load(tmp_path / "ref" / "samples" / "samples.npz") as a, np.load(tmp_path / "run" / "samples" / "samples.npz") as b:
+        assert np.array_equal(a["images"], b["images"])
+    assert not _partials(tmp_path / "run")
+    assert (tmp_path / "run" / "grid.png").read_bytes() == (tmp_path / "ref" / "grid.png").read_bytes()
+    assert oct((tmp_path / "run" / "metrics.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
