@@ -11,13 +11,28 @@ from collections.abc import Sequence
 import torch
 
 
+#: how each random stream's seed is derived from a job seed: (multiplier, offset), seed * m + offset + index.
+#: "sample": sample i of seed_base (and test-set item i); "guidance": sample i's guidance noise, far
+#: from every sampler seed; "step": training step k's draws (a resumed run repeats them).
+STREAMS: dict[str, tuple[int, int]] = {"sample": (1, 0), "guidance": (1, 1 << 40), "step": (1_000_003, 0)}
+
+
+def derive_seed(seed: int, index: int = 0, *, stream: str = "sample") -> int:
+    """The seed of item ``index`` (sample i, step k) of ``stream`` under job seed ``seed``: the one
+    rule for every derived seed, so streams never collide and a number means the same everywhere."""
+    if stream not in STREAMS:
+        raise ValueError(f"unknown seed stream {stream!r}; known: {', '.join(STREAMS)}")
+    mult, offset = STREAMS[stream]
+    return int(seed) * mult + offset + int(index)
+
+
 def sample_seeds(n: int, seed_base: int = 0) -> list[int]:
     """Seeds ``seed_base, ..., seed_base + n - 1`` for ``n`` samples."""
     if n <= 0:
         from sinsemi.errors import InputError
 
         raise InputError(f"number of samples must be positive, got n={n}")
-    return [int(seed_base) + i for i in range(n)]
+    return [derive_seed(seed_base, i) for i in range(n)]
 
 
 def generators_for(seeds: Sequence[int], device: str | torch.device = "cpu") -> list[torch.Generator]:
