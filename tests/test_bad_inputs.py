@@ -74,6 +74,7 @@ TRAIN_CASES = [
     ("eval_weights", "gpnn", ["evaluate=true"], {"SINSEMI_WEIGHTS_DIR": "{d}/weights"}, "evaluate=true needs pretrained LPIPS"),
     ("guidance_weights", "sinsemi", ["sampler.guidance=1.0"], {"SINSEMI_WEIGHTS_DIR": "{d}/weights"},
      "sampler.guidance=1.0 needs pretrained LPIPS 'alex' weights"),
+    ("generator_param", "sinsemi", ["generator.width=7"], {}, "width must be even, got 7"),
     ("ckpt_path", "gpnn", ["ckpt_path=first"], {}, "ckpt_path must be 'last'"),
 ]
 

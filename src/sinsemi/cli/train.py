@@ -58,7 +58,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     from sinsemi import runs
     from sinsemi.data.io import (display_range, ensure_dir, load_bundle, remove_partials, save_grid, save_json,
                                  save_samples)
-    from sinsemi.generators.base import build_generator, load_generator, read_model
+    from sinsemi.generators.base import Runtime, build_generator, load_generator, read_model
     from sinsemi.seeding import sample_seeds
     image = load_training_image(cfg.data)
     params = dict(plain["generator"])
@@ -66,6 +66,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     force = bool(cfg.get("force"))
     seeds = sample_seeds(int(cfg.n_samples), int(cfg.seed_base))
     settings = sampler_settings(cfg, name)
+    build_generator(name, params, Runtime())  # the generator's own checks of its params, before anything is written
     fp = runs.make_fingerprint(name, params, image, seed=int(cfg.seed), max_steps=plain["trainer"]["max_steps"])
     fresh = runs.check_fingerprint(run_dir, fp, force=force)
     model_dir = run_dir / runs.MODEL_DIR
