@@ -192,3 +192,16 @@ def _umask() -> int:
     m = os.umask(0o022)
     os.umask(m)
     return m
+
+
+def test_fit_time_is_recorded_while_it_runs(tmp_path):
+    """What a kill -9 cannot flush: the time is on disk (to within ``every``) before the end."""
+    from sinsemi.runs import accumulating, read_progress
+
+    with accumulating(tmp_path, "fit_seconds", every=0.05):
+        time.sleep(0.3)
+        during = read_progress(tmp_path)["fit_seconds"]
+    assert 0.1 <= during <= 0.3
+    with accumulating(tmp_path, "fit_seconds", every=10):
+        time.sleep(0.1)
+    assert read_progress(tmp_path)["fit_seconds"] >= 0.4 - 0.02

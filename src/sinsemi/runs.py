@@ -219,3 +219,41 @@ def run_generator(run_dir: str | Path) -> str:
     if not name:
         raise InputError(f"{cfg_path} names no generator")
     return name
+
+
+class accumulating:
+    """Context manager adding the seconds spent inside it to ``progress.json[key]``, also every
+    ``every`` seconds while it runs, so an attempt killed with -9 still counts (up to ``every``)."""
+
+    def __init__(self, run_dir: str | Path, key: str, every: float = 30.0):
+        self.run_dir, self.key, self.every = Path(run_dir), key, every
+
+    def _flush(self) -> None:
+        import time
+
+        with self._lock:
+            now = time.perf_counter()
+            add_progress(self.run_dir, **{self.key: now - self._last})
+            self._last = now
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self._flush()
+            except Exception:  # bookkeeping must never break a fit
+                pass
+
+    def __enter__(self):
+        import threading
+        import time
+
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._last = time.perf_counter()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"progress-{self.key}")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._flush()

@@ -97,12 +97,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             log.info("reusing the fitted model in %s", model_dir)
         else:
             gen = build_generator(name, params, runtime)
-            with Timer() as t_fit:
-                try:
-                    gen.fit(image, seed=int(cfg.seed), out_dir=run_dir)
-                    check_interrupted()  # a fit stopped early by SIGTERM/SIGINT is not a model
-                finally:
-                    runs.add_progress(run_dir, fit_seconds=t_fit.elapsed())
+            with runs.accumulating(run_dir, "fit_seconds"):  # summed over attempts, kill -9 included
+                gen.fit(image, seed=int(cfg.seed), out_dir=run_dir)
+            check_interrupted()  # a fit stopped early by SIGTERM/SIGINT is not a model
             gen.save(model_dir)
         with Timer() as t_sample:
             if (samples_dir / "samples.npz").exists():
