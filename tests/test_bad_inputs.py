@@ -181,6 +181,11 @@ def test_sample_follows_the_run_profile_and_sampler(trained):
     m = json.loads((out / "metrics.json").read_text())
     assert m["sampler"] == run_sampler and m["n_samples"] == 2
     assert (out / "grid.png").exists() and (out / "samples.npz").exists()
+    # a value on the command line wins over the run's
+    proc = run("sample", f"run_dir={trained}", "n=2", "sampler.noise_std=0.5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (m,) = [json.loads(p.read_text()) for p in (trained / "samples").glob("*noise_std0.5*/metrics.json")]
+    assert m["sampler"] == {**run_sampler, "noise_std": 0.5}
 
 
 @pytest.mark.slow

@@ -34,7 +34,7 @@ def conf_dir() -> str:
 
 
 # ----------------------------------------------------------------------------- the one error path
-_SWEEP: dict[str, Any] = {"dir": None}
+_SWEEP: dict[str, Any] = {"dir": None, "t0": time.time()}
 JOBS_DIR = ".jobs"  # <sweep dir>/.jobs/<job num>.json: each point's outcome (read back for the summary)
 
 
@@ -100,6 +100,8 @@ def sweep_summary(sweep_dir: str | os.PathLike | None) -> tuple[str | None, bool
     recs = []
     for p in sorted((Path(sweep_dir) / JOBS_DIR).glob("*.json")):
         try:
+            if p.stat().st_mtime < _SWEEP["t0"] - 1:  # an earlier multirun's (no SweepReport callback cleared it)
+                continue
             recs.append(json.loads(p.read_text()))
         except (OSError, ValueError):
             continue
