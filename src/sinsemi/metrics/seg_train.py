@@ -1,7 +1,9 @@
-"""Training loop of the downstream U-Net: Adam + BCE, early stopping on a validation split.
+"""Training loop of the downstream U-Net: Adam, early stopping on a validation split.
 
 Explicit loop (no Lightning): seeded split, seeded shuffling and seeded training noise, so a run is a
-pure function of (images, masks, config, seed) on a given device.
+pure function of (images, masks, config, seed) on a given device. The epoch kept is the best one on
+the validation split (lowest loss, or highest per-image IoU with ``select="val_iou"``); training
+stops after ``patience`` epochs without improvement, ``epochs`` epochs or ``max_seconds``.
 """
 
 from __future__ import annotations
@@ -13,19 +15,27 @@ import time
 import torch
 
 from sinsemi.errors import InputError
-from sinsemi.metrics.segmentation import IoUResult, SegConfig, SegModel, SegOutcome, check_masks
+from sinsemi.metrics.segmentation import IoUResult, SegConfig, SegModel, SegOutcome, SegScore, check_masks
 
 log = logging.getLogger("sinsemi.segmentation")
 
 
-def seg_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """BCE on logits (N, H, W); ``bce_dice`` adds 1 - soft Dice over the batch (empty batches: BCE only)."""
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+def seg_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, pos_weight: float = 1.0) -> torch.Tensor:
+    """Loss on logits (N, H, W): BCE; ``bce_dice`` adds 1 - soft Dice over the batch (batches without
+    defect pixels: BCE only); ``balanced`` weights defect pixels by ``pos_weight`` and adds the Dice term."""
+    w = torch.tensor(pos_weight, device=logits.device) if kind == "balanced" else None
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=w)
     if kind == "bce" or target.sum() == 0:
         return bce
     p = torch.sigmoid(logits)
     dice = (2 * (p * target).sum() + 1.0) / (p.sum() + target.sum() + 1.0)
     return bce + (1 - dice)
+
+
+def balance_weight(masks: torch.Tensor, cap: float = 100.0) -> float:
+    """Background / defect pixel ratio of training masks (N, H, W), clipped to [1, cap]."""
+    pos = float(masks.float().sum())
+    return float(min(cap, max(1.0, (masks.numel() - pos) / max(pos, 1.0))))
 
 
 def train_unet(images: torch.Tensor, masks: torch.Tensor, cfg: SegConfig, *, seed: int = 0) -> tuple[SegModel, dict]:
@@ -45,10 +55,12 @@ def train_unet(images: torch.Tensor, masks: torch.Tensor, cfg: SegConfig, *, see
     std = float(x_tr.std()) or 1.0
     model = SegModel(cfg, in_channels=images.shape[1], mean=float(x_tr.mean()), std=std).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    def bce(logits, target):
-        return seg_loss(logits, target, cfg.loss)
+    pw = balance_weight(masks[tr_idx])
 
-    best, best_state, since_best, history = float("inf"), None, 0, []
+    def loss_fn(logits, target):
+        return seg_loss(logits, target, cfg.loss, pw)
+
+    best, best_state, best_epoch, since_best, history = None, None, None, 0, []
     t0 = time.perf_counter()
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
@@ -60,7 +72,7 @@ def train_unet(images: torch.Tensor, masks: torch.Tensor, cfg: SegConfig, *, see
             xb = x_tr[idx]
             sig = torch.rand(xb.shape[0], 1, 1, 1, generator=g) * cfg.train_noise_max
             xb = xb + sig * torch.randn(xb.shape, generator=g)
-            loss = bce(model(xb.to(cfg.device)), y_tr[idx].to(cfg.device))
+            loss = loss_fn(model(xb.to(cfg.device)), y_tr[idx].to(cfg.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -69,32 +81,42 @@ def train_unet(images: torch.Tensor, masks: torch.Tensor, cfg: SegConfig, *, see
         if n_val:
             model.eval()
             with torch.no_grad():
-                vl = sum(float(bce(model(x_va[i:i + 64].to(cfg.device)), y_va[i:i + 64].to(cfg.device))) * len(x_va[i:i + 64])
+                vl = sum(float(loss_fn(model(x_va[i:i + 64].to(cfg.device)), y_va[i:i + 64].to(cfg.device))) * len(x_va[i:i + 64])
                          for i in range(0, n_val, 64)) / n_val
             rec["val_loss"] = vl
-            if vl < best:
-                best, best_state, since_best = vl, copy.deepcopy(model.state_dict()), 0
+            if cfg.select == "val_iou":
+                rec["val_iou"] = IoUResult.of(model.predict(x_va, threshold=cfg.threshold), y_va.bool()).mean
+            crit = -rec["val_iou"] if cfg.select == "val_iou" else vl
+            if best is None or crit < best:
+                best, best_state, best_epoch, since_best = crit, copy.deepcopy(model.state_dict()), epoch, 0
             else:
                 since_best += 1
         history.append(rec)
         if n_val and since_best >= cfg.patience:
-            log.info("early stopping after epoch %d (best val loss %.4f)", epoch, best)
+            log.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
+            break
+        if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+            log.info("segmentation time budget (%.0f s) reached after epoch %d", cfg.max_seconds, epoch)
             break
     if best_state is not None:
         model.load_state_dict(best_state)
-    return model, {"epochs_run": epoch, "best_val_loss": best if n_val else None,
+    best_val_loss = min((r["val_loss"] for r in history if "val_loss" in r), default=None)
+    return model, {"epochs_run": epoch, "best_val_loss": best_val_loss, "best_epoch": best_epoch if n_val else epoch,
                    "train_seconds": time.perf_counter() - t0, "n_train": int(x_tr.shape[0]), "history": history}
 
 
 def train_and_score(images: torch.Tensor, masks: torch.Tensor, test_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
                     cfg: SegConfig, *, seed: int = 0) -> SegOutcome:
-    """Train on (images, masks) and score per-image IoU on each named test set (images, masks)."""
+    """Train on (images, masks) and score each named test set (images, masks): per-image IoU and
+    the defect-level scores of :class:`SegScore`."""
     model, info = train_unet(images, masks, cfg, seed=seed)
-    ious = {}
+    ious, scores = {}, {}
     for name, (x, y) in test_sets.items():
         y = check_masks(y, x, name=f"test-set '{name}' masks")
         if x.shape[1:] != images.shape[1:]:
             raise InputError(f"test set '{name}' images are {tuple(x.shape[1:])} but the training images are {tuple(images.shape[1:])}")
-        ious[name] = IoUResult.of(model.predict(x, threshold=cfg.threshold), y)
+        scores[name] = SegScore.of(model.predict(x, threshold=cfg.threshold), y)
+        ious[name] = scores[name].iou
     return SegOutcome(iou=ious, epochs_run=info["epochs_run"], best_val_loss=info["best_val_loss"],
-                      train_seconds=info["train_seconds"], n_train=info["n_train"], history=info["history"])
+                      train_seconds=info["train_seconds"], n_train=info["n_train"], history=info["history"], scores=scores,
+                      best_epoch=info["best_epoch"])

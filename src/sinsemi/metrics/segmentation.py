@@ -37,6 +37,9 @@ class SegConfig:
     baseline_noise_max: float = 1.0 / 255.0
     threshold: float = 0.5               # sigmoid probability above which a pixel is defect
     loss: str = "bce"                    # "bce" (the paper) | "bce_dice" (BCE + soft Dice: faster on tiny defects)
+                                         # | "balanced" (BCE weighted by the training set's background/defect ratio + soft Dice)
+    select: str = "val_loss"             # the epoch kept: lowest validation loss | highest validation IoU ("val_iou")
+    max_seconds: float | None = None     # stop training after this many seconds (a CPU budget; makes the run timing-dependent)
     mask: str = "footprint"              # mask convention: "footprint" (geometric) | "optical" (the paper's labelling)
     device: str = "cpu"
 
@@ -56,8 +59,10 @@ class SegConfig:
                 raise InputError(f"segmentation.{name} must be positive, got {getattr(cfg, name)!r}")
         if cfg.mask not in ("footprint", "optical"):
             raise InputError(f"downstream.mask must be 'footprint' or 'optical', got {cfg.mask!r}")
-        if cfg.loss not in ("bce", "bce_dice"):
-            raise InputError(f"segmentation.loss must be 'bce' or 'bce_dice', got {cfg.loss!r}")
+        if cfg.loss not in ("bce", "bce_dice", "balanced"):
+            raise InputError(f"segmentation.loss must be 'bce', 'bce_dice' or 'balanced', got {cfg.loss!r}")
+        if cfg.select not in ("val_loss", "val_iou"):
+            raise InputError(f"segmentation.select must be 'val_loss' or 'val_iou', got {cfg.select!r}")
         if not (0 <= cfg.val_fraction < 1) or cfg.lr <= 0:
             raise InputError(f"segmentation.val_fraction must be in [0, 1) and lr > 0, got {cfg.val_fraction}, {cfg.lr}")
         if cfg.encoder_weights not in (None, "none"):
@@ -89,6 +94,50 @@ class IoUResult:
     def of(cls, pred: torch.Tensor, true: torch.Tensor) -> IoUResult:
         ious = per_image_iou(pred, true)
         return cls(per_image=ious, mean=float(ious.mean()), std=float(ious.std(unbiased=False)))
+
+
+@dataclass
+class SegScore:
+    """One test set's scores: ``iou`` (paper convention: every image, empty/empty = 1), ``iou_defect``
+    (images whose truth is non-empty only), ``recall`` (true defects, i.e. 8-connected components of
+    the truth, touched by the prediction), ``false_per_clean`` (predicted components per image whose
+    truth is empty) and ``empty_on_defect`` (fraction of defect images predicted empty)."""
+
+    iou: IoUResult
+    iou_defect: float | None
+    recall: float | None
+    false_per_clean: float | None
+    empty_on_defect: float | None
+    n_defect: int
+    n_clean: int
+
+    @property
+    def empty_artifact(self) -> bool:
+        """The U-Net learnt nothing: empty predictions on >= 90 % of the defect images."""
+        return self.empty_on_defect is not None and self.empty_on_defect >= 0.9
+
+    @classmethod
+    def of(cls, pred: torch.Tensor, true: torch.Tensor) -> SegScore:
+        """Predicted and true masks (N, H, W)."""
+        import numpy as np
+        from scipy import ndimage
+
+        ious = IoUResult.of(pred, true)
+        has = true.flatten(1).any(1)
+        structure = np.ones((3, 3), dtype=bool)
+        found = total = false = 0
+        for p, t, d in zip(pred.bool().cpu().numpy(), true.bool().cpu().numpy(), has.tolist()):
+            if d:
+                lab, n = ndimage.label(t, structure=structure)
+                total += n
+                found += len(set(np.unique(lab[p]).tolist()) - {0})
+            else:
+                false += ndimage.label(p, structure=structure)[1]
+        nd, nc = int(has.sum()), int((~has).sum())
+        empty = (~pred.bool().flatten(1).any(1))[has]
+        return cls(iou=ious, iou_defect=float(ious.per_image[has].mean()) if nd else None,
+                   recall=found / total if total else None, false_per_clean=false / nc if nc else None,
+                   empty_on_defect=float(empty.float().mean()) if nd else None, n_defect=nd, n_clean=nc)
 
 
 # ----------------------------------------------------------------------------- data
@@ -168,6 +217,8 @@ class SegOutcome:
     train_seconds: float
     n_train: int
     history: list[dict] = field(default_factory=list)
+    scores: dict[str, SegScore] = field(default_factory=dict)
+    best_epoch: int | None = None
 
     def summary(self, prefix: str = "iou") -> dict:
         out = {}

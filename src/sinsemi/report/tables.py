@@ -34,8 +34,12 @@ TABLES = {
                [("sifid", "SIFID ↓", "pm"), ("lpips", "LPIPS", "pm"), ("pairwise_lpips", "pairwise LPIPS", "pm"),
                 ("pixel_diversity", "pixel diversity", "num"), ("weights", "weights", "weights")]),
     "table3": ("Table 3: downstream U-Net IoU (paper-style test set; random-position and external sets when run)",
-               [("iou", "IoU (paper set)", "pm"), ("iou_random", "IoU (random set)", "pm"), ("iou_external", "IoU (external)", "pm"),
-                ("seg_train_set", "trained on", "str"), ("seg_mask", "mask convention", "str")]),
+               [("iou", "IoU (paper set)", "pm"), ("iou_iou_defect", "IoU defect images (paper set)", "num"),
+                ("iou_recall", "detection recall (paper set)", "num"), ("iou_false_per_clean", "false / clean image (paper set)", "num"),
+                ("iou_random", "IoU (random set)", "pm"), ("iou_random_iou_defect", "IoU defect images (random)", "num"),
+                ("iou_random_recall", "detection recall (random)", "num"), ("iou_random_false_per_clean", "false / clean image (random)", "num"),
+                ("iou_external", "IoU (external)", "pm"), ("seg_train_set", "trained on", "str"), ("seg_mask", "mask convention", "str"),
+                ("seg_empty_flag", "flag", "flag")]),
 }
 PAPER_HEADERS = {
     "table1": ["paper: defects / image"],
@@ -84,6 +88,8 @@ def _cell(m: dict, key: str, kind: str | None) -> str:
         return f"{float(v):.3f}"
     if kind == "list":
         return ",".join(str(int(x)) for x in v)
+    if kind == "flag":
+        return "EMPTY on " + ", ".join(v) if v else ""
     if kind == "weights":
         labels = sorted({str(x) for x in (v.values() if isinstance(v, dict) else [v]) if x})
         flag = " (RANDOM BACKBONE)" if m.get("random_backbone") else ""
@@ -125,8 +131,11 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
         band = next((r.get("defect_border_px") for r in rows if r.get("defect_border_px") is not None), None)
         if band is not None:
             md.append(f"Border band: detections whose centroid lies within {band} px of an edge (the SinSEMI net's receptive-field half-width).")
-    if table == "table3" and any(r.get("seg_empty_flag") for r in rows):
-        md.append("EMPTY: the row's U-Net predicted empty masks on >= 90% of the defect test images (it learnt nothing).")
+    if table == "table3":
+        md.append("IoU: the paper's convention (per image, empty vs empty = 1, over defect and clean test images); "
+                  "'IoU defect images' averages the defect images only; recall: true defects touched by the prediction.")
+        if any(r.get("seg_empty_flag") for r in rows):
+            md.append("EMPTY: the row's U-Net predicted empty masks on >= 90% of the defect test images of that set (it learnt nothing).")
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(header)
