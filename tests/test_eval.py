@@ -206,3 +206,30 @@ def test_mask_conventions(tmp_path):
     assert "optical" in (tmp_path / "row.md").read_text()
     with pytest.raises(InputError, match="downstream.mask"):
         evaluate(compose("mode=reference", f"out_dir={tmp_path}", "downstream.mask=blob"))
+
+
+def test_evaluation_is_a_library():
+    """sinsemi.evaluation imports neither Hydra/OmegaConf, Lightning nor sinsemi.cli (statically, every file)."""
+    import ast
+
+    banned = ("hydra", "omegaconf", "lightning", "pytorch_lightning", "sinsemi.cli")
+    for path in (REPO / "src" / "sinsemi" / "evaluation").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [n for n in names if n.startswith(banned)], (path.name, names)
+
+
+def test_library_call_with_objects(tmp_path, pair):
+    """evaluate(samples, references, cfg) -> EvalResult without Hydra; nothing written without out_dir."""
+    from sinsemi.evaluation import EvalConfig, EvalResult, References, evaluate
+
+    refs = References(pair.defect, pair.clean, pair.mask, "test pair")
+    x = torch.stack([pair.defect, pair.clean])
+    r = evaluate(x, refs, EvalConfig(segmentation=False, allow_random_backbone=True), name="objs")
+    assert isinstance(r, EvalResult) and r.name == "objs" and r.n_samples == 2
+    assert r.defects.count_mean == 0.5 and r.labels.counts.tolist() == [1, 0] and r.downstream is None
+    assert r.metrics["defect_count_interior_mean"] == 0.5 and r.metrics["defect_count_border_mean"] == 0.0
+    assert r.probe["recall"] == 1.0
+    with pytest.raises(InputError, match="mode must be"):
+        EvalConfig(mode="both")
