@@ -39,11 +39,18 @@ def read_metrics(run_dir: str | Path) -> dict | None:
         raise InputError(f"corrupt {path}: {e}") from None
 
 
-def is_finished(metrics: dict | None, *, evaluate: bool = False, segmentation: bool = False) -> bool:
+#: keys only the job itself writes, with its final metrics.json (an evaluation inside the job
+#: merges its own metrics.json first: that one alone does not make the job finished)
+TRAIN_KEYS = ("image_shape", "fit_seconds")
+SAMPLE_KEYS = ("run_dir", "sample_seconds")
+
+
+def is_finished(metrics: dict | None, *, evaluate: bool = False, segmentation: bool = False,
+                job: tuple[str, ...] = ()) -> bool:
     """A run is finished when metrics.json exists and holds what this job must produce."""
     if metrics is None:
         return False
-    need = (EVAL_KEYS if evaluate else ()) + (SEG_KEYS if evaluate and segmentation else ())
+    need = (EVAL_KEYS if evaluate else ()) + (SEG_KEYS if evaluate and segmentation else ()) + tuple(job)
     return all(k in metrics for k in need)
 
 
