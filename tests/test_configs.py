@@ -47,6 +47,18 @@ def test_generator_profile_composes_and_builds(name, profile):
     assert gen.name == name
 
 
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_shipped_configs_pass_validation(name, profile, tmp_path):
+    """The job-start checks refuse bad input, never a shipped config (sampler keys included)."""
+    from sinsemi.validation import validate_sample, validate_train
+
+    over = [f"generator={name}", f"profile={profile}", "trainer.accelerator=cpu", "allow_random_backbone=true"]
+    validate_train(OmegaConf.to_container(_compose("train", over), resolve=True), tmp_path)
+    cfg = OmegaConf.to_container(_compose("sample", [*over, f"run_dir={tmp_path}"]), resolve=True)
+    validate_sample(cfg, name)
+
+
 @pytest.mark.parametrize("group", ["data", "trainer", "logger", "profile", "launcher"])
 def test_group_options_compose(group):
     for opt in options(group):
