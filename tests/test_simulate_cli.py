@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -57,6 +59,10 @@ def test_test_sets_are_written(tmp_path, kind, n):
     meta = json.loads((out / f"test_{kind}" / "meta.json").read_text())
     assert len(meta["names"]) == k and meta["info"]["kind"] == kind
     assert not any(p.name.startswith(".") for p in out.iterdir())  # no temporary folder left
+    mask = os.umask(0o022)
+    os.umask(mask)  # the folder and its files get what the umask allows (not mkdtemp's 0700)
+    assert stat.S_IMODE((out / f"test_{kind}").stat().st_mode) == 0o777 & ~mask
+    assert stat.S_IMODE((out / f"test_{kind}" / "meta.json").stat().st_mode) == 0o666 & ~mask
 
 
 @pytest.mark.parametrize("overrides,match", [

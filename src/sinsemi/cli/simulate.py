@@ -9,6 +9,7 @@ assembled under a temporary name and renamed into place.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,7 +37,7 @@ def simulate_cli(cfg: DictConfig) -> Path:
     preset, seed = str(cfg.preset), check_seed("seed", cfg.seed)
     check_writable_dir(cfg.out_dir, "out_dir")
 
-    from sinsemi.data.io import ensure_dir, save_json, save_mask, save_png
+    from sinsemi.data.io import current_umask, ensure_dir, save_json, save_mask, save_png
     from sinsemi.data.optics import get_preset, make_reference_pair
     test_set = cfg.get("test_set")
     if test_set is not None and test_set not in TEST_SETS:
@@ -62,8 +63,9 @@ def simulate_cli(cfg: DictConfig) -> Path:
     save_json(pair.meta, out / "meta.json")
     if tset is not None:
         final = out / f"test_{test_set}"
-        tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".test_{test_set}."))
+        tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".test_{test_set}.partial-"))
         try:
+            os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide the set from the rest of a team
             for i, name in enumerate(tset.names):
                 save_png(tset.images[i], tmp / f"{i:05d}.png")
                 save_mask(tset.masks[i], tmp / f"{i:05d}_mask.png")

@@ -224,7 +224,7 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def _umask() -> int:
+def current_umask() -> int:
     """The process umask, read without changing it (os.umask would, briefly, for every thread)."""
     try:
         with open("/proc/self/status") as f:
@@ -248,7 +248,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         yield tmp
         os.replace(tmp, path)
     except BaseException:
