@@ -60,6 +60,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                                  save_samples)
     from sinsemi.generators.base import Runtime, build_generator, load_generator, read_model
     from sinsemi.seeding import sample_seeds
+
     image = load_training_image(cfg.data)
     params = dict(plain["generator"])
     name = params.pop("name")
