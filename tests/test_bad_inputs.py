@@ -168,6 +168,10 @@ def test_fingerprint_is_written_and_a_rerun_with_other_inputs_is_refused(trained
         assert_one_error(proc, match)
         assert "force=true" in proc.stderr
         assert (trained / "config.yaml").read_text() == config  # never rewritten to disagree with the model
+
+
+@pytest.mark.slow
+def test_rerun_with_another_generator_is_refused(trained, files):
     proc = run("train", "generator=sinsemi", *TINY, f"hydra.run.dir={trained}", f"data.image={files / 'tiny.png'}")
     assert_one_error(proc, "generator='gpnn' there, 'sinsemi' here")
 
@@ -181,7 +185,11 @@ def test_sample_follows_the_run_profile_and_sampler(trained):
     m = json.loads((out / "metrics.json").read_text())
     assert m["sampler"] == run_sampler and m["n_samples"] == 2
     assert (out / "grid.png").exists() and (out / "samples.npz").exists()
-    # a value on the command line wins over the run's
+
+
+@pytest.mark.slow
+def test_sample_command_line_wins_over_the_run(trained):
+    run_sampler = yaml.safe_load((trained / "config.yaml").read_text())["sampler"]
     proc = run("sample", f"run_dir={trained}", "n=2", "sampler.noise_std=0.5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (m,) = [json.loads(p.read_text()) for p in (trained / "samples").glob("*noise_std0.5*/metrics.json")]
