@@ -233,3 +233,22 @@ def test_library_call_with_objects(tmp_path, pair):
     assert r.probe["recall"] == 1.0
     with pytest.raises(InputError, match="mode must be"):
         EvalConfig(mode="both")
+
+
+def test_optical_training_masks_of_generated_images(pair):
+    """mask=optical on generated images: the labeller's aligned residual region under the paper's rule
+    (~200 px for the bridge, like the references' optical mask), not the ~60 px footprint."""
+    from sinsemi.evaluation import References
+    from sinsemi.evaluation.masks import reference_mask, training_masks
+    from sinsemi.metrics.labeller import LabellerConfig, label_defects
+
+    refs = References(pair.defect, pair.clean, pair.mask, "test pair")
+    moved = torch.roll(pair.defect, shifts=(9, 3), dims=(-2, -1))  # lines shifted 3 px: not pixel-aligned any more
+    x = torch.stack([pair.defect, moved, pair.clean])
+    lab = label_defects(x, pair.clean, LabellerConfig())
+    opt = training_masks(x, refs, LabellerConfig(), lab, "optical")
+    ref_area = int(reference_mask(refs, "optical").sum())
+    assert [int(m.any()) for m in opt] == [1, 1, 0]
+    for m in opt[:2]:
+        assert abs(int(m.sum()) - ref_area) < 0.25 * ref_area and int(m.sum()) > 2 * int(pair.mask.sum())
+    assert torch.equal(training_masks(x, refs, LabellerConfig(), lab, "footprint"), lab.masks)
