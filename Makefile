@@ -39,7 +39,7 @@ bench: $(STAMP) ## Print speed figures (data, generator steps, metrics)
 study-sinsemi: $(STAMP) ## SinSEMI study: samplers at equal NFE on outputs/demo, then training curves (experiments/results/study_*.md)
 	test -f outputs/demo/model/generator.json || $(MAKE) demo
 	$(PY) -m sinsemi.bench.study samplers outputs/demo --steps 20
-	$(PY) -m sinsemi.bench.study curve quick_crop48 crop=48 padding_mode=reflect "milestones=[2160,2880,3420]" --iterations 3600 --every 600
+	$(PY) -m sinsemi.bench.study curve crop48r --iterations 3600 --every 600
 	$(PY) -m sinsemi.bench.study curve paper_recipe_w32 crop=0 padding_mode=zeros "milestones=[2160,2880,3420]" --iterations 3600 --every 600
 
 figures: $(STAMP) ## Figures: simulator preset next to the real image, grids, heat-maps

@@ -259,3 +259,10 @@ def test_reflect_padding_trains_saves_and_loads(tiny_image, tmp_path):
         SinSEMI(**tiny_params(padding_mode="mirror"))
     with pytest.raises(InputError, match="crop"):
         SinSEMI(**tiny_params(crop=4))
+
+
+def test_resume_from_a_checkpoint_of_another_image_of_the_same_size(trained, tiny_image):
+    _, out, _ = trained  # its last.ckpt was trained on the fixture's image
+    other = tiny_image.flip(-1)
+    with pytest.raises(InputError, match="image_sha256"):
+        fit(other, out, max_steps=13)

@@ -107,8 +107,27 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
+def quick_net_ratios(sizes: list[int], crop: int = 48, reps: int = 5) -> None:
+    """The quick net (width 32, batch 8): per scale, the published step (fp32 NCHW, full level) against
+    ours (channels_last, and the quick recipe's ``crop`` px training window), as ratios of one run.
+    The window is a recipe change (fewer pixels per step), not the same work done faster: said so."""
+    print(f"Quick net (width 32, batch 8): ms per training step; ratios to fp32 NCHW full level (published)", flush=True)
+    tot = {"nchw": 0.0, "cl": 0.0, "crop": 0.0}
+    for size in sizes:
+        a = time_train_step(size, width=32, batch=8, reps=reps)[0]
+        b = time_train_step(size, width=32, batch=8, reps=reps, channels_last=True)[0]
+        c = time_train_step(min(size, crop), width=32, batch=8, reps=reps, channels_last=True)[0]
+        for k, v in zip(tot, (a, b, c)):
+            tot[k] += v
+        print(f"  {size:>3} px  fp32 NCHW {1e3 * a:6.0f}  channels_last {1e3 * b:6.0f} ({a / b:4.2f}x)  "
+              f"{crop} px window + channels_last {1e3 * c:6.0f} ({a / c:4.2f}x)", flush=True)
+    print(f"  mean over the scales (uniform draw): channels_last {tot['nchw'] / tot['cl']:.2f}x, "
+          f"{crop} px window {tot['nchw'] / tot['crop']:.2f}x per step", flush=True)
+
+
 def run() -> None:
     sizes = [h for h, _ in pyramid_sizes(96, 96, 1.4)]
+    quick_net_ratios(sizes)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"SinSEMI net, width {WIDTH} ({sum(p.numel() for p in SinDDMNet(1, WIDTH).parameters()) / 1e6:.2f} M params), "
           f"batch {BATCH}, scales {sizes}; CPU threads {torch.get_num_threads()}, load average {load:.1f}", flush=True)

@@ -153,6 +153,7 @@ def curve(name: str, overrides: list[str], every: int, iterations: int, n: int, 
     t0 = time.time()
     gen.fit(pair.defect, seed=0, out_dir=run)
     fit = time.time() - t0
+    gen.save(run / "model")  # the final EMA net, for `study samplers`
     ref = reference_row()
     rows = []
     for ck in sorted((run / "checkpoints").glob("step*.ckpt"), key=lambda p: int(p.stem[4:])):

@@ -18,20 +18,11 @@ import torch
 from sinsemi.data.pyramid import Pyramid, build_pyramid, pyramid_sizes
 from sinsemi.errors import InputError
 from sinsemi.generators.base import Runtime, Standardizer, check_n_and_seeds, read_model, write_model
+from sinsemi.validation import check_choice, check_number
 
 log = logging.getLogger("sinsemi.generators.sinsemi")
 
 PAPER_MILESTONES = (20_000, 40_000, 70_000, 80_000, 90_000, 110_000)
-GUIDANCE_SEED_OFFSET = 1 << 40  # the guidance's per-sample streams: seed + offset (apart from the sampler's)
-
-
-def _check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True, integer: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (not integer or float(value).is_integer())
-    ok = ok and (value > minimum if strict else value >= minimum)
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        raise InputError(f"{name} must be {kind} {'>' if strict else '>='} {minimum}, got {value!r}")
 
 
 def cpu_bf16_supported() -> bool:
@@ -61,24 +52,22 @@ class SinSEMI:
                  grad_clip: float = 1.0, scale_factor: float = 1.4, min_coarse: int = 42, max_coarse: int = 55,
                  coarse_area: float = 3000.0, channels_last: bool = False, sample_batch: int = 16,
                  crop: int = 0, t_sampling: str = "uniform", padding_mode: str = "zeros"):
-        _check_number("width", width, integer=True)
+        check_number("width", width, integer=True)
         if width % 2:
             raise InputError(f"width must be even, got {width}")
         for nm, val in (("iterations", iterations), ("batch_size", batch_size), ("sample_batch", sample_batch)):
-            _check_number(nm, val, integer=True)
+            check_number(nm, val, integer=True)
         for nm, val in (("lr", lr), ("sigma", sigma), ("lr_gamma", lr_gamma), ("grad_clip", grad_clip)):
-            _check_number(nm, val)
+            check_number(nm, val)
         if not 0.0 <= ema_decay < 1.0:
             raise InputError(f"ema_decay must be in [0, 1), got {ema_decay}")
         if not 0.0 < t_eps < 0.5:
             raise InputError(f"t_eps must be in (0, 0.5), got {t_eps}")
-        _check_number("crop", crop, strict=False, integer=True)
+        check_number("crop", crop, strict=False, integer=True)
         if 0 < crop < 16:
             raise InputError(f"crop must be 0 (full levels) or >= 16 px, got {crop}")
-        if t_sampling not in ("uniform", "ends"):
-            raise InputError(f"t_sampling must be 'uniform' or 'ends', got {t_sampling!r}")
-        if padding_mode not in ("zeros", "reflect", "replicate"):
-            raise InputError(f"padding_mode must be zeros, reflect or replicate, got {padding_mode!r}")
+        check_choice("t_sampling", t_sampling, ("uniform", "ends"))
+        check_choice("padding_mode", padding_mode, ("zeros", "reflect", "replicate"))
         self.runtime = runtime or Runtime()
         self.params = dict(width=int(width), iterations=int(iterations), batch_size=int(batch_size), lr=float(lr),
                            milestones=[int(m) for m in milestones], lr_gamma=float(lr_gamma), sigma=float(sigma),
@@ -106,6 +95,7 @@ class SinSEMI:
 
         from sinsemi.data.io import ensure_dir
         from sinsemi.generators.sinsemi_module import PyramidDataModule, SinSEMIModule
+        from sinsemi.runs import image_sha256
 
         if not isinstance(image, torch.Tensor) or image.ndim != 3:
             raise InputError(f"SinSEMI.fit needs an image tensor (C, H, W), got {getattr(image, 'shape', type(image))}")
@@ -119,7 +109,7 @@ class SinSEMI:
                        batch_size=p["batch_size"], lr=p["lr"], milestones=p["milestones"], lr_gamma=p["lr_gamma"],
                        sigma=p["sigma"], t_eps=p["t_eps"], ema_decay=p["ema_decay"], seed=int(seed),
                        channels_last=p["channels_last"], crop=p["crop"], t_sampling=p["t_sampling"],
-                       padding_mode=p["padding_mode"])
+                       padding_mode=p["padding_mode"], image_sha256=image_sha256(image))
         last = ckpt_dir / "last.ckpt"
         ckpt_path = str(last) if rt.resume and last.exists() else None
         if ckpt_path:
@@ -155,8 +145,9 @@ class SinSEMI:
         except Exception as e:
             raise InputError(f"cannot read checkpoint {path}: {type(e).__name__}: {e} (delete it or use ckpt_path=null)") from None
         old = ck.get("hyper_parameters", {})
-        for key in ("channels", "width", "n_scales", "padding_mode"):
-            if old.get(key, "zeros" if key == "padding_mode" else None) != hparams[key]:
+        legacy = {"padding_mode": "zeros", "image_sha256": hparams["image_sha256"]}  # checkpoints from before these keys
+        for key in ("channels", "width", "n_scales", "padding_mode", "image_sha256"):
+            if old.get(key, legacy.get(key)) != hparams[key]:
                 raise InputError(f"checkpoint {path} does not match this run: {key}={old.get(key)!r} there, "
                                  f"{hparams[key]!r} here (another model/width/image? use a new run dir or ckpt_path=null)")
 
@@ -190,18 +181,18 @@ class SinSEMI:
 
         from sinsemi.flow.guidance import LPIPSGuidance
         from sinsemi.flow.sampler import SamplerOutput, check_kind, sample_pyramid
-        from sinsemi.seeding import generators_for
+        from sinsemi.seeding import derive_seed, generators_for
 
         self._require_fitted()
         seeds = check_n_and_seeds(n, seeds)
         if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
             raise InputError(f"sampler steps must be a positive integer, got {steps!r}")
         check_kind(kind, coarse)
-        _check_number("guidance strength", guidance, strict=False)
+        check_number("guidance strength", guidance, strict=False)
         noise = self.params["sigma"] if noise is None else noise
-        _check_number("sampler noise", noise, strict=False)
+        check_number("sampler noise", noise, strict=False)
         batch_size = self.params["sample_batch"] if batch_size is None else batch_size
-        _check_number("sampler batch_size", batch_size, integer=True)
+        check_number("sampler batch_size", batch_size, integer=True)
         batch_size = int(batch_size)
         device = self._device
         lpips_fn = None
@@ -230,7 +221,7 @@ class SinSEMI:
                 gens = generators_for(chunk, device)
                 v = velocity
                 if guidance > 0:
-                    g_gens = generators_for([s + GUIDANCE_SEED_OFFSET for s in chunk], device)
+                    g_gens = generators_for([derive_seed(s, stream="guidance") for s in chunk], device)
                     v = LPIPSGuidance(lpips_fn, levels, conds, g_gens, weight=float(guidance), sigma=self.params["sigma"])(velocity)
                 out = sample_pyramid(v, sizes, channels, gens, steps=steps, kind=kind, coarse=coarse, noise=float(noise),
                                      sigma=self.params["sigma"], t_eps=self.params["t_eps"],

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from sinsemi.flow.path import bridge_point
 from sinsemi.nets.sinddm import SinDDMNet
+from sinsemi.seeding import derive_seed
 
 
 class _Repeat(Dataset):
@@ -64,7 +65,7 @@ class SinSEMIModule(L.LightningModule):
     def __init__(self, channels: int, width: int, n_scales: int, batch_size: int, lr: float,
                  milestones: list[int], lr_gamma: float, sigma: float, t_eps: float, ema_decay: float,
                  seed: int, channels_last: bool = False, crop: int = 0, t_sampling: str = "uniform",
-                 padding_mode: str = "zeros"):
+                 padding_mode: str = "zeros", image_sha256: str = ""):
         super().__init__()
         self.save_hyperparameters()
         self.net = SinDDMNet(channels, width, multiscale=True, padding_mode=padding_mode)
@@ -78,7 +79,7 @@ class SinSEMIModule(L.LightningModule):
     # -- draws of one step: a pure function of (seed, step)
     def _draws(self, step: int, batch: dict) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         hp = self.hparams
-        g = torch.Generator(device="cpu").manual_seed(int(hp.seed) * 1_000_003 + int(step))
+        g = torch.Generator(device="cpu").manual_seed(derive_seed(int(hp.seed), int(step), stream="step"))
         s = int(torch.randint(hp.n_scales, (1,), generator=g))
         x0 = batch[f"x0_{s}"].float()[None].expand(hp.batch_size, -1, -1, -1)
         x1 = batch[f"x1_{s}"].float()[None].expand_as(x0) if s > 0 else None
