@@ -36,6 +36,9 @@ test-slow: $(STAMP) ## Run the slow tests too
 bench: $(STAMP) ## Print speed figures (data, generator steps, metrics)
 	$(PY) -m sinsemi.bench all
 
+gpu-check: $(STAMP) ## One prepared GPU check (paper-profile step fp32/bf16, sampling images/s, U-Net); DRY=1: CPU-sized
+	$(PY) -m sinsemi.bench.gpu_check $(if $(filter 1,$(DRY)),--dry,)
+
 study-sinsemi: $(STAMP) ## SinSEMI study: samplers at equal NFE on outputs/demo, then training curves (experiments/results/study_*.md)
 	test -f outputs/demo/model/generator.json || $(MAKE) demo
 	$(PY) -m sinsemi.bench.study samplers outputs/demo --steps 20
@@ -73,4 +76,4 @@ wandb-sync: $(STAMP) ## Upload offline W&B runs found under outputs/ (needs WAND
 clean: ## Remove outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache
 
-.PHONY: help install demo test test-slow bench study-sinsemi figures clean table1 table2 table3 ablation-run ablate-steps ablate-guidance wandb-sync
+.PHONY: help install demo test test-slow bench gpu-check study-sinsemi figures clean table1 table2 table3 ablation-run ablate-steps ablate-guidance wandb-sync
