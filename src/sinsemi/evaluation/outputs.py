@@ -31,8 +31,9 @@ def write_grid(images: torch.Tensor, result: EvalResult, value_range: tuple[floa
     res = result.labels
     title = (f"{result.name}: {result.defects.count_mean:.2f} defects/image over {images.shape[0]} "
              f"(red: detections; yellow dashes: {result.labeller.border}-px border band)")
+    names = ["defect reference", "clean reference"] if result.mode == "reference" else None
     save_eval_grid(images[:n], res.masks[:n], res.counts[:n].tolist(), out_dir / "eval_grid.png", value_range=value_range,
-                   border=result.labeller.border, title=title)
+                   border=result.labeller.border, title=title, names=names)
 
 
 def write_metrics(result: EvalResult, out_dir: Path, *, segmentation: bool) -> dict:

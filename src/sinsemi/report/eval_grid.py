@@ -40,6 +40,19 @@ def _tile(img: np.ndarray, mask: np.ndarray, lo: float, hi: float, scale: int, b
     return rgb
 
 
+def _wrap(text: str, font, width: int) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` px in ``font``."""
+    lines, cur = [], ""
+    for word in text.split():
+        trial = f"{cur} {word}".strip()
+        if cur and font.getlength(trial) > width:
+            lines.append(cur)
+            cur = word
+        else:
+            cur = trial
+    return lines + ([cur] if cur else [])
+
+
 def save_eval_grid(images: torch.Tensor, masks: torch.Tensor, counts: Sequence[int], path: str | os.PathLike, *,
                    value_range: tuple[float, float], border: int = 0, scale: int = 2, nrow: int | None = None,
                    names: Sequence[str] | None = None, title: str = "") -> None:
@@ -54,9 +67,13 @@ def save_eval_grid(images: torch.Tensor, masks: torch.Tensor, counts: Sequence[i
     n, h, w = x.shape
     nrow = nrow or max(1, int(np.ceil(np.sqrt(n))))
     ncol = int(np.ceil(n / nrow))
-    pad, head = 4, 24 if title else 0
+    pad = 4
     th, tw = h * scale, w * scale
-    canvas = Image.new("RGB", (nrow * (tw + pad) + pad, head + ncol * (th + pad) + pad), (255, 255, 255))
+    width = nrow * (tw + pad) + pad
+    title_font = ImageFont.load_default(size=14)
+    lines = _wrap(title, title_font, width - 2 * pad) if title else []
+    head = 18 * len(lines) + 6 if lines else 0
+    canvas = Image.new("RGB", (width, head + ncol * (th + pad) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=max(12, 7 * scale))
     lo, hi = value_range
@@ -68,7 +85,7 @@ def save_eval_grid(images: torch.Tensor, masks: torch.Tensor, counts: Sequence[i
         box = draw.textbbox((x0 + 3, y0 + 2), label, font=font)
         draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1), fill=(0, 0, 0))
         draw.text((x0 + 3, y0 + 2), label, fill=RED if int(counts[i]) else (255, 255, 255), font=font)
-    if title:
-        draw.text((pad, 4), title, fill=(0, 0, 0), font=ImageFont.load_default(size=14))
+    for k, line in enumerate(lines):
+        draw.text((pad, 4 + 18 * k), line, fill=(0, 0, 0), font=title_font)
     with atomic_path(path) as tmp:
         canvas.save(tmp, format="PNG")
