@@ -42,8 +42,8 @@ gpu-check: $(STAMP) ## One prepared GPU check (paper-profile step fp32/bf16, sam
 study-sinsemi: $(STAMP) ## SinSEMI study: samplers at equal NFE on outputs/demo, then training curves (experiments/results/study_*.md)
 	test -f outputs/demo/model/generator.json || $(MAKE) demo
 	$(PY) -m sinsemi.bench.study samplers outputs/demo --steps 20
-	$(PY) -m sinsemi.bench.study curve crop48r --iterations 3600 --every 600
-	$(PY) -m sinsemi.bench.study curve paper_recipe_w32 crop=0 padding_mode=zeros "milestones=[2160,2880,3420]" --iterations 3600 --every 600
+	$(PY) -m sinsemi.bench.study curve crop48r crop=48 padding_mode=reflect "milestones=[2160,2880,3420]" --iterations 3600 --every 600
+	$(PY) -m sinsemi.bench.study curve full3600 "milestones=[2160,2880,3420]" --iterations 3600 --every 600
 
 figures: $(STAMP) ## Figures: simulator preset next to the real image, grids, heat-maps
 	$(PY) -m sinsemi.report.figures all

@@ -18,7 +18,7 @@ from pathlib import Path
 from sinsemi.errors import InputError
 
 ABLATIONS = {
-    "steps": {"table": "table4", "knob": "steps", "title": "Table 4: Euler–Maruyama steps per scale", "paper": "table4_steps"},
+    "steps": {"table": "table4", "knob": "steps", "title": "Table 4: sampler steps per scale", "paper": "table4_steps"},
     "guidance": {"table": "table5", "knob": "guidance", "title": "Table 5: LPIPS energy-guidance strength w",
                  "paper": "table5_guidance"},
 }
@@ -49,6 +49,12 @@ def collect(runs: Path, knob: str) -> list[dict]:
     return sorted(rows, key=lambda r: float(r["value"]))
 
 
+def _kinds(rows: list[dict]) -> str:
+    """'; sampler kind bridge' (the kinds the rows were drawn with; em when a run predates kinds)."""
+    kinds = sorted({str((r.get("sampler") or {}).get("kind", "em")) for r in rows})
+    return f"; sampler kind {', '.join(kinds)}"
+
+
 def _pm(row: dict, key: str) -> str:
     mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
     if mean is None:
@@ -65,7 +71,8 @@ def render(rows: list[dict], ablation: str, paper=_AUTO) -> tuple[str, str]:
         paper = load_paper()
     spec = ABLATIONS[ablation]
     head = [spec["knob"], "NFE / image", "s / image"] + [c[1] for c in COLUMNS] + ["paper: SIFID", "paper: LPIPS"]
-    md = [f"## {spec['title']}", "", f"{len(rows)} sweep points; samples re-drawn from one trained run with identical per-sample seeds.", "",
+    md = [f"## {spec['title']}", "", f"{len(rows)} sweep points; samples re-drawn from one trained run with identical per-sample seeds"
+          f"{_kinds(rows)}.", "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     buf = io.StringIO()
     w = csv.writer(buf)
