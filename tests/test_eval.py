@@ -124,7 +124,7 @@ def _samples_dir(tmp_path, images):
     return d
 
 
-@pytest.mark.parametrize("case", ["empty", "size", "n_too_large", "no_out_dir", "bad_mode"])
+@pytest.mark.parametrize("case", ["empty", "size", "n_too_large", "no_out_dir", "bad_mode", "constant_reference"])
 def test_bad_inputs(tmp_path, pair, case):
     from sinsemi.cli.eval import evaluate
 
@@ -141,6 +141,15 @@ def test_bad_inputs(tmp_path, pair, case):
     elif case == "no_out_dir":
         d = _samples_dir(tmp_path, [pair.defect, pair.clean])
         args, match = [f"samples_dir={d}"], "out_dir= is required"
+    elif case == "constant_reference":
+        from sinsemi.data.io import save_png
+
+        save_png(pair.defect, tmp_path / "d.png")
+        save_png(torch.full_like(pair.clean, 0.3), tmp_path / "flat.png")
+        d = _samples_dir(tmp_path, [pair.defect, pair.clean])
+        args = [f"samples_dir={d}", f"out_dir={tmp_path / 'o'}", f"reference.defect={tmp_path / 'd.png'}",
+                f"reference.clean={tmp_path / 'flat.png'}"]
+        match = "reference.clean=.*is constant"
     else:
         args, match = ["mode=nonsense", f"out_dir={tmp_path / 'o'}"], "mode must be"
     with pytest.raises(InputError, match=match):

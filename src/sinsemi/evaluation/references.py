@@ -24,12 +24,15 @@ class References:
 
 def load_references(spec: ReferenceSpec) -> References:
     """The two references from disk, or the simulator's preset pair when both files are None."""
-    from sinsemi.data.io import load_image, load_mask
+    from sinsemi.data.io import load_mask, load_trainable
 
     if bool(spec.defect) != bool(spec.clean):
         raise InputError("give both reference.defect and reference.clean, or neither (then the simulator's pair is used)")
     if spec.defect:
-        defect, clean = load_image(spec.defect), load_image(spec.clean)
+        # constant or oversized references are refused (a flat defect-free image would make every
+        # structure of every sample a "defect")
+        defect = load_trainable(spec.defect, name=f"reference.defect={spec.defect}", setting="data.max_side")
+        clean = load_trainable(spec.clean, name=f"reference.clean={spec.clean}", setting="data.max_side")
         if defect.shape != clean.shape:
             raise InputError(f"reference.defect is {tuple(defect.shape)} but reference.clean is {tuple(clean.shape)}: they must match")
         mask = load_mask(spec.mask, like=defect) if spec.mask else None
