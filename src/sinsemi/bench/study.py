@@ -9,15 +9,14 @@
     one training run per setting gives the whole quality-vs-fit-CPU-minutes curve.
 
 Results: ``outputs/study/<name>/`` (samples, metrics) and one markdown table per call in
-``experiments/results/study_<name>.md``. The evaluation is the framework's own (``sinsemi-eval``,
-segmentation off) against the simulator's reference pair, so the figures are those of Table 1/2.
+``experiments/results/study_<name>.md``. The evaluation is the framework's own (``sinsemi.evaluation``,
+segmentation off, as ``sinsemi-eval segmentation=false``) against the simulator's reference pair, so the figures are those of Table 1/2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -42,12 +41,27 @@ def line_straightness(samples: torch.Tensor, clean: torch.Tensor) -> float:
     return float(np.mean(vals))
 
 
+def _eval_config(out_dir: Path | None, name: str, *, mode: str = "samples"):
+    """The evaluation's config as ``sinsemi-eval segmentation=false`` composes it (quick profile)."""
+    from hydra import compose, initialize_config_dir
+
+    from sinsemi.cli._common import conf_dir
+    from sinsemi.cli.eval import eval_config
+
+    with initialize_config_dir(conf_dir(), version_base="1.3"):
+        cfg = eval_config(compose("eval", overrides=["segmentation=false", f"mode={mode}"]))
+    return cfg.replace(out_dir=out_dir, name=name)
+
+
 def evaluate_dir(samples_dir: Path, name: str) -> dict:
-    """``sinsemi-eval`` (no segmentation) on a samples dir; returns its metrics.json."""
-    exe = Path(sys.executable).with_name("sinsemi-eval")
-    cmd = [str(exe), f"samples_dir={samples_dir}", f"out_dir={samples_dir}", "segmentation=false", f"name={name}"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "WANDB_MODE": "disabled"})
-    return json.loads((samples_dir / "metrics.json").read_text())
+    """The framework's evaluation (no segmentation) of the samples bundle in ``samples_dir``, written
+    there; returns its metrics.json."""
+    from sinsemi.evaluation import evaluate, load_references
+    from sinsemi.evaluation.samples import resolve_samples
+
+    cfg = _eval_config(samples_dir, name)
+    s = resolve_samples(samples_dir)
+    return evaluate(s.images, load_references(cfg.reference), cfg, names=s.names, name=name).metrics
 
 
 def _row(m: dict, ref: dict | None) -> dict:
@@ -61,11 +75,12 @@ def _row(m: dict, ref: dict | None) -> dict:
 
 def reference_row() -> dict | None:
     """The two-reference row (``outputs/reference_quick``), computed once when absent."""
+    from sinsemi.evaluation import evaluate, load_references
+
     path = Path("outputs/reference_quick/metrics.json")
     if not path.exists():
-        exe = Path(sys.executable).with_name("sinsemi-eval")
-        subprocess.run([str(exe), "mode=reference", "segmentation=false", f"out_dir={path.parent}"], check=True,
-                       stdout=subprocess.DEVNULL, env={**os.environ, "WANDB_MODE": "disabled"})
+        cfg = _eval_config(path.parent, "two references", mode="reference")
+        evaluate(None, load_references(cfg.reference), cfg)
     return json.loads(path.read_text())
 
 
