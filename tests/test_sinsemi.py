@@ -266,3 +266,30 @@ def test_resume_from_a_checkpoint_of_another_image_of_the_same_size(trained, tin
     other = tiny_image.flip(-1)
     with pytest.raises(InputError, match="image_sha256"):
         fit(other, out, max_steps=13)
+
+
+def test_scale_weights_set_how_often_each_scale_is_drawn(tiny_image, tmp_path):
+    from sinsemi.generators.sinsemi_module import SinSEMIModule
+
+    kw = dict(channels=1, width=8, n_scales=3, batch_size=2, lr=1e-3, milestones=[5], lr_gamma=0.5, sigma=0.35,
+              t_eps=0.01, ema_decay=0.9, seed=3)
+    levels = [torch.rand(1, 16, 16), torch.rand(1, 23, 23), torch.rand(1, 32, 32)]
+    batch = {f"x0_{s}": lv for s, lv in enumerate(levels)}
+    batch.update({f"x1_{s}": torch.rand_like(levels[s]) for s in (1, 2)})
+
+    def counts(weights):
+        m = SinSEMIModule(**kw, scale_weights=weights)
+        drawn = torch.tensor([m._draws(k, batch)[0] for k in range(600)])
+        return torch.bincount(drawn, minlength=3).tolist()
+
+    assert counts([0.0, 1.0, 0.0]) == [0, 600, 0]
+    c = counts([0.6, 0.2, 0.2])  # binomial(600, 0.6): mean 360, std 12
+    assert 320 < c[0] < 400 and 80 < c[1] < 160 and 80 < c[2] < 160
+    uniform = counts(None)
+    assert all(160 < k < 240 for k in uniform)  # the paper's uniform draw
+    with pytest.raises(InputError, match="scale_weights"):
+        SinSEMI(**tiny_params(scale_weights=[1.0, -1.0, 0.0]))
+    with pytest.raises(InputError, match="scale_weights"):
+        SinSEMI(**tiny_params(scale_weights=[0.0, 0.0, 0.0]))
+    with pytest.raises(InputError, match="scale_weights has 2 entries"):
+        fit(tiny_image, tmp_path, max_steps=1, scale_weights=[1.0, 1.0])

@@ -51,7 +51,8 @@ class SinSEMI:
                  lr_gamma: float = 0.5, sigma: float = 0.35, t_eps: float = 0.01, ema_decay: float = 0.995,
                  grad_clip: float = 1.0, scale_factor: float = 1.4, min_coarse: int = 42, max_coarse: int = 55,
                  coarse_area: float = 3000.0, channels_last: bool = False, sample_batch: int = 16,
-                 crop: int = 0, t_sampling: str = "uniform", padding_mode: str = "zeros"):
+                 crop: int = 0, t_sampling: str = "uniform", padding_mode: str = "zeros",
+                 scale_weights: Sequence[float] = ()):
         check_number("width", width, integer=True)
         if width % 2:
             raise InputError(f"width must be even, got {width}")
@@ -68,6 +69,11 @@ class SinSEMI:
             raise InputError(f"crop must be 0 (full levels) or >= 16 px, got {crop}")
         check_choice("t_sampling", t_sampling, ("uniform", "ends"))
         check_choice("padding_mode", padding_mode, ("zeros", "reflect", "replicate"))
+        scale_weights = [float(w) for w in (scale_weights or ())]
+        for i, w in enumerate(scale_weights):
+            check_number(f"scale_weights[{i}]", w, strict=False)
+        if scale_weights and sum(scale_weights) <= 0:
+            raise InputError(f"scale_weights must have a positive sum, got {scale_weights}")
         self.runtime = runtime or Runtime()
         self.params = dict(width=int(width), iterations=int(iterations), batch_size=int(batch_size), lr=float(lr),
                            milestones=[int(m) for m in milestones], lr_gamma=float(lr_gamma), sigma=float(sigma),
@@ -75,7 +81,7 @@ class SinSEMI:
                            scale_factor=float(scale_factor), min_coarse=int(min_coarse), max_coarse=int(max_coarse),
                            coarse_area=float(coarse_area), channels_last=bool(channels_last),
                            sample_batch=int(sample_batch), crop=int(crop), t_sampling=str(t_sampling),
-                           padding_mode=str(padding_mode))
+                           padding_mode=str(padding_mode), scale_weights=scale_weights)
         self.standardizer: Standardizer | None = None
         self.pyramid: Pyramid | None = None  # standardised levels/conditions
         self.net: torch.nn.Module | None = None  # the EMA net used for sampling
@@ -103,13 +109,16 @@ class SinSEMI:
         x = self.standardizer.forward(image.detach().float().cpu())
         self.pyramid = build_pyramid(x, self._sizes(*x.shape[-2:]))
         p, rt = self.params, self.runtime
+        if p["scale_weights"] and len(p["scale_weights"]) != self.pyramid.n_scales:
+            raise InputError(f"scale_weights has {len(p['scale_weights'])} entries but the pyramid of this "
+                             f"{tuple(x.shape[-2:])} image has {self.pyramid.n_scales} scales {self.pyramid.sizes}")
         steps = int(rt.max_steps) if rt.max_steps is not None else p["iterations"]
         ckpt_dir = ensure_dir(Path(out_dir) / "checkpoints")
         hparams = dict(channels=int(x.shape[0]), width=p["width"], n_scales=self.pyramid.n_scales,
                        batch_size=p["batch_size"], lr=p["lr"], milestones=p["milestones"], lr_gamma=p["lr_gamma"],
                        sigma=p["sigma"], t_eps=p["t_eps"], ema_decay=p["ema_decay"], seed=int(seed),
                        channels_last=p["channels_last"], crop=p["crop"], t_sampling=p["t_sampling"],
-                       padding_mode=p["padding_mode"], image_sha256=image_sha256(image))
+                       padding_mode=p["padding_mode"], scale_weights=p["scale_weights"], image_sha256=image_sha256(image))
         last = ckpt_dir / "last.ckpt"
         ckpt_path = str(last) if rt.resume and last.exists() else None
         if ckpt_path:

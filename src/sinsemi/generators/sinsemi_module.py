@@ -1,6 +1,7 @@
 """Lightning pieces of SinSEMI: the single-image DataModule and the all-scales LightningModule.
 
-One training iteration ("step"): draw a scale s uniformly over ALL scales (the finest included), a
+One training iteration ("step"): draw a scale s over ALL scales (the finest included; uniformly as in
+the paper, or with probabilities proportional to ``scale_weights``), a
 batch of copies of the standardised image at s as x0, x1 = the upsampled coarser level (s > 0) or
 fresh N(0, I) (s = 0), t and z ~ N(0, I) per copy; regress v(x_t, t, s) on u_t (eq. 1-3).
 
@@ -8,6 +9,9 @@ Options beyond the paper (all off by default = the paper's recipe):
 - ``crop``: each copy is a random ``crop`` x ``crop`` window (the same window of x0 and x1) of the
   levels larger than that. The net sees 33 px, so a window keeps what it learns per pixel while a step
   costs (crop / size)^2 of a full one.
+- ``scale_weights``: how often each scale is drawn. Scale 0 (55 px, from noise) makes the whole layout
+  and is the cheapest step; the bridges of the finer scales only refine (study_scales.md), so weighting
+  scale 0 up buys more where the samples are worst, and makes an average step cheaper.
 - ``t_sampling``: ``uniform`` t ~ U[0, 1) (paper) or ``ends``: t = (1 - cos(pi u)) / 2, which puts more
   draws near t = 0 (fine detail) and t = 1 (the start of every scale), where the target is hardest.
 Every draw of step k comes from a generator seeded with (seed, k), so a resumed run repeats an
@@ -65,7 +69,7 @@ class SinSEMIModule(L.LightningModule):
     def __init__(self, channels: int, width: int, n_scales: int, batch_size: int, lr: float,
                  milestones: list[int], lr_gamma: float, sigma: float, t_eps: float, ema_decay: float,
                  seed: int, channels_last: bool = False, crop: int = 0, t_sampling: str = "uniform",
-                 padding_mode: str = "zeros", image_sha256: str = ""):
+                 padding_mode: str = "zeros", scale_weights: list[float] | None = None, image_sha256: str = ""):
         super().__init__()
         self.save_hyperparameters()
         self.net = SinDDMNet(channels, width, multiscale=True, padding_mode=padding_mode)
@@ -80,7 +84,11 @@ class SinSEMIModule(L.LightningModule):
     def _draws(self, step: int, batch: dict) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         hp = self.hparams
         g = torch.Generator(device="cpu").manual_seed(derive_seed(int(hp.seed), int(step), stream="step"))
-        s = int(torch.randint(hp.n_scales, (1,), generator=g))
+        weights = hp.get("scale_weights") or None
+        if weights:  # P(s) proportional to scale_weights[s]
+            s = int(torch.multinomial(torch.tensor(weights, dtype=torch.float64), 1, generator=g))
+        else:  # uniform (paper)
+            s = int(torch.randint(hp.n_scales, (1,), generator=g))
         x0 = batch[f"x0_{s}"].float()[None].expand(hp.batch_size, -1, -1, -1)
         x1 = batch[f"x1_{s}"].float()[None].expand_as(x0) if s > 0 else None
         crop = int(hp.get("crop", 0) or 0)
