@@ -140,3 +140,21 @@ def test_unknown_kind_is_one_clear_error():
         sample_pyramid(lambda x, t, s: x, [(4, 4)], 1, generators_for([0]), steps=2, kind="heun")
     with pytest.raises(InputError, match="coarse"):
         sample_pyramid(lambda x, t, s: x, [(4, 4)], 1, generators_for([0]), steps=2, kind="bridge", coarse="x")
+
+
+def test_start_scale_refines_a_given_coarse_image_only():
+    from sinsemi.flow.sampler import resize
+
+    sizes = [(8, 8), (11, 11), (15, 15)]
+    coarse = torch.rand(2, 1, 11, 11)
+    # v = 0: the ODE keeps its start, so the output is the start upsampled scale by scale
+    out = sample_pyramid(lambda x, t, s: torch.zeros_like(x), sizes, 1, generators_for([0, 1]), steps=3, kind="ode",
+                         start_scale=2, start=coarse)
+    torch.testing.assert_close(out.samples, resize(coarse, (15, 15)))
+    assert out.nfe == 3  # one scale run
+    seen = []
+    sample_pyramid(lambda x, t, s: seen.append(s) or 0.1 * x, sizes, 1, generators_for([0, 1]), steps=2, kind="bridge",
+                   start_scale=1, start=torch.rand(2, 1, 8, 8))
+    assert sorted(set(seen)) == [1, 2]
+    with pytest.raises(ValueError, match="start_scale"):
+        sample_pyramid(lambda x, t, s: x, sizes, 1, generators_for([0]), steps=2, start_scale=1)

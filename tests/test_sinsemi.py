@@ -293,3 +293,12 @@ def test_scale_weights_set_how_often_each_scale_is_drawn(tiny_image, tmp_path):
         SinSEMI(**tiny_params(scale_weights=[0.0, 0.0, 0.0]))
     with pytest.raises(InputError, match="scale_weights has 2 entries"):
         fit(tiny_image, tmp_path, max_steps=1, scale_weights=[1.0, 1.0])
+
+
+def test_coarse_steps_change_only_scale_0(trained):
+    _, _, gen = trained
+    settings = tiny_sampler()
+    gen.sample(1, seeds=[0], **settings, coarse_steps=7)
+    assert gen.last_sample_info["nfe"] == settings["steps"] * 2 + 7
+    with pytest.raises(InputError, match="coarse_steps"):
+        gen.sample(1, seeds=[0], **settings, coarse_steps=0)

@@ -7,6 +7,11 @@
     trains SinSEMI with the quick profile's settings overridden by ``key=value`` (generator params),
     keeping a checkpoint every ``--every`` steps, then samples and evaluates each checkpoint's EMA net:
     one training run per setting gives the whole quality-vs-fit-CPU-minutes curve.
+``python -m sinsemi.bench.study scales RUN_DIR [--steps 20] [--n 64]``
+    where the samples lose quality: samples from scale s on, started from the training image's own
+    level s - 1 (s = 0: the normal sampler from noise), each set evaluated like the others. If the
+    rows with s > 0 are close to the two-reference row, the finer scales' bridges are learnt and the
+    coarsest scale (the layout, from noise) is what to train more.
 
 Results: ``outputs/study/<name>/`` (samples, metrics) and one markdown table per call in
 ``experiments/results/study_<name>.md``. The evaluation is the framework's own (``sinsemi.evaluation``,
@@ -185,6 +190,52 @@ def curve(name: str, overrides: list[str], every: int, iterations: int, n: int, 
            f"{steps} steps/scale. CPU: {_cpu()}, 2 threads, shared with other jobs (minutes are upper bounds).")
 
 
+def scales(run_dir: Path, steps: int, n: int, kind: str, coarse_steps: int | None = None,
+           starts: list[int] | None = None) -> None:
+    from sinsemi.data.io import display_range, save_samples
+    from sinsemi.data.optics import make_reference_pair
+    from sinsemi.flow.sampler import sample_pyramid
+    from sinsemi.generators.base import Runtime, load_generator
+    from sinsemi.seeding import generators_for, sample_seeds
+
+    gen = load_generator(run_dir / "model", runtime=Runtime(progress=False))
+    if gen.name != "sinsemi":
+        raise SystemExit(f"{run_dir}: the scales study needs a SinSEMI run, found {gen.name}")
+    clean = make_reference_pair("line_pair", seed=0).clean
+    ref = reference_row()
+    seeds = sample_seeds(n, 0)
+    levels, sizes, p = gen.pyramid.levels, gen.pyramid.sizes, gen.params
+    net = gen.net.float().eval()
+
+    def velocity(x: torch.Tensor, t: torch.Tensor, s: int) -> torch.Tensor:
+        with torch.no_grad():
+            return net(x, t, torch.full_like(t, s)).float()
+
+    rows = []
+    for start in starts if starts is not None else range(len(sizes)):
+        t0 = time.perf_counter()
+        init = levels[start - 1][None].expand(n, -1, -1, -1).clone() if start > 0 else None
+        out = sample_pyramid(velocity, sizes, levels[0].shape[0], generators_for(seeds), steps=steps, kind=kind,
+                             sigma=p["sigma"], t_eps=p["t_eps"], start_scale=start, start=init,
+                             coarse_steps=coarse_steps)
+        x = gen.standardizer.inverse(out.samples).clamp(0.0, 1.0)
+        secs = time.perf_counter() - t0
+        d = STUDY / run_dir.name / (f"scales_from{start}_{kind}{steps}" + (f"_coarse{coarse_steps}" if coarse_steps else ""))
+        save_samples(x, d, seeds=seeds, grid_path=d / "grid.png", grid_range=display_range(clean),
+                     meta={"generator": "sinsemi", "start_scale": start})
+        m = evaluate_dir(d, f"from scale {start}")
+        m["straightness_px"] = line_straightness(x, clean)
+        what = "noise (the sampler)" if start == 0 else f"training level {start - 1} ({sizes[start - 1][0]} px)"
+        rows.append([str(start), what, *_fmt(m, ref), f"{secs:.0f}"])
+    head = ["first scale sampled", "started from", "SIFID ↓", "LPIPS", "ratio to 2-ref", "pairwise LPIPS",
+            "defects / img", "straightness (px)", f"s / {n} samples"]
+    _table(f"Which scale limits {run_dir}: sampling from scale s on, the coarser ones replaced by the training image",
+           head, rows, RESULTS / f"study_scales_{run_dir.name}{f'_coarse{coarse_steps}' if coarse_steps else ''}.md",
+           f"{n} samples, seeds 0-{n - 1}, sampler {kind}, {steps} steps per scale"
+           f"{f' ({coarse_steps} at scale 0)' if coarse_steps else ''}; pyramid {[h for h, _ in sizes]} px. "
+           f"CPU: {_cpu()}, 2 threads.")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sinsemi.bench.study")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -200,9 +251,18 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--n", type=int, default=64)
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--kind", default="bridge")
+    c = sub.add_parser("scales")
+    c.add_argument("run_dir", type=Path)
+    c.add_argument("--steps", type=int, default=20)
+    c.add_argument("--n", type=int, default=64)
+    c.add_argument("--kind", default="bridge")
+    c.add_argument("--coarse-steps", type=int, default=None, help="steps at scale 0 (default: --steps)")
+    c.add_argument("--starts", type=int, nargs="*", default=None, help="first scales to sample from (default: all)")
     args = ap.parse_args(argv)
     if args.cmd == "samplers":
         samplers(args.run_dir, args.steps, args.n)
+    elif args.cmd == "scales":
+        scales(args.run_dir, args.steps, args.n, args.kind, args.coarse_steps, args.starts)
     else:
         curve(args.name, args.overrides, args.every, args.iterations, args.n, args.steps, args.kind)
     return 0

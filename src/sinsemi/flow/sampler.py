@@ -202,23 +202,34 @@ def check_kind(kind: str, coarse: str = "posterior") -> None:
 def sample_pyramid(velocity: VelocityFn, sizes: Sequence[tuple[int, int]], channels: int,
                    gens: Sequence[torch.Generator], *, steps: int, kind: str = "em", noise: float = SIGMA,
                    sigma: float = SIGMA, t_eps: float = 1e-2, coarse: str = "posterior",
-                   keep_intermediates: bool = False, device=None, on_step: OnStep = None) -> SamplerOutput:
+                   keep_intermediates: bool = False, device=None, on_step: OnStep = None,
+                   start_scale: int = 0, start: torch.Tensor | None = None,
+                   coarse_steps: int | None = None) -> SamplerOutput:
     """Sample ``len(gens)`` images: x1 ~ N(0, I) at sizes[0], then one scale after another, coarse to fine.
 
     sizes: (h, w) per scale, coarsest first. Returns a :class:`SamplerOutput` (NFE per sample =
-    steps * number of scales).
+    steps * number of scales run). ``start_scale`` > 0 skips the coarser scales: ``start``
+    (N, C, h, w), an image of scale ``start_scale - 1`` (e.g. the training image's own level, to
+    measure what the finer scales alone do), is upsampled into the first bridge. ``coarse_steps``:
+    steps at scale 0 (None = ``steps``): the layout is made there from noise, and a step there costs
+    (h0 / h)^2 of a finest-scale step.
     """
     check_kind(kind, coarse)
+    if not 0 <= start_scale < len(sizes) or (start_scale > 0) != (start is not None):
+        raise ValueError(f"start_scale={start_scale} needs a start image exactly when > 0 (scales: {len(sizes)})")
     device = device if device is not None else gens[0].device
     grid = time_grid(steps)
-    x = randn_per_sample(gens, (channels, *sizes[0]), device=device)
+    grid0 = grid if coarse_steps is None or coarse_steps == steps else time_grid(coarse_steps)
+    x = randn_per_sample(gens, (channels, *sizes[0]), device=device) if start is None else start.to(device)
     inter, nfe = [], 0
     for s, size in enumerate(sizes):
+        if s < start_scale:
+            continue
         x1 = None
         if s > 0:
             x = resize(x, tuple(size))  # bilinear upsampling: the next scale's x at t = 1
             x1 = x
-        x, k = integrate_scale(velocity, x, grid, gens, kind=kind, scale=s, x1=x1, noise=noise, sigma=sigma,
+        x, k = integrate_scale(velocity, x, grid0 if s == 0 else grid, gens, kind=kind, scale=s, x1=x1, noise=noise, sigma=sigma,
                                t_eps=t_eps, coarse=coarse, on_step=on_step)
         nfe += k
         if keep_intermediates:

@@ -166,22 +166,23 @@ class SinSEMI:
             raise InputError("SinSEMI has not been trained: call fit() or load() first")
 
     def sample(self, n: int, *, seeds: Sequence[int], steps: int = 300, kind: str = "bridge", coarse: str = "posterior",
-               guidance: float = 0.0, noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
+               coarse_steps: int | None = None, guidance: float = 0.0, noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
                allow_random_backbone: bool = False, keep_intermediates: bool = False) -> torch.Tensor:
         """``n`` samples (n, C, H, W) in the training image's scale; sample i uses ``seeds[i]`` only.
 
-        steps: steps per scale (paper 300); kind: bridge | ode | em | sde (:mod:`sinsemi.flow.sampler`);
+        steps: steps per scale (paper 300); coarse_steps: steps at scale 0 (None = steps); kind: bridge | ode | em | sde (:mod:`sinsemi.flow.sampler`);
         coarse: the bridge kind's rule at scale 0 (posterior | ode); guidance: LPIPS energy weight w >= 0
         (0 = off, no LPIPS call); noise: em/sde noise scale g (None = the training sigma; the published
         code used 1); lpips_net: alex | squeeze | vgg; batch_size: samples per forward (memory only).
         """
-        return self.sample_detailed(n, seeds=seeds, steps=steps, kind=kind, coarse=coarse, guidance=guidance, noise=noise,
+        return self.sample_detailed(n, seeds=seeds, steps=steps, kind=kind, coarse=coarse, coarse_steps=coarse_steps,
+                                    guidance=guidance, noise=noise,
                                     lpips_net=lpips_net, batch_size=batch_size,
                                     allow_random_backbone=allow_random_backbone,
                                     keep_intermediates=keep_intermediates).samples
 
     def sample_detailed(self, n: int, *, seeds: Sequence[int], steps: int = 300, kind: str = "bridge",
-                        coarse: str = "posterior", guidance: float = 0.0,
+                        coarse: str = "posterior", coarse_steps: int | None = None, guidance: float = 0.0,
                         noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
                         allow_random_backbone: bool = False, keep_intermediates: bool = False):
         """Like :meth:`sample` but returns a :class:`~sinsemi.flow.sampler.SamplerOutput` (image scale),
@@ -197,6 +198,8 @@ class SinSEMI:
         if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
             raise InputError(f"sampler steps must be a positive integer, got {steps!r}")
         check_kind(kind, coarse)
+        if coarse_steps is not None and (not isinstance(coarse_steps, int) or isinstance(coarse_steps, bool) or coarse_steps <= 0):
+            raise InputError(f"sampler coarse_steps must be a positive integer or null, got {coarse_steps!r}")
         check_number("guidance strength", guidance, strict=False)
         noise = self.params["sigma"] if noise is None else noise
         check_number("sampler noise", noise, strict=False)
@@ -224,7 +227,8 @@ class SinSEMI:
         channels = levels[0].shape[0]
         chunks = [seeds[i:i + batch_size] for i in range(0, n, batch_size)]
         outs, inters, nfe = [], [], 0
-        with tqdm(total=len(chunks) * steps * len(sizes), desc=f"sampling ({kind} steps)", disable=not self.runtime.progress,
+        per_sample = steps * (len(sizes) - 1) + (coarse_steps or steps)
+        with tqdm(total=len(chunks) * per_sample, desc=f"sampling ({kind} steps)", disable=not self.runtime.progress,
                   leave=False) as bar:
             for chunk in chunks:
                 gens = generators_for(chunk, device)
@@ -234,7 +238,8 @@ class SinSEMI:
                     v = LPIPSGuidance(lpips_fn, levels, conds, g_gens, weight=float(guidance), sigma=self.params["sigma"])(velocity)
                 out = sample_pyramid(v, sizes, channels, gens, steps=steps, kind=kind, coarse=coarse, noise=float(noise),
                                      sigma=self.params["sigma"], t_eps=self.params["t_eps"],
-                                     keep_intermediates=keep_intermediates, device=device, on_step=lambda: bar.update(1))
+                                     keep_intermediates=keep_intermediates, device=device, on_step=lambda: bar.update(1),
+                                     coarse_steps=coarse_steps)
                 outs.append(out.samples.detach().float().cpu())
                 inters.append([x.float().cpu() for x in out.intermediates])
                 nfe = out.nfe
@@ -244,7 +249,7 @@ class SinSEMI:
         clamped = int(((samples < 0) | (samples > 1)).sum())
         samples = samples.clamp(0.0, 1.0)
         per_scale = [self.standardizer.inverse(torch.cat([c[s] for c in inters])) for s in range(len(sizes))] if keep_intermediates else []
-        self.last_sample_info = {"nfe": nfe, "steps": steps, "kind": kind, "coarse": coarse, "guidance": float(guidance), "noise": float(noise),
+        self.last_sample_info = {"nfe": nfe, "steps": steps, "kind": kind, "coarse": coarse, "coarse_steps": coarse_steps, "guidance": float(guidance), "noise": float(noise),
                                  "clamped_pixels": clamped,
                                  "lpips_net": lpips_net if guidance > 0 else None,
                                  "random_backbone": bool(getattr(lpips_fn, "random_backbone", False)) if lpips_fn is not None else False}
