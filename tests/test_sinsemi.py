@@ -298,7 +298,7 @@ def test_scale_weights_set_how_often_each_scale_is_drawn(tiny_image, tmp_path):
 def test_coarse_steps_change_only_scale_0(trained):
     _, _, gen = trained
     settings = tiny_sampler()
-    gen.sample(1, seeds=[0], **settings, coarse_steps=7)
+    gen.sample(1, seeds=[0], **dict(settings, coarse_steps=7))
     assert gen.last_sample_info["nfe"] == settings["steps"] * 2 + 7
     with pytest.raises(InputError, match="coarse_steps"):
-        gen.sample(1, seeds=[0], **settings, coarse_steps=0)
+        gen.sample(1, seeds=[0], **dict(settings, coarse_steps=0))
