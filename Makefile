@@ -39,11 +39,15 @@ bench: $(STAMP) ## Print speed figures (data, generator steps, metrics)
 gpu-check: $(STAMP) ## One prepared GPU check (paper-profile step fp32/bf16, sampling images/s, U-Net); DRY=1: CPU-sized
 	$(PY) -m sinsemi.bench.gpu_check $(if $(filter 1,$(DRY)),--dry,)
 
-study-sinsemi: $(STAMP) ## SinSEMI study: samplers at equal NFE on outputs/demo, then training curves (experiments/results/study_*.md)
+study-sinsemi: $(STAMP) ## SinSEMI study: samplers at equal NFE and which scale limits, on outputs/demo; then training curves (experiments/results/study_*.md)
 	test -f outputs/demo/model/generator.json || $(MAKE) demo
 	$(PY) -m sinsemi.bench.study samplers outputs/demo --steps 20
-	$(PY) -m sinsemi.bench.study curve crop48r crop=48 padding_mode=reflect "milestones=[2160,2880,3420]" --iterations 3600 --every 600
-	$(PY) -m sinsemi.bench.study curve full3600 "milestones=[2160,2880,3420]" --iterations 3600 --every 600
+	$(PY) -m sinsemi.bench.study scales outputs/demo --steps 20
+	$(PY) -m sinsemi.bench.study curve sw622 "scale_weights=[0.6,0.2,0.2]" "milestones=[1200,1600,1900]" --iterations 2000 --every 1000
+	$(PY) -m sinsemi.bench.study curve sw811 "scale_weights=[0.8,0.1,0.1]" "milestones=[1440,1920,2280]" --iterations 2400 --every 1200
+	$(PY) -m sinsemi.bench.study scales outputs/study/sw811 --coarse-steps 100 --starts 0
+	$(PY) -m sinsemi.bench.study curve crop48r crop=48 padding_mode=reflect "scale_weights=[]" "milestones=[2160,2880,3420]" --iterations 3600 --every 600
+	$(PY) -m sinsemi.bench.study curve full3600 "scale_weights=[]" "milestones=[2160,2880,3420]" --iterations 3600 --every 600
 
 figures: $(STAMP) ## Figures: simulator preset next to the real image, grids, heat-maps
 	$(PY) -m sinsemi.report.figures all

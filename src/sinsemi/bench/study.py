@@ -79,10 +79,11 @@ def _row(m: dict, ref: dict | None) -> dict:
 
 
 def reference_row() -> dict | None:
-    """The two-reference row (``outputs/reference_quick``), computed once when absent."""
+    """The two-reference row (``outputs/study/reference``, segmentation off), computed once when absent.
+    Not ``outputs/reference_quick``: that one is the tables' row, with the downstream U-Net."""
     from sinsemi.evaluation import evaluate, load_references
 
-    path = Path("outputs/reference_quick/metrics.json")
+    path = STUDY / "reference" / "metrics.json"
     if not path.exists():
         cfg = _eval_config(path.parent, "two references", mode="reference")
         evaluate(None, load_references(cfg.reference), cfg)
