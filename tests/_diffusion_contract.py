@@ -31,18 +31,18 @@ def contract_tests(NAME: str, TINY: dict, SAMPLER: dict) -> dict:
     def test_fit_save_load_sample_deterministic(tmp_path, tiny_image):
         gen = _fit(tmp_path, tiny_image)
         assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
-        a = gen.sample(3, seeds=[5, 6, 7], **SAMPLER)
+        a = gen.sample([5, 6, 7], **SAMPLER).samples
         assert a.shape == (3, *tiny_image.shape) and a.dtype == torch.float32 and torch.isfinite(a).all()
         # in the image's own scale (clipped to its range widened by 10 % of the span)
         lo, hi = tiny_image.min().item(), tiny_image.max().item()
         assert a.min() >= lo - 0.11 * (hi - lo) - 1e-5 and a.max() <= hi + 0.11 * (hi - lo) + 1e-5
-        assert torch.equal(a, gen.sample(3, seeds=[5, 6, 7], **SAMPLER))
+        assert torch.equal(a, gen.sample([5, 6, 7], **SAMPLER).samples)
         # sample i depends only on its seed, not on n or its position
-        torch.testing.assert_close(gen.sample(1, seeds=[6], **SAMPLER)[0], a[1], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(gen.sample([6], **SAMPLER).samples[0], a[1], rtol=1e-4, atol=1e-5)
         assert (a[0] - a[1]).abs().mean() > 1e-3  # different seeds give different samples
         gen.save(tmp_path / "model")
         loaded = generator_class(NAME).load(tmp_path / "model", runtime=Runtime(progress=False))
-        assert torch.equal(loaded.sample(3, seeds=[5, 6, 7], **SAMPLER), a)
+        assert torch.equal(loaded.sample([5, 6, 7], **SAMPLER).samples, a)
         assert loaded_meta(tmp_path / "model") == NAME
 
 
@@ -72,7 +72,7 @@ def contract_tests(NAME: str, TINY: dict, SAMPLER: dict) -> dict:
         resumed = _fit(tmp_path, tiny_image, "cut")
         for (k, p), q in zip(full.net.state_dict().items(), resumed.net.state_dict().values()):
             assert torch.equal(p, q), k
-        assert torch.equal(full.sample(2, seeds=[0, 1], **SAMPLER), resumed.sample(2, seeds=[0, 1], **SAMPLER))
+        assert torch.equal(full.sample([0, 1], **SAMPLER).samples, resumed.sample([0, 1], **SAMPLER).samples)
 
 
     def test_max_steps_overrides_budget(tmp_path, tiny_image):
@@ -83,15 +83,14 @@ def contract_tests(NAME: str, TINY: dict, SAMPLER: dict) -> dict:
     def test_bad_inputs(tmp_path, tiny_image):
         gen = build_generator(NAME, TINY, Runtime(progress=False))
         with pytest.raises(InputError, match="not fitted"):
-            gen.sample(1, seeds=[0])
+            gen.sample([0])
         with pytest.raises(InputError, match="constant"):
             gen.fit(torch.full((1, 32, 32), 0.5), seed=0, out_dir=tmp_path / "c")
         gen = _fit(tmp_path, tiny_image, max_steps=2)
-        for n in (0, -1):
-            with pytest.raises(InputError, match="positive"):
-                gen.sample(n, seeds=[])
+        with pytest.raises(InputError, match="positive"):
+            gen.sample([])
         with pytest.raises(InputError, match="unknown sampler"):
-            gen.sample(1, seeds=[0], bogus=1)
+            gen.sample([0], bogus=1)
         # another generator's checkpoint
         write_model(tmp_path / "other", "gpnn", {}, {"x": torch.zeros(1)})
         with pytest.raises(InputError, match="not a '" + NAME + "'"):

@@ -25,8 +25,7 @@ def real_pair_dir() -> Path:
     return REAL_DIR
 
 
-@pytest.fixture
-def tiny_image() -> torch.Tensor:
+def make_tiny_image() -> torch.Tensor:
     """A 32x32 one-channel image with vertical lines and a bridge, values in [0, 1]."""
     g = torch.Generator().manual_seed(0)
     x = torch.arange(32).float()
@@ -35,3 +34,15 @@ def tiny_image() -> torch.Tensor:
     img[:, 14:18, 12:20] = 0.3
     img += 0.02 * torch.randn(img.shape, generator=g)
     return img.clamp(0, 1)
+
+
+@pytest.fixture
+def tiny_image() -> torch.Tensor:
+    """:func:`make_tiny_image`, fresh for each test."""
+    return make_tiny_image()
+
+
+@pytest.fixture(scope="session")
+def tiny_image_shared() -> torch.Tensor:
+    """:func:`make_tiny_image` for module-scoped fixtures (shared: never modify it in place)."""
+    return make_tiny_image()

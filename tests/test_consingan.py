@@ -80,19 +80,19 @@ def test_fit_save_load_sample(fitted, tmp_path):
     gen, img = fitted
     assert gen.sizes == [(16, 16), (23, 23), (32, 32)] and len(gen.G.body) == 3
     assert gen.noise_amps[0] == 1.0 and all(a > 0 for a in gen.noise_amps)
-    s = gen.sample(3, seeds=[0, 1, 2])
+    s = gen.sample([0, 1, 2]).samples
     assert s.shape == (3, 1, 32, 32) and s.dtype == torch.float32
     assert s.min() >= img.min() - 1e-6 and s.max() <= img.max() + 1e-6
     assert not torch.equal(s[0], s[1]) and not torch.allclose(s[0], img, atol=1e-3)
-    assert torch.equal(gen.sample(1, seeds=[2])[0], s[2])
+    assert torch.equal(gen.sample([2]).samples[0], s[2])
     gen.save(tmp_path / "model")
     loaded = build_generator("consingan", TINY).load(tmp_path / "model", runtime=Runtime(progress=False))
-    assert torch.equal(loaded.sample(3, seeds=[0, 1, 2]), s)
+    assert torch.equal(loaded.sample([0, 1, 2]).samples, s)
 
 
 def test_resume_gives_the_uninterrupted_result(fitted, tmp_path):
     gen, img = fitted
-    ref = gen.sample(2, seeds=[0, 1])
+    ref = gen.sample([0, 1]).samples
 
     # per-stage checkpoint (killed at the start of stage 2) and mid-stage one (every 2 iterations)
     for at, it, every in [(2, 1, 0), (1, 3, 2)]:
@@ -102,7 +102,7 @@ def test_resume_gives_the_uninterrupted_result(fitted, tmp_path):
                       **TINY).fit(img, seed=3, out_dir=out)
         resumed = ConSinGAN(runtime=Runtime(progress=False, checkpoint_every=every), **TINY)
         resumed.fit(img, seed=3, out_dir=out)
-        assert torch.equal(resumed.sample(2, seeds=[0, 1]), ref), (at, it)
+        assert torch.equal(resumed.sample([0, 1]).samples, ref), (at, it)
 
 
 def test_bad_inputs(fitted, tmp_path):
@@ -110,9 +110,9 @@ def test_bad_inputs(fitted, tmp_path):
     with pytest.raises(InputError, match="ConSinGAN.*too small"):
         ConSinGAN(runtime=Runtime(progress=False)).fit(torch.rand(1, 24, 96), seed=0, out_dir=tmp_path)
     with pytest.raises(InputError, match="positive"):
-        gen.sample(0, seeds=[])
+        gen.sample([])
     with pytest.raises(InputError, match="unknown sampler settings"):
-        gen.sample(1, seeds=[0], steps=3)
+        gen.sample([0], steps=3)
     with pytest.raises(InputError, match="train_stages"):
         ConSinGAN(train_stages=1)
     write_model(tmp_path / "other", "singan", {}, {})

@@ -78,17 +78,17 @@ def test_optimisation_matches_the_patch_distribution(fitted, tiny_image):
     g = torch.Generator().manual_seed(9)
     w = random_directions(64, 49, g, "cpu")
     target = fitted.range_map.forward(tiny_image)[None]
-    swd = {s: float(patch_swd(fitted.range_map.forward(fitted.sample(1, seeds=[0], steps_per_level=s, lr=0.05)), target, w, g))
+    swd = {s: float(patch_swd(fitted.range_map.forward(fitted.sample([0], steps_per_level=s, lr=0.05).samples), target, w, g))
            for s in (0, 10)}
     assert swd[10] < 0.5 * swd[0], swd
 
 
 def test_samples_are_per_seed_diverse_and_in_range(fitted, tiny_image):
-    x = fitted.sample(3, seeds=[5, 6, 7], **FAST)
+    x = fitted.sample([5, 6, 7], **FAST).samples
     assert x.shape == (3, *tiny_image.shape) and x.dtype == torch.float32
     # outputs are clipped to the working range, i.e. the image's [min, max]
     assert x.min() >= tiny_image.min() - 1e-5 and x.max() <= tiny_image.max() + 1e-5
-    torch.testing.assert_close(fitted.sample(1, seeds=[6], **FAST)[0], x[1])
+    torch.testing.assert_close(fitted.sample([6], **FAST).samples[0], x[1])
     assert (x[0] - x[1]).abs().mean() > 0.01
 
 
@@ -96,19 +96,19 @@ def test_save_load_round_trip_and_wrong_checkpoint(fitted, tmp_path):
     fitted.save(tmp_path / "m")
     again = GPDM.load(tmp_path / "m")
     assert again.params == fitted.params
-    torch.testing.assert_close(again.sample(1, seeds=[3], **FAST), fitted.sample(1, seeds=[3], **FAST))
+    torch.testing.assert_close(again.sample([3], **FAST).samples, fitted.sample([3], **FAST).samples)
     with pytest.raises(InputError, match="'gpdm' generator, not a 'gpnn'"):
         GPNN.load(tmp_path / "m")
 
 
 def test_bad_requests(fitted, tiny_image):
     with pytest.raises(InputError, match="positive"):
-        fitted.sample(-1, seeds=[])
+        fitted.sample([])
     with pytest.raises(InputError, match="unknown sampler setting"):
-        fitted.sample(1, seeds=[0], iters_per_level=3)
+        fitted.sample([0], iters_per_level=3)
     with pytest.raises(InputError, match="num_projections"):
-        fitted.sample(1, seeds=[0], num_projections=0)
+        fitted.sample([0], num_projections=0)
     with pytest.raises(InputError, match="not fitted"):
-        GPDM().sample(1, seeds=[0])
+        GPDM().sample([0])
     with pytest.raises(InputError, match="gpdm.*too small"):
         GPDM(coarse_size=21).fit(tiny_image[:, :6, :6], seed=0)

@@ -93,16 +93,16 @@ def fitted(tiny_image) -> GPNN:
 
 def test_without_noise_one_pass_per_level_reconstructs_the_image(fitted, tiny_image):
     # sigma = 0: every query patch equals its own key, so each level returns the real level.
-    out = fitted.sample(1, seeds=[0], noise_std=0.0, iters_per_level=1)
+    out = fitted.sample([0], noise_std=0.0, iters_per_level=1).samples
     torch.testing.assert_close(out[0], tiny_image, atol=1e-4, rtol=0)
 
 
 def test_samples_are_per_seed_diverse_and_in_range(fitted, tiny_image):
-    x = fitted.sample(3, seeds=[5, 6, 7], iters_per_level=2)
+    x = fitted.sample([5, 6, 7], iters_per_level=2).samples
     assert x.shape == (3, *tiny_image.shape) and x.dtype == torch.float32
     # values are weighted means of real patches: inside the image's range
     assert x.min() >= tiny_image.min() - 1e-5 and x.max() <= tiny_image.max() + 1e-5
-    torch.testing.assert_close(fitted.sample(1, seeds=[6], iters_per_level=2)[0], x[1])
+    torch.testing.assert_close(fitted.sample([6], iters_per_level=2).samples[0], x[1])
     assert (x[0] - x[1]).abs().mean() > 0.01
 
 
@@ -110,20 +110,20 @@ def test_save_load_round_trip_and_wrong_checkpoint(fitted, tmp_path):
     fitted.save(tmp_path / "m")
     again = GPNN.load(tmp_path / "m")
     assert again.params == fitted.params
-    torch.testing.assert_close(again.sample(1, seeds=[3], iters_per_level=1), fitted.sample(1, seeds=[3], iters_per_level=1))
+    torch.testing.assert_close(again.sample([3], iters_per_level=1).samples, fitted.sample([3], iters_per_level=1).samples)
     with pytest.raises(InputError, match="'gpnn' generator, not a 'gpdm'"):
         GPDM.load(tmp_path / "m")
 
 
 def test_bad_requests(fitted, tiny_image):
     with pytest.raises(InputError, match="positive"):
-        fitted.sample(0, seeds=[])
-    with pytest.raises(InputError, match="one seed per sample"):
-        fitted.sample(2, seeds=[1])
+        fitted.sample([])
+    with pytest.raises(InputError, match="one per sample"):
+        fitted.sample(2)
     with pytest.raises(InputError, match="unknown sampler setting"):
-        fitted.sample(1, seeds=[0], steps=3)
+        fitted.sample([0], steps=3)
     with pytest.raises(InputError, match="not fitted"):
-        GPNN().sample(1, seeds=[0])
+        GPNN().sample([0])
     with pytest.raises(InputError, match="gpnn.*too small"):
         GPNN(min_size=14).fit(tiny_image[:, :10, :10], seed=0)
     with pytest.raises(InputError, match="constant"):

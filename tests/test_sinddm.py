@@ -55,10 +55,10 @@ def test_gammas_and_start_step():
 
 def test_start_steps_setting(tmp_path, tiny_image):
     gen = _fit(tmp_path, tiny_image, max_steps=2)
-    a = gen.sample(1, seeds=[0], start_steps=[10, 10])
+    a = gen.sample([0], start_steps=[10, 10]).samples
     assert a.shape == (1, 1, 32, 32)
     with pytest.raises(InputError, match="start step"):
-        gen.sample(1, seeds=[0], start_steps=[0, 10])
+        gen.sample([0], start_steps=[0, 10])
 
 
 # ----------------------------------------------------------------------------- contract (tiny profile)

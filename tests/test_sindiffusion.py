@@ -66,9 +66,9 @@ def test_schedule_is_linear_1000():
 
 def test_respaced_sampling_runs(tmp_path, tiny_image):
     gen = _fit(tmp_path, tiny_image, max_steps=2)
-    assert gen.sample(1, seeds=[0], steps=5, variance="small").shape == (1, 1, 32, 32)
+    assert gen.sample([0], steps=5, variance="small").samples.shape == (1, 1, 32, 32)
     with pytest.raises(InputError):
-        gen.sample(1, seeds=[0], steps=5000)
+        gen.sample([0], steps=5000)
 
 
 # ----------------------------------------------------------------------------- contract (tiny profile)

@@ -86,23 +86,27 @@ def test_resume_matches_an_uninterrupted_run(tiny_image, tmp_path, monkeypatch):
     assert sa.keys() == sb.keys()
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k  # net, EMA and scale counts identical
-    s1 = full.sample(2, seeds=[5, 6], **tiny_sampler())
-    s2 = resumed.sample(2, seeds=[5, 6], **tiny_sampler())
+    s1 = full.sample([5, 6], **tiny_sampler()).samples
+    s2 = resumed.sample([5, 6], **tiny_sampler()).samples
     assert torch.equal(s1, s2)
 
 
 def test_same_seed_same_samples_independent_of_batch(trained):
     img, _, gen = trained
     settings = tiny_sampler()
-    a = gen.sample(4, seeds=[0, 1, 2, 3], **settings)
-    b = gen.sample(4, seeds=[0, 1, 2, 3], batch_size=1, **settings)
-    c = gen.sample(1, seeds=[2], **settings)
+    out = gen.sample([0, 1, 2, 3], **settings)
+    a = out.samples
+    b = gen.sample([0, 1, 2, 3], batch_size=1, **settings).samples
+    c = gen.sample([2], **settings).samples
     assert a.shape == (4, 1, 32, 32) and a.dtype == torch.float32
     # equal up to float rounding: oneDNN may block a conv differently for another batch size
     torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     torch.testing.assert_close(a[2], c[0], rtol=0, atol=1e-5)
     assert not torch.equal(a[0], a[1])
-    assert gen.last_sample_info["nfe"] == settings["steps"] * 3
+    assert out.nfe == settings["steps"] * 3 and out.intermediates == []
+    # the sample_info recorded in samples.npz
+    assert set(out.sample_info()) == {"nfe", "steps", "kind", "coarse", "coarse_steps", "guidance", "noise",
+                                      "clamped_pixels", "lpips_net", "random_backbone"}
     # samples are in the image's own scale (not standardised)
     assert abs(a.mean().item() - img.mean().item()) < 1.0
 
@@ -116,13 +120,12 @@ def test_samples_leaving_the_image_range_are_clamped_and_counted(trained):
     keep = gen.standardizer
     try:
         gen.standardizer = dataclasses.replace(keep, std=keep.std * 50)  # blow the spread far past [0, 1]
-        x = gen.sample(2, seeds=[0, 1], **tiny_sampler())
+        out = gen.sample([0, 1], **tiny_sampler())
     finally:
         gen.standardizer = keep
-    assert x.min() >= 0 and x.max() <= 1
-    assert gen.last_sample_info["clamped_pixels"] > 0
-    gen.sample(2, seeds=[0, 1], **tiny_sampler())
-    assert gen.last_sample_info["clamped_pixels"] == 0
+    assert out.samples.min() >= 0 and out.samples.max() <= 1
+    assert out.clamped_pixels > 0 and out.sample_info()["clamped_pixels"] == out.clamped_pixels
+    assert gen.sample([0, 1], **tiny_sampler()).clamped_pixels == 0
 
 
 def test_save_load_round_trip(trained, tmp_path):
@@ -132,8 +135,8 @@ def test_save_load_round_trip(trained, tmp_path):
     assert meta["name"] == "sinsemi" and meta["params"]["width"] == tiny_params()["width"]
     loaded = SinSEMI.load(tmp_path / "model", runtime=Runtime(progress=False))
     settings = tiny_sampler()
-    assert torch.equal(loaded.sample(2, seeds=[3, 4], **settings), gen.sample(2, seeds=[3, 4], **settings))
-    out = loaded.sample_detailed(2, seeds=[3, 4], keep_intermediates=True, **settings)
+    assert torch.equal(loaded.sample([3, 4], **settings).samples, gen.sample([3, 4], **settings).samples)
+    out = loaded.sample([3, 4], keep_intermediates=True, **settings)
     assert [tuple(x.shape[-2:]) for x in out.intermediates] == [(16, 16), (23, 23), (32, 32)]
     torch.testing.assert_close(out.intermediates[-1], out.samples)
 
@@ -141,11 +144,12 @@ def test_save_load_round_trip(trained, tmp_path):
 def test_guidance_with_random_backbone_is_recorded(trained):
     _, _, gen = trained
     settings = dict(tiny_sampler(), guidance=1.0)
-    s = gen.sample(2, seeds=[0, 1], allow_random_backbone=True, **settings)
+    out = gen.sample([0, 1], allow_random_backbone=True, **settings)
+    s = out.samples
     assert torch.isfinite(s).all()
-    assert gen.last_sample_info["guidance"] == 1.0
-    assert isinstance(gen.last_sample_info["random_backbone"], bool)
-    plain = gen.sample(2, seeds=[0, 1], **tiny_sampler())
+    assert out.info["guidance"] == 1.0 and out.info["lpips_net"] == "alex"
+    assert isinstance(out.info["random_backbone"], bool)
+    plain = gen.sample([0, 1], **tiny_sampler()).samples
     assert not torch.equal(s, plain)
 
 
@@ -153,7 +157,7 @@ def test_guidance_without_weights_names_the_file(trained, monkeypatch, tmp_path)
     monkeypatch.setenv("SINSEMI_WEIGHTS_DIR", str(tmp_path / "empty"))
     _, _, gen = trained
     with pytest.raises(InputError, match="alexnet"):
-        gen.sample(1, seeds=[0], **dict(tiny_sampler(), guidance=0.5))
+        gen.sample([0], **dict(tiny_sampler(), guidance=0.5))
 
 
 @pytest.mark.parametrize("bad", [dict(steps=0), dict(steps=-2), dict(steps=1.5), dict(guidance=-1.0),
@@ -161,15 +165,15 @@ def test_guidance_without_weights_names_the_file(trained, monkeypatch, tmp_path)
 def test_bad_sampler_settings(trained, bad):
     _, _, gen = trained
     with pytest.raises(InputError):
-        gen.sample(1, seeds=[0], **{**tiny_sampler(), **bad})
+        gen.sample([0], **{**tiny_sampler(), **bad})
 
 
 def test_bad_requests(trained, tmp_path):
     _, _, gen = trained
-    with pytest.raises(InputError):
-        gen.sample(2, seeds=[0])
+    with pytest.raises(InputError, match="one per sample"):
+        gen.sample(2)
     with pytest.raises(InputError, match="not been trained"):
-        SinSEMI(**tiny_params()).sample(1, seeds=[0])
+        SinSEMI(**tiny_params()).sample([0])
     with pytest.raises(InputError):
         SinSEMI(**tiny_params(width=15))
     with pytest.raises(InputError, match="constant"):
@@ -202,20 +206,20 @@ def test_resume_from_a_checkpoint_of_another_width(trained, tiny_image):
 def test_every_sampler_kind_samples_and_reports(trained, kind, coarse):
     _, _, gen = trained
     settings = dict(tiny_sampler(), kind=kind, coarse=coarse)
-    a = gen.sample(2, seeds=[5, 6], **settings)
+    out = gen.sample([5, 6], **settings)
+    a = out.samples
     assert a.shape == (2, 1, 32, 32) and torch.isfinite(a).all()
-    info = gen.last_sample_info
-    assert info["kind"] == kind and info["nfe"] == settings["steps"] * 3
-    torch.testing.assert_close(gen.sample(1, seeds=[6], **settings)[0], a[1], rtol=0, atol=1e-5)
+    assert out.info["kind"] == kind and out.info["coarse"] == coarse and out.nfe == settings["steps"] * 3
+    torch.testing.assert_close(gen.sample([6], **settings).samples[0], a[1], rtol=0, atol=1e-5)
 
 
 def test_ode_differs_from_stochastic_kinds_only_in_noise(trained):
     _, _, gen = trained
-    ode = [gen.sample(1, seeds=[s], **dict(tiny_sampler(), kind="ode")) for s in (0, 1)]
+    ode = [gen.sample([s], **dict(tiny_sampler(), kind="ode")).samples for s in (0, 1)]
     # the ODE's only randomness is the scale-0 start
     assert not torch.equal(ode[0], ode[1])
     with pytest.raises(InputError, match="sampler kind"):
-        gen.sample(1, seeds=[0], **dict(tiny_sampler(), kind="heun"))
+        gen.sample([0], **dict(tiny_sampler(), kind="heun"))
 
 
 def test_crop_windows_and_end_weighted_times_are_drawn_per_step(tiny_image):
@@ -254,7 +258,7 @@ def test_reflect_padding_trains_saves_and_loads(tiny_image, tmp_path):
     loaded = SinSEMI.load(tmp_path / "model", runtime=Runtime(progress=False))
     assert loaded.net.blocks[0].depthwise.padding_mode == "reflect"
     s = tiny_sampler()
-    torch.testing.assert_close(loaded.sample(1, seeds=[0], **s), gen.sample(1, seeds=[0], **s))
+    torch.testing.assert_close(loaded.sample([0], **s).samples, gen.sample([0], **s).samples)
     with pytest.raises(InputError, match="padding_mode"):
         SinSEMI(**tiny_params(padding_mode="mirror"))
     with pytest.raises(InputError, match="crop"):
@@ -298,7 +302,7 @@ def test_scale_weights_set_how_often_each_scale_is_drawn(tiny_image, tmp_path):
 def test_coarse_steps_change_only_scale_0(trained):
     _, _, gen = trained
     settings = tiny_sampler()
-    gen.sample(1, seeds=[0], **dict(settings, coarse_steps=7))
-    assert gen.last_sample_info["nfe"] == settings["steps"] * 2 + 7
+    out = gen.sample([0], **dict(settings, coarse_steps=7))
+    assert out.nfe == settings["steps"] * 2 + 7 and out.info["coarse_steps"] == 7
     with pytest.raises(InputError, match="coarse_steps"):
-        gen.sample(1, seeds=[0], **dict(settings, coarse_steps=0))
+        gen.sample([0], **dict(settings, coarse_steps=0))

@@ -94,7 +94,7 @@ def sampler_defaults(cls: type) -> dict[str, Any]:
         if fn is None:
             continue
         params = inspect.signature(fn).parameters
-        keys.update({k: p.default for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k not in ("seeds", "n")})
+        keys.update({k: p.default for k, p in params.items() if p.kind == p.KEYWORD_ONLY})
         if meth == "sample" and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
             break
     return keys

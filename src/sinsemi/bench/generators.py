@@ -85,7 +85,7 @@ def bench_one(name: str, image: torch.Tensor) -> None:
             fit_msg += "; quick budget is the generator's own (no per-step extrapolation)"
     seeds = list(range(N_SAMPLES))
     t0 = time.perf_counter()
-    gen.sample(N_SAMPLES, seeds=seeds, **settings)
+    gen.sample(seeds, **settings)
     t_s = (time.perf_counter() - t0) / N_SAMPLES
     print(f"[{name}] {fit_msg} | sampling {t_s:.2f} s/sample ({1 / t_s:.2f} samples/s, n={N_SAMPLES}, "
           f"settings {settings})", flush=True)

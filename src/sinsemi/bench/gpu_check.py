@@ -78,13 +78,13 @@ def sampling(device: str, width: int, size: int, batch: int, steps_list: list[in
         for guidance in (0.0, 1.0):
             _sync(device)
             t0 = time.perf_counter()
-            gen.sample(batch, seeds=list(range(batch)), steps=steps, guidance=guidance, batch_size=batch,
-                       allow_random_backbone=allow_random)
+            out = gen.sample(list(range(batch)), steps=steps, guidance=guidance, batch_size=batch,
+                             allow_random_backbone=allow_random)
             _sync(device)
             sec = time.perf_counter() - t0
             ips = batch / sec
             rows.append({"steps": steps, "guidance": guidance, "images_per_s": ips, "seconds_per_1000": 1000 / ips,
-                         "nfe": gen.last_sample_info["nfe"], "random_lpips": gen.last_sample_info["random_backbone"]})
+                         "nfe": out.nfe, "random_lpips": out.info["random_backbone"]})
             print(f"  sample {steps:>3} steps/scale guidance {guidance:.1f}: {ips:8.2f} images/s "
                   f"(1000 images: {1000 / ips / 60:.1f} min)", flush=True)
     return rows

@@ -96,13 +96,14 @@ def _sample_and_eval(gen, out: Path, name: str, n: int, settings: dict, clean: t
 
     seeds = sample_seeds(n, 0)
     t0 = time.perf_counter()
-    x = gen.sample(n, seeds=seeds, **settings)
+    drawn = gen.sample(seeds, **settings)
+    x = drawn.samples
     secs = time.perf_counter() - t0
     save_samples(x, out, seeds=seeds, grid_path=out / "grid.png", grid_range=display_range(clean),
                  meta={"generator": "sinsemi", "sampler": settings})
     m = evaluate_dir(out, name)
     m.update({"straightness_px": line_straightness(x, clean), "sample_seconds": round(secs, 1),
-              "clamped_pixels": gen.last_sample_info.get("clamped_pixels")})
+              "clamped_pixels": drawn.clamped_pixels})
     (out / "study.json").write_text(json.dumps(m, indent=1, default=str))
     return m
 

@@ -296,19 +296,10 @@ def sampler_settings(cfg: DictConfig, generator: str) -> dict:
 
 
 def draw_samples(gen, seeds: list[int], settings: dict):
-    """(samples (N, C, H, W), info dict) from any generator: ``sample(n, seeds=...)`` returning a
-    tensor, or ``sample(seeds, ...)`` returning an output with ``.samples`` (the Protocol in flux)."""
-    import inspect
-
-    import torch
-
-    params = inspect.signature(gen.sample).parameters
-    out = gen.sample(len(seeds), seeds=seeds, **settings) if "n" in params else gen.sample(seeds, **settings)
-    if isinstance(out, torch.Tensor):
-        return out, getattr(gen, "last_sample_info", None)
-    info = {k: getattr(out, k) for k in ("nfe", "clamped_pixels", "clamped") if getattr(out, k, None) is not None}
-    info.update(getattr(out, "info", None) or {})
-    return out.samples, info or getattr(gen, "last_sample_info", None)
+    """(samples (N, C, H, W), the ``sample_info`` recorded with them: see
+    :meth:`~sinsemi.generators.base.SampleOutput.sample_info`) from any generator."""
+    out = gen.sample(seeds, **settings)
+    return out.samples, out.sample_info()
 
 
 def sampler_tag(settings: dict, n: int, seed_base: int) -> str:

@@ -4,9 +4,10 @@ from sinsemi.generators.base import (
     GENERATORS,
     OneShotGenerator,
     Runtime,
+    SampleOutput,
     Standardizer,
     generator_class,
     load_generator,
 )
 
-__all__ = ["GENERATORS", "OneShotGenerator", "Runtime", "Standardizer", "generator_class", "load_generator"]
+__all__ = ["GENERATORS", "OneShotGenerator", "Runtime", "SampleOutput", "Standardizer", "generator_class", "load_generator"]

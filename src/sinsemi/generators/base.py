@@ -60,6 +60,37 @@ class Runtime:
             self.logger.log_metrics(dict(metrics), step=step)
 
 
+@dataclass(frozen=True)
+class SampleOutput:
+    """What :meth:`OneShotGenerator.sample` returns.
+
+    ``samples``: (N, C, H, W) float32 in the training image's intensity scale, N = len(seeds).
+    ``nfe``: network evaluations per sample, for a generator with a net (SinSEMI: steps x scales;
+    SinGAN: one per scale; ConSinGAN: 1, its one growing generator; the diffusion baselines: the
+    denoising steps, over all scales for SinDDM); None for the training-free GPNN and GPDM.
+    ``clamped_pixels``: values of ``samples`` that were clamped into the output range at the end
+    (SinSEMI: [0, 1]; SinGAN and ConSinGAN: the official [-1, 1] before mapping back); 0 where the
+    output is not clamped (clipping inside a method's own steps, e.g. DDPM's x_0 clip, not counted).
+    ``intermediates``: the result at every scale (coarsest first, each (N, C, h_s, w_s), image
+    scale) when asked with ``keep_intermediates=True`` (SinSEMI); else empty.
+    ``info``: primitive sampler facts for metadata (SinSEMI: steps, kind, coarse, guidance, noise,
+    lpips_net, random_backbone); empty for the others.
+    """
+
+    samples: torch.Tensor
+    nfe: int | None = None
+    clamped_pixels: int = 0
+    intermediates: list[torch.Tensor] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def sample_info(self) -> dict[str, Any] | None:
+        """The ``sample_info`` recorded with the samples: nfe, clamped_pixels and ``info`` for a
+        generator that reports sampler facts, None for one that does not (as before this type)."""
+        if not self.info:
+            return None
+        return {"nfe": self.nfe, **self.info, "clamped_pixels": self.clamped_pixels}
+
+
 @runtime_checkable
 class OneShotGenerator(Protocol):
     """A generator that learns from one image and samples many.
@@ -74,9 +105,9 @@ class OneShotGenerator(Protocol):
         """Learn from ``image`` (C, H, W). Checkpoints go under ``out_dir/checkpoints``; a fit with
         a checkpoint there resumes from it (when ``runtime.resume``)."""
 
-    def sample(self, n: int, *, seeds: Sequence[int], **settings: Any) -> torch.Tensor:
-        """``n`` samples (n, C, H, W); sample i draws all its randomness from ``seeds[i]``.
-        ``settings``: the generator's sampler knobs (``cfg.sampler``)."""
+    def sample(self, seeds: Sequence[int], **settings: Any) -> SampleOutput:
+        """One sample per seed: ``samples`` (len(seeds), C, H, W); sample i draws all its randomness
+        from ``seeds[i]``. ``settings``: the generator's sampler knobs (``cfg.sampler``)."""
 
     def save(self, directory: str | Path) -> None:
         """Write ``generator.json`` + ``state.pt`` into ``directory``."""
@@ -182,11 +213,15 @@ class Standardizer:
         return cls(mean=state["mean"].float(), std=state["std"].float())
 
 
-def check_n_and_seeds(n: int, seeds: Sequence[int]) -> list[int]:
-    """Validate the sampling request: n > 0 and one seed per sample."""
-    if n <= 0:
-        raise InputError(f"number of samples must be positive, got n={n}")
-    seeds = [int(s) for s in seeds]
-    if len(seeds) != n:
-        raise InputError(f"need one seed per sample: n={n} but {len(seeds)} seeds")
-    return seeds
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    """Validate the sampling request (one seed per sample, at least one) as a list of ints."""
+    if isinstance(seeds, (int, str, bytes)) or not hasattr(seeds, "__len__"):
+        raise InputError(f"seeds must be a sequence of integers (one per sample), got {seeds!r}")
+    if len(seeds) == 0:
+        raise InputError("number of samples must be positive, got no seeds")
+    return [int(s) for s in seeds]
+
+
+def clamp_counted(x: torch.Tensor, lo: float, hi: float) -> tuple[torch.Tensor, int]:
+    """``x`` clamped to [lo, hi] and how many of its values were outside (any shape)."""
+    return x.clamp(lo, hi), int(((x < lo) | (x > hi)).sum())

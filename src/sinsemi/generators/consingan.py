@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sinsemi.errors import InputError
-from sinsemi.generators.base import Runtime, check_n_and_seeds, read_model, write_model
+from sinsemi.generators.base import Runtime, SampleOutput, check_seeds, read_model, write_model
 from sinsemi.generators.common.gan import (CheckpointStore, check_gan_image, check_positive_params,
                                            conv_block, critic_step, derive_seed, fingerprint, init_weights, lr_factor,
                                            make_generator, no_param_grads, noise_amplitude, pair_state, pyramid_size, range_normalizer,
@@ -304,17 +304,20 @@ class ConSinGAN:
 
     # ------------------------------------------------------------------ sample
     @torch.no_grad()
-    def sample(self, n: int, *, seeds: Sequence[int], **settings: Any) -> torch.Tensor:
-        """``n`` samples (n, C, H, W) in the training image's intensity scale; sample i draws all
-        its noise maps from its own generator seeded with ``seeds[i]``. No sampler settings."""
-        seeds = check_n_and_seeds(n, seeds)
+    def sample(self, seeds: Sequence[int], **settings: Any) -> SampleOutput:
+        """One sample per seed, ``samples`` (len(seeds), C, H, W) in the training image's intensity
+        scale; sample i draws all its noise maps from its own generator seeded with ``seeds[i]``.
+        No sampler settings. ``nfe``: 1 (one pass of the growing G); ``clamped_pixels``: values
+        outside [-1, 1]."""
+        seeds = check_seeds(seeds)
         if settings:
             raise InputError(f"{NAME}: unknown sampler settings {sorted(settings)} (ConSinGAN takes none)")
         if self.G is None or not self.sizes:
             raise InputError(f"{NAME}: not fitted: call fit() or load() before sample()")
         out = [self.G(self._noise(len(self.sizes), gen), self.sizes, self.noise_amps)
                for gen in generators_for(seeds, device=self.device)]
-        return self.norm.inverse(torch.cat(out)).float().cpu()
+        samples, clamped = self.norm.inverse_counted(torch.cat(out))
+        return SampleOutput(samples=samples.float().cpu(), nfe=1, clamped_pixels=clamped)
 
     # ------------------------------------------------------------------ save / load
     def save(self, directory: str | Path) -> None:

@@ -34,7 +34,7 @@ import torch
 
 from sinsemi.data.pyramid import resize
 from sinsemi.errors import InputError
-from sinsemi.generators.base import Runtime, check_n_and_seeds
+from sinsemi.generators.base import Runtime, SampleOutput, check_seeds
 from sinsemi.generators.common.patches import RangeMap, extract_patches
 from sinsemi.generators.common.training_free import TrainingFreeGenerator
 from sinsemi.seeding import generators_for
@@ -134,12 +134,14 @@ class GPDM(TrainingFreeGenerator):
         self.levels = [resize(x, size) for size in sizes]
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, n: int, *, seeds: Sequence[int], steps_per_level: int = 300, lr: float = 0.01,
-               num_projections: int = 64, noise_std: float = 1.5, **unknown: Any) -> torch.Tensor:
-        """``n`` samples (n, C, H, W) in the image's scale; sample i uses only ``seeds[i]``."""
+    def sample(self, seeds: Sequence[int], *, steps_per_level: int = 300, lr: float = 0.01,
+               num_projections: int = 64, noise_std: float = 1.5, **unknown: Any) -> SampleOutput:
+        """One sample per seed, ``samples`` (len(seeds), C, H, W) in the image's scale; sample i uses
+        only ``seeds[i]``. No net: ``nfe`` is None; the per-level clamp to [-1, 1] is part of the
+        method, so ``clamped_pixels`` is 0."""
         if unknown:
             raise InputError(f"gpdm: unknown sampler setting(s) {sorted(unknown)}")
-        seeds = check_n_and_seeds(n, seeds)
+        seeds = check_seeds(seeds)
         self._check_fitted()
         if steps_per_level < 0 or num_projections < 1 or lr <= 0 or noise_std < 0:
             raise InputError("gpdm: need steps_per_level >= 0, num_projections >= 1, lr > 0, noise_std >= 0")
@@ -148,7 +150,7 @@ class GPDM(TrainingFreeGenerator):
             y = self._generate(g, steps=int(steps_per_level), lr=float(lr), n_proj=int(num_projections),
                                noise_std=float(noise_std))
             out.append(self.range_map.inverse(y[0]).cpu())
-        return torch.stack(out).float()
+        return SampleOutput(samples=torch.stack(out).float())
 
     def _generate(self, g: torch.Generator, *, steps: int, lr: float, n_proj: int, noise_std: float) -> torch.Tensor:
         """One sample on the working scale (1, C, H, W)."""

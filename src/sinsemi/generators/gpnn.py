@@ -32,7 +32,7 @@ import torch
 
 from sinsemi.data.pyramid import resize
 from sinsemi.errors import InputError
-from sinsemi.generators.base import Runtime, check_n_and_seeds
+from sinsemi.generators.base import Runtime, SampleOutput, check_seeds
 from sinsemi.generators.common.patches import (DEFAULT_CHUNK_ELEMENTS, RangeMap, extract_patches, fold_patches,
                                                normalized_nearest_neighbours)
 from sinsemi.generators.common.training_free import TrainingFreeGenerator
@@ -110,12 +110,13 @@ class GPNN(TrainingFreeGenerator):
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def sample(self, n: int, *, seeds: Sequence[int], noise_std: float = 0.75, alpha: float | None = 5e-3,
-               iters_per_level: int = 10, coarsest_iters: int = 1, **unknown: Any) -> torch.Tensor:
-        """``n`` samples (n, C, H, W) in the image's scale; sample i uses only ``seeds[i]``."""
+    def sample(self, seeds: Sequence[int], *, noise_std: float = 0.75, alpha: float | None = 5e-3,
+               iters_per_level: int = 10, coarsest_iters: int = 1, **unknown: Any) -> SampleOutput:
+        """One sample per seed, ``samples`` (len(seeds), C, H, W) in the image's scale; sample i uses
+        only ``seeds[i]``. No net: ``nfe`` is None; nothing is clamped."""
         if unknown:
             raise InputError(f"gpnn: unknown sampler setting(s) {sorted(unknown)}")
-        seeds = check_n_and_seeds(n, seeds)
+        seeds = check_seeds(seeds)
         self._check_fitted()
         if noise_std < 0 or iters_per_level < 0 or coarsest_iters < 0:
             raise InputError("gpnn: noise_std, iters_per_level and coarsest_iters must be >= 0")
@@ -124,7 +125,7 @@ class GPNN(TrainingFreeGenerator):
             y = self._generate(g, noise_std=float(noise_std), alpha=alpha, iters=int(iters_per_level),
                                coarsest_iters=int(coarsest_iters))
             out.append(self.range_map.inverse(y).cpu())
-        return torch.stack(out).float()
+        return SampleOutput(samples=torch.stack(out).float())
 
     def _generate(self, g: torch.Generator, *, noise_std: float, alpha: float | None, iters: int,
                   coarsest_iters: int) -> torch.Tensor:

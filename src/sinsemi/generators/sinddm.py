@@ -125,7 +125,7 @@ class SinDDM(DiffusionGenerator):
         dev = self.runtime.device
         return self.net(x.to(dev), torch.full((n,), t, device=dev), torch.full((n,), s, device=dev)).float().cpu()
 
-    def _sample_batch(self, gens, *, start_steps: list[int] | None = None, **unknown) -> torch.Tensor:
+    def _sample_batch(self, gens, *, start_steps: list[int] | None = None, **unknown) -> tuple[torch.Tensor, int]:
         if unknown:
             raise InputError(f"sinddm: unknown sampler setting(s) {sorted(unknown)} (known: start_steps)")
         sch, lo, hi = self.schedule, *self.clip
@@ -133,6 +133,7 @@ class SinDDM(DiffusionGenerator):
         c = self.channels
         # scale 0: plain DDPM ancestral sampling from pure noise
         x = randn_per_sample(gens, (c, *self.sizes[0]))
+        nfe = sch.T
         for t in reversed(range(sch.T)):
             tt = torch.full((x.shape[0],), t, dtype=torch.long)
             x0 = sch.x0_from_eps(x, tt, self._eps(x, t, 0)).clamp(lo, hi)
@@ -145,6 +146,7 @@ class SinDDM(DiffusionGenerator):
             g = self.gammas(s).clamp(0, GAMMA_SAMPLE_MAX)
             # noised to t0 - 1 and denoised from there (the official code noises to t0, one step more)
             x = sch.q_sample(blur, torch.full((x.shape[0],), t0 - 1), randn_per_sample(gens, blur.shape[1:]))
+            nfe += t0
             for t in reversed(range(t0)):
                 tt = torch.full((x.shape[0],), t, dtype=torch.long)
                 x0_t = sch.x0_from_eps(x, tt, self._eps(x, t, s))  # the mixed x_0 at t
@@ -155,7 +157,7 @@ class SinDDM(DiffusionGenerator):
                 x0_prev = (float(g[t - 1]) * blur + (1 - float(g[t - 1])) * x0).clamp(lo, hi)  # reblurred at t-1
                 eps_dir = (x - ac[t].sqrt().float() * x0_t.clamp(lo, hi)) / (1 - ac[t]).sqrt().float()
                 x = ac[t - 1].sqrt().float() * x0_prev + (1 - ac[t - 1]).sqrt().float() * eps_dir
-        return x
+        return x, nfe
 
     # ------------------------------------------------------------------ save / load
     def _extra_state(self) -> dict:

@@ -63,7 +63,7 @@ class SinDiffusion(DiffusionGenerator):
                          optimizer="adamw", fingerprint=self.fingerprint(x, seed, steps))
         self.net = train_loop(self.net, spec, self.runtime, ckpt_dir, desc="sindiffusion").model
 
-    def _sample_batch(self, gens, *, steps: int | None = None, variance: str = "large", **unknown) -> torch.Tensor:
+    def _sample_batch(self, gens, *, steps: int | None = None, variance: str = "large", **unknown) -> tuple[torch.Tensor, int]:
         if unknown:
             raise InputError(f"sindiffusion: unknown sampler setting(s) {sorted(unknown)} (known: steps, variance)")
         sch = self.schedule.respace(None if steps is None else int(steps))
@@ -76,7 +76,7 @@ class SinDiffusion(DiffusionGenerator):
             eps = self.net(x.to(dev), t_orig).float().cpu()
             x0 = sch.x0_from_eps(x, ii, eps).clamp(lo, hi)
             x = ancestral_step(sch, x0, x, i, randn_per_sample(gens, x.shape[1:]) if i > 0 else None, variance)
-        return x
+        return x, sch.T
 
     def _extra_state(self) -> dict:
         return {"clip": torch.tensor(self.clip)}

@@ -72,7 +72,7 @@ class SinFusion(DiffusionGenerator):
                          fingerprint=self.fingerprint(x, seed, steps))
         self.net = train_loop(self.net, spec, self.runtime, ckpt_dir, desc="sinfusion").model
 
-    def _sample_batch(self, gens, *, steps: int | None = None, **unknown) -> torch.Tensor:
+    def _sample_batch(self, gens, *, steps: int | None = None, **unknown) -> tuple[torch.Tensor, int]:
         if unknown:
             raise InputError(f"sinfusion: unknown sampler setting(s) {sorted(unknown)} (known: steps)")
         sch = self.schedule.respace(None if steps is None else int(steps))
@@ -83,7 +83,7 @@ class SinFusion(DiffusionGenerator):
             t_orig = sch.timesteps[torch.full((x.shape[0],), i, dtype=torch.long)].to(dev)
             x0 = self.net(x.to(dev), t_orig).float().cpu().clamp(lo, hi)
             x = ancestral_step(sch, x0, x, i, randn_per_sample(gens, x.shape[1:]) if i > 0 else None)
-        return x
+        return x, sch.T
 
     def _extra_state(self) -> dict:
         return {"clip": torch.tensor(self.clip)}

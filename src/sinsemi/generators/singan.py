@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sinsemi.errors import InputError
-from sinsemi.generators.base import Runtime, check_n_and_seeds, read_model, write_model
+from sinsemi.generators.base import Runtime, SampleOutput, check_seeds, read_model, write_model
 from sinsemi.generators.common.gan import (CheckpointStore, check_gan_image, check_positive_params,
                                            conv_block, critic_step, derive_seed, fingerprint, freeze, init_weights,
                                            lr_factor, make_generator, no_param_grads, noise_amplitude, pair_state, restore_pair,
@@ -279,10 +279,11 @@ class SinGAN:
 
     # ------------------------------------------------------------------ sample
     @torch.no_grad()
-    def sample(self, n: int, *, seeds: Sequence[int], **settings: Any) -> torch.Tensor:
-        """``n`` samples (n, C, H, W) in the training image's intensity scale; sample i draws every
-        z_k (k = 0..N) from its own generator seeded with ``seeds[i]``. No sampler settings."""
-        seeds = check_n_and_seeds(n, seeds)
+    def sample(self, seeds: Sequence[int], **settings: Any) -> SampleOutput:
+        """One sample per seed, ``samples`` (len(seeds), C, H, W) in the training image's intensity
+        scale; sample i draws every z_k (k = 0..N) from its own generator seeded with ``seeds[i]``.
+        No sampler settings. ``nfe``: one G_k per scale; ``clamped_pixels``: values outside [-1, 1]."""
+        seeds = check_seeds(seeds)
         if settings:
             raise InputError(f"{NAME}: unknown sampler settings {sorted(settings)} (SinGAN takes none)")
         if not self.generators:
@@ -292,7 +293,8 @@ class SinGAN:
             top = len(self.sizes) - 1
             prev = self._chain(top, lambda k: self._noise(k, gen))
             out.append(self._apply(top, self.generators[top], self._noise(top, gen), prev))
-        return self.norm.inverse(torch.cat(out)).float().cpu()
+        samples, clamped = self.norm.inverse_counted(torch.cat(out))
+        return SampleOutput(samples=samples.float().cpu(), nfe=len(self.sizes), clamped_pixels=clamped)
 
     # ------------------------------------------------------------------ save / load
     def save(self, directory: str | Path) -> None:

@@ -11,13 +11,12 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from sinsemi.data.pyramid import Pyramid, build_pyramid, pyramid_sizes
 from sinsemi.errors import InputError
-from sinsemi.generators.base import Runtime, Standardizer, check_n_and_seeds, read_model, write_model
+from sinsemi.generators.base import Runtime, SampleOutput, Standardizer, check_seeds, clamp_counted, read_model, write_model
 from sinsemi.validation import check_choice, check_number
 
 log = logging.getLogger("sinsemi.generators.sinsemi")
@@ -86,7 +85,6 @@ class SinSEMI:
         self.pyramid: Pyramid | None = None  # standardised levels/conditions
         self.net: torch.nn.Module | None = None  # the EMA net used for sampling
         self.module = None  # the LightningModule after fit()
-        self.last_sample_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ training
     def _sizes(self, height: int, width: int) -> list[tuple[int, int]]:
@@ -165,36 +163,28 @@ class SinSEMI:
         if self.net is None or self.pyramid is None or self.standardizer is None:
             raise InputError("SinSEMI has not been trained: call fit() or load() first")
 
-    def sample(self, n: int, *, seeds: Sequence[int], steps: int = 300, kind: str = "bridge", coarse: str = "posterior",
+    def sample(self, seeds: Sequence[int], *, steps: int = 300, kind: str = "bridge", coarse: str = "posterior",
                coarse_steps: int | None = None, guidance: float = 0.0, noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
-               allow_random_backbone: bool = False, keep_intermediates: bool = False) -> torch.Tensor:
-        """``n`` samples (n, C, H, W) in the training image's scale; sample i uses ``seeds[i]`` only.
+               allow_random_backbone: bool = False, keep_intermediates: bool = False) -> SampleOutput:
+        """One sample per seed, ``samples`` (len(seeds), C, H, W) in the training image's scale
+        (clamped to [0, 1], counted in ``clamped_pixels``); sample i uses ``seeds[i]`` only.
 
         steps: steps per scale (paper 300); coarse_steps: steps at scale 0 (None = steps); kind: bridge | ode | em | sde (:mod:`sinsemi.flow.sampler`);
         coarse: the bridge kind's rule at scale 0 (posterior | ode); guidance: LPIPS energy weight w >= 0
         (0 = off, no LPIPS call); noise: em/sde noise scale g (None = the training sigma; the published
-        code used 1); lpips_net: alex | squeeze | vgg; batch_size: samples per forward (memory only).
+        code used 1); lpips_net: alex | squeeze | vgg; batch_size: samples per forward (memory only);
+        keep_intermediates: also return the result at every scale (image scale, coarsest first).
+        ``nfe`` = steps x (scales - 1) + coarse_steps; ``info``: steps, kind, coarse, coarse_steps, guidance,
+        noise, lpips_net, random_backbone.
         """
-        return self.sample_detailed(n, seeds=seeds, steps=steps, kind=kind, coarse=coarse, coarse_steps=coarse_steps,
-                                    guidance=guidance, noise=noise,
-                                    lpips_net=lpips_net, batch_size=batch_size,
-                                    allow_random_backbone=allow_random_backbone,
-                                    keep_intermediates=keep_intermediates).samples
-
-    def sample_detailed(self, n: int, *, seeds: Sequence[int], steps: int = 300, kind: str = "bridge",
-                        coarse: str = "posterior", coarse_steps: int | None = None, guidance: float = 0.0,
-                        noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
-                        allow_random_backbone: bool = False, keep_intermediates: bool = False):
-        """Like :meth:`sample` but returns a :class:`~sinsemi.flow.sampler.SamplerOutput` (image scale),
-        with per-scale intermediates when ``keep_intermediates``."""
         from tqdm.auto import tqdm
 
         from sinsemi.flow.guidance import LPIPSGuidance
-        from sinsemi.flow.sampler import SamplerOutput, check_kind, sample_pyramid
+        from sinsemi.flow.sampler import check_kind, sample_pyramid
         from sinsemi.seeding import derive_seed, generators_for
 
         self._require_fitted()
-        seeds = check_n_and_seeds(n, seeds)
+        seeds = check_seeds(seeds)
         if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
             raise InputError(f"sampler steps must be a positive integer, got {steps!r}")
         check_kind(kind, coarse)
@@ -225,7 +215,7 @@ class SinSEMI:
         sizes = self.pyramid.sizes
         levels, conds = list(self.pyramid.levels), list(self.pyramid.conditions)
         channels = levels[0].shape[0]
-        chunks = [seeds[i:i + batch_size] for i in range(0, n, batch_size)]
+        chunks = [seeds[i:i + batch_size] for i in range(0, len(seeds), batch_size)]
         outs, inters, nfe = [], [], 0
         per_sample = steps * (len(sizes) - 1) + (coarse_steps or steps)
         with tqdm(total=len(chunks) * per_sample, desc=f"sampling ({kind} steps)", disable=not self.runtime.progress,
@@ -246,14 +236,12 @@ class SinSEMI:
         samples = self.standardizer.inverse(torch.cat(outs))
         # Images live in [0, 1] (the scale files load in); a trajectory that leaves it (an undertrained
         # net can run away in a dark blob) is clamped, and how many pixels were is recorded.
-        clamped = int(((samples < 0) | (samples > 1)).sum())
-        samples = samples.clamp(0.0, 1.0)
+        samples, clamped = clamp_counted(samples, 0.0, 1.0)
         per_scale = [self.standardizer.inverse(torch.cat([c[s] for c in inters])) for s in range(len(sizes))] if keep_intermediates else []
-        self.last_sample_info = {"nfe": nfe, "steps": steps, "kind": kind, "coarse": coarse, "coarse_steps": coarse_steps, "guidance": float(guidance), "noise": float(noise),
-                                 "clamped_pixels": clamped,
-                                 "lpips_net": lpips_net if guidance > 0 else None,
-                                 "random_backbone": bool(getattr(lpips_fn, "random_backbone", False)) if lpips_fn is not None else False}
-        return SamplerOutput(samples=samples, intermediates=per_scale, nfe=nfe)
+        info = {"steps": steps, "kind": kind, "coarse": coarse, "coarse_steps": coarse_steps, "guidance": float(guidance), "noise": float(noise),
+                "lpips_net": lpips_net if guidance > 0 else None,
+                "random_backbone": bool(getattr(lpips_fn, "random_backbone", False)) if lpips_fn is not None else False}
+        return SampleOutput(samples=samples, nfe=nfe, clamped_pixels=clamped, intermediates=per_scale, info=info)
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> None:

@@ -20,12 +20,15 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from sinsemi.errors import InputError
+
+if TYPE_CHECKING:
+    from sinsemi.generators.base import SampleOutput
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -329,7 +332,9 @@ class DiffusionGenerator:
     def _fit(self, x: torch.Tensor, seed: int, ckpt_dir: Path) -> None:
         raise NotImplementedError
 
-    def _sample_batch(self, gens: list[torch.Generator], **settings) -> torch.Tensor:
+    def _sample_batch(self, gens: list[torch.Generator], **settings) -> tuple[torch.Tensor, int]:
+        """One sample per generator on the standardised scale, (len(gens), C, H, W), and the net
+        evaluations per sample."""
         raise NotImplementedError
 
     def _extra_state(self) -> dict:
@@ -374,18 +379,21 @@ class DiffusionGenerator:
             raise InputError(f"{self.name} is not fitted: call fit() or load() first")
 
     @torch.no_grad()
-    def sample(self, n: int, *, seeds: Sequence[int], **settings) -> torch.Tensor:
-        from sinsemi.generators.base import check_n_and_seeds
+    def sample(self, seeds: Sequence[int], **settings) -> SampleOutput:
+        """One sample per seed, ``samples`` (len(seeds), C, H, W) in the training image's scale,
+        drawn ``sample_chunk`` at a time; sample i uses only ``seeds[i]``. ``nfe``: the denoising
+        steps (over all scales); nothing is clamped at the end (x_0 is clipped inside each step)."""
+        from sinsemi.generators.base import SampleOutput, check_seeds
         from sinsemi.seeding import generators_for
 
-        seeds = check_n_and_seeds(n, seeds)
+        seeds = check_seeds(seeds)
         self._check_fitted()
         self.net.to(self.runtime.device).eval()
-        out = []
-        for i in range(0, n, self.sample_chunk):
-            gens = generators_for(seeds[i:i + self.sample_chunk])
-            out.append(self._sample_batch(gens, **settings).float().cpu())
-        return self.std.inverse(torch.cat(out))
+        out, nfe = [], 0
+        for i in range(0, len(seeds), self.sample_chunk):
+            x, nfe = self._sample_batch(generators_for(seeds[i:i + self.sample_chunk]), **settings)
+            out.append(x.float().cpu())
+        return SampleOutput(samples=self.std.inverse(torch.cat(out)), nfe=nfe)
 
     def state(self) -> dict:
         self._check_fitted()

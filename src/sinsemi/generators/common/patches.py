@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sinsemi.errors import InputError
+from sinsemi.generators.base import clamp_counted
 
 #: float32 distances one block of a distance matrix may hold (4 MiB): small blocks stay in cache
 #: and measured faster than large ones; memory stays bounded whatever the image size.
@@ -171,10 +172,15 @@ class RangeMap:
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         """Working scale -> the image's scale."""
+        return self.inverse_counted(y)[0]
+
+    def inverse_counted(self, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """:meth:`inverse` and how many values of ``y`` it clamped (0 without ``clamp``)."""
         vmin, vmax = self._b(self.vmin, y), self._b(self.vmax, y)
+        clamped = 0
         if self.clamp:
-            y = y.clamp(self.lo, self.hi)
-        return vmin + (y - self.lo) / (self.hi - self.lo) * (vmax - vmin)
+            y, clamped = clamp_counted(y, self.lo, self.hi)
+        return vmin + (y - self.lo) / (self.hi - self.lo) * (vmax - vmin), clamped
 
     @staticmethod
     def _b(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
