@@ -10,7 +10,7 @@ Options beyond the paper (all off by default = the paper's recipe):
   levels larger than that. The net sees 33 px, so a window keeps what it learns per pixel while a step
   costs (crop / size)^2 of a full one.
 - ``scale_weights``: how often each scale is drawn. Scale 0 (55 px, from noise) makes the whole layout
-  and is the cheapest step; the bridges of the finer scales only refine (study_scales.md), so weighting
+  and is the cheapest step; the bridges of the finer scales only refine (experiments/results/study_scales_sw622.md), so weighting
   scale 0 up buys more where the samples are worst, and makes an average step cheaper.
 - ``t_sampling``: ``uniform`` t ~ U[0, 1) (paper) or ``ends``: t = (1 - cos(pi u)) / 2, which puts more
   draws near t = 0 (fine detail) and t = 1 (the start of every scale), where the target is hardest.
