@@ -1,4 +1,4 @@
-"""Bad input on every CLI, run as a user runs it (a subprocess, no HYDRA_FULL_ERROR): exit 2, one
+"""Bad input on every CLI (train, sample, simulate, eval), run as a user runs it (a subprocess, no HYDRA_FULL_ERROR): exit 2, one
 ``error:`` line naming the problem, no traceback, nothing of the run written. Then the run
 fingerprint: a run dir is never reused or resumed with other inputs, and sinsemi-sample follows the
 run it samples."""
@@ -145,6 +145,89 @@ def test_simulate_bad_input(tmp_path, files, case, args, match):
     proc = run("simulate", *out, *args)
     assert_one_error(proc, match)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.fixture(scope="module")
+def eval_files(tmp_path_factory):
+    """Reference pairs and sample dirs, good and bad, for sinsemi-eval."""
+    from sinsemi.data.io import save_png
+    from sinsemi.data.optics import make_reference_pair
+
+    d = tmp_path_factory.mktemp("eval_inputs")
+    pair = make_reference_pair("line_pair", seed=0)  # 96x96, one channel
+    save_png(pair.defect, d / "defect.png")
+    save_png(pair.clean, d / "clean.png")
+    (d / "empty.png").write_bytes(b"")
+    png = (d / "clean.png").read_bytes()
+    (d / "truncated.png").write_bytes(png[: len(png) // 2])
+    save_png(torch.cat([pair.defect, 0.5 * pair.defect, 0.8 * pair.defect]), d / "defect_rgb.png")
+    save_png(torch.cat([pair.clean, 0.5 * pair.clean, 0.8 * pair.clean]), d / "clean_rgb.png")
+    save_png(torch.full_like(pair.clean, 0.4), d / "constant.png")
+    save_png(pair.defect[:, 30:54, 30:54], d / "small_defect.png")  # 24 px: under LPIPS alex's 31
+    save_png(pair.clean[:, 30:54, 30:54], d / "small_clean.png")
+    save_png(pair.clean[:, :64, :64], d / "clean64.png")
+    nan = pair.clean[0].numpy().astype(np.float32).copy()
+    nan[5, 7] = np.nan
+    tifffile.imwrite(d / "clean_nan.tif", nan)
+    for sub, images in {"samples": [pair.defect, pair.clean], "small_samples": [pair.defect[:, 30:54, 30:54]],
+                        "mixed_samples": [pair.defect, pair.defect[:, :64, :64]], "no_samples": []}.items():
+        (d / sub).mkdir()
+        for i, im in enumerate(images):
+            save_png(im, d / sub / f"{i:05d}.png")
+    (d / "a_file").write_text("x")
+    return d
+
+
+# (case, args, expected text): {d} is eval_files; the defaults are the good pair and d/samples
+EVAL_CASES = [
+    ("missing_reference", ["reference.defect={d}/nope.png"], "image file not found: {d}/nope.png"),
+    ("empty_reference", ["reference.clean={d}/empty.png"], "image file is empty (0 bytes): {d}/empty.png"),
+    ("truncated_png", ["reference.clean={d}/truncated.png"], "cannot read image {d}/truncated.png: not a readable image or truncated"),
+    # colour is kept as colour (data.io policy: generators and metrics are channel-agnostic), so an RGB
+    # pair is fine for RGB samples; against grey samples, or beside a grey reference, it is refused
+    ("colour_reference", ["reference.defect={d}/defect_rgb.png", "reference.clean={d}/clean_rgb.png"],
+     "samples are (1, 96, 96) (C, H, W) but the references are (3, 96, 96): sizes and channels must match"),
+    ("colour_and_grey_reference", ["reference.defect={d}/defect_rgb.png"],
+     "reference.defect={d}/defect_rgb.png is (3, 96, 96) (C, H, W) but reference.clean={d}/clean.png is (1, 96, 96)"),
+    ("constant_reference", ["reference.clean={d}/constant.png"], "reference.clean={d}/constant.png is constant"),
+    ("too_small_reference", ["reference.defect={d}/small_defect.png", "reference.clean={d}/small_clean.png",
+                             "samples_dir={d}/small_samples"], "are 24x24 px: too small to evaluate (LPIPS 'alex'"),
+    ("too_large_reference", ["reference.max_side=64"], "is 96x96 px, over the limit of 64 px a side (reference.max_side=64)"),
+    ("nan_tiff", ["reference.clean={d}/clean_nan.tif"], "image {d}/clean_nan.tif holds 1 NaN/inf pixel value(s)"),
+    ("references_differ_in_size", ["reference.clean={d}/clean64.png"], "but reference.clean={d}/clean64.png is (1, 64, 64)"),
+    ("one_reference_only", ["reference.clean=null"], "give both reference.defect and reference.clean"),
+    ("no_samples_dir", ["samples_dir={d}/nope"], "samples not found: {d}/nope"),
+    ("empty_samples_dir", ["samples_dir={d}/no_samples"], "no images found in {d}/no_samples"),
+    ("mixed_size_samples", ["samples_dir={d}/mixed_samples"],
+     "images in {d}/mixed_samples differ in size/channels: 00000.png is (1, 96, 96), 00001.png is (1, 64, 64)"),
+    ("out_dir_under_a_file", ["out_dir={d}/a_file/out"], "cannot create output directory {d}/a_file/out (out_dir): {d}/a_file is a file"),
+    ("out_dir_read_only", ["out_dir={ro}/out"], "output directory {ro}/out (out_dir) is not writable"),
+    ("unknown_setting", ["+segmentaton=true"], "unknown eval setting(s) segmentaton"),
+    ("unknown_reference_key", ["+reference.defekt=x.png"], "unknown reference setting(s): ['defekt']"),
+    ("n_text", ["n=many"], "n must be an integer > 0 (or null), got 'many'"),
+    ("test_set_dir", ["segmentation=true", "test_set.dir={d}/nope"], "test_set.dir={d}/nope is not a directory"),
+]
+
+
+@pytest.mark.parametrize("case,args,match", EVAL_CASES, ids=[c[0] for c in EVAL_CASES])
+def test_eval_bad_input(tmp_path, eval_files, case, args, match):
+    ro = tmp_path / "read_only"
+    if case == "out_dir_read_only":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into a read-only directory")
+        ro.mkdir()
+        ro.chmod(0o555)
+    d, out = eval_files, tmp_path / "out"
+    fmt = {"d": d, "ro": ro}
+    args = [a.format(**fmt) for a in args]
+    given = {a.lstrip("+").partition("=")[0] for a in args}
+    defaults = [f"{k}={v}" for k, v in (("samples_dir", d / "samples"), ("out_dir", out), ("reference.defect", d / "defect.png"),
+                                        ("reference.clean", d / "clean.png")) if k not in given]
+    proc = run("eval", "profile=tiny", "segmentation=false", "probe=false", "allow_random_backbone=true",
+               f"hydra.run.dir={tmp_path / 'hydra'}", *defaults, *args)
+    assert_one_error(proc, match.format(**fmt))
+    assert not out.exists()  # nothing written, not even the dir
+    assert not (ro / "out").exists()
 
 
 # ----------------------------------------------------------------------------- fingerprint

@@ -208,6 +208,53 @@ def test_atomic_writes_respect_the_umask_and_leave_no_temp_files(tmp_path):
     assert (tmp_path / ".hidden-but-ours.json").exists()
 
 
+def test_checkpoint_write_test_hook_and_an_interrupted_write(tmp_path, monkeypatch, capsys):
+    """The hook tests/test_kill.py kills inside: half the bytes in the temp, a marker, a pause. A
+    signal raised in the pause (SIGTERM) removes the temp; the previous checkpoint stays whole."""
+    import sinsemi.data.io as io
+
+    target = tmp_path / "checkpoints" / "last.pt"
+    io.save_checkpoint_file({"step": 1}, target)
+    old = target.read_bytes()
+    monkeypatch.setenv(io.PAUSE_IN_CHECKPOINT_WRITE, "0.01")
+    seen = {}
+
+    def interrupted(seconds):
+        (tmp,) = target.parent.glob(".last.pt.partial-*")
+        seen.update(size=tmp.stat().st_size, seconds=seconds)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io.time, "sleep", interrupted)
+    new = {"step": 2, "w": torch.arange(4096.0)}
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint_file(new, target)
+    err = capsys.readouterr().err
+    assert err.startswith(f"{io.PAUSE_MARKER} in checkpoint write ") and ".last.pt.partial-" in err and seen["seconds"] == 0.01
+    assert 0 < seen["size"] < 4096 * 4  # half-written when the pause began
+    assert target.read_bytes() == old and sorted(p.name for p in target.parent.iterdir()) == ["last.pt"]
+    monkeypatch.undo()
+    monkeypatch.setenv(io.PAUSE_IN_CHECKPOINT_WRITE, "0")  # 0: no pause
+    io.save_checkpoint_file(new, target)
+    assert torch.equal(torch.load(target, weights_only=True)["w"], new["w"])
+    monkeypatch.setenv(io.PAUSE_IN_CHECKPOINT_WRITE, "soon")
+    with pytest.raises(InputError, match="SINSEMI_TEST_PAUSE_IN_CHECKPOINT_WRITE must be a number of seconds"):
+        io.save_checkpoint_file(new, target)
+
+
+def test_lightning_checkpoints_are_written_atomically_beside_the_target(tmp_path, monkeypatch):
+    import sinsemi.data.io as io
+    from sinsemi.generators.sinsemi_module import AtomicCheckpointIO
+
+    calls = []
+    monkeypatch.setattr(io, "atomic_path", lambda path, real=io.atomic_path: calls.append(path) or real(path))
+    AtomicCheckpointIO().save_checkpoint({"global_step": 3}, tmp_path / "c" / "last.ckpt")
+    assert calls == [tmp_path / "c" / "last.ckpt"]
+    assert torch.load(tmp_path / "c" / "last.ckpt", weights_only=True) == {"global_step": 3}
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["last.ckpt"]
+    with pytest.raises(TypeError, match="storage_options"):
+        AtomicCheckpointIO().save_checkpoint({}, tmp_path / "x.ckpt", storage_options={"a": 1})
+
+
 def test_save_samples_writes_the_bundle_last(tmp_path, monkeypatch):
     import sinsemi.data.io as io
 

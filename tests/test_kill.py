@@ -1,6 +1,7 @@
-"""Interrupted training runs: SIGTERM / SIGINT / kill -9 mid-fit, and a death between the samples
-and the grid. Each rerun must end with the weights and samples of an uninterrupted run, every
-artifact present and no temporary file left; SIGTERM must exit non-zero with one message."""
+"""Interrupted training runs: SIGTERM / SIGINT / kill -9 mid-fit, SIGTERM / kill -9 inside a
+checkpoint write, and a death between the samples and the grid. Each rerun must end with the
+weights and samples of an uninterrupted run, every artifact present and no temporary file left;
+SIGTERM must exit non-zero with one message."""
 
 from __future__ import annotations
 
@@ -145,6 +146,78 @@ def test_kill_9_mid_fit_resumes_identically(tmp_path, image, reference):
     _assert_same_as(run_dir, reference)
 
 
+# ----------------------------------------------------------------------------- kill inside a checkpoint write
+PAUSE_S = 3.0  # the test hook's pause inside each checkpoint write (the kill lands in it)
+CKPT = {"sinsemi": (FIT, "last.ckpt"), "singan": (GAN, "last.pt")}
+
+
+@pytest.fixture(scope="module")
+def gan_reference(tmp_path_factory, image) -> Path:
+    run_dir = tmp_path_factory.mktemp("gan_ref") / "run"
+    proc = _train(run_dir, image, args=GAN)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def _kill_in_checkpoint_write(run_dir: Path, image: Path, sig: int, args, nth: int = 2) -> tuple[int, str, Path]:
+    """Train with the test hook on (each checkpoint write stops half-written for PAUSE_S) and send
+    ``sig`` inside the ``nth`` write (the earlier ones are complete). Returns (exit code, stderr,
+    the temp file that was being written)."""
+    from sinsemi.data.io import PAUSE_IN_CHECKPOINT_WRITE, PAUSE_MARKER
+
+    err_path = run_dir.parent / f"{run_dir.name}.stderr"
+    marks: list[str] = []
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen([str(BIN / "sinsemi-train"), *args, f"data.image={image}", f"hydra.run.dir={run_dir}"],
+                                stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                env={**_env(), PAUSE_IN_CHECKPOINT_WRITE: str(PAUSE_S)})
+        t0 = time.time()
+        while proc.poll() is None and len(marks) < nth and time.time() - t0 < 300:
+            time.sleep(0.01)
+            marks = [ln for ln in err_path.read_text().splitlines() if ln.startswith(PAUSE_MARKER)]
+        assert proc.poll() is None and len(marks) >= nth, f"no checkpoint write {nth} to kill in:\n{err_path.read_text()[-3000:]}"
+        tmp = Path(marks[nth - 1].partition(" in checkpoint write ")[2].strip())
+        assert tmp.exists() and tmp.stat().st_size > 0 and tmp.name.startswith(".") and ".partial-" in tmp.name
+        proc.send_signal(sig)
+        proc.wait(timeout=300)
+    return proc.returncode, err_path.read_text(), tmp
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gen", ["sinsemi", "singan"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_kill_inside_a_checkpoint_write(tmp_path, image, request, gen, sig):
+    """The kill lands while the new checkpoint is half-written: the previous one must still load, the
+    temp file must be the only trace (kill -9) or gone (SIGTERM), and the rerun must resume and end
+    with the weights and samples of an uninterrupted run, no temp file left."""
+    args, name = CKPT[gen]
+    ref = request.getfixturevalue("reference" if gen == "sinsemi" else "gan_reference")
+    run_dir = tmp_path / "run"
+    code, err, tmp = _kill_in_checkpoint_write(run_dir, image, sig, args)
+    ckpt = run_dir / "checkpoints" / name
+    assert not (run_dir / "model").exists() and not (run_dir / "metrics.json").exists()
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL
+        assert _partials(run_dir) == [tmp]  # the half-written temp; last checkpoint untouched
+        with pytest.raises(Exception):
+            torch.load(tmp, map_location="cpu", weights_only=True)
+    else:
+        assert code == 128 + signal.SIGTERM, err[-3000:]
+        assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+            "error: interrupted by SIGTERM: finished steps are kept; rerun the same command to resume"]
+        assert "Traceback" not in err
+        assert not _partials(run_dir), _partials(run_dir)  # finished (Lightning) or removed (SinGAN)
+    assert ckpt.exists()
+    stopped = torch.load(ckpt, map_location="cpu", weights_only=True)  # the one a restart resumes from is whole
+    if gen == "sinsemi":
+        assert 4 <= stopped["global_step"] < 40
+    else:
+        assert stopped["name"] == "singan" and (stopped["generators"] or stopped["partial"])
+    proc = _train(run_dir, image, args=args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_same_as(run_dir, ref)
+
+
 def _compose(*overrides: str):
     from hydra import compose, initialize_config_dir
 
@@ -214,6 +287,53 @@ def test_death_between_samples_and_grid(tmp_path, image, monkeypatch):
     assert not _partials(tmp_path / "run")
     assert (tmp_path / "run" / "grid.png").read_bytes() == (tmp_path / "ref" / "grid.png").read_bytes()
     assert oct((tmp_path / "run" / "metrics.json").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+GPNN = ["generator=gpnn", "profile=tiny", "logger=none"]
+
+
+@pytest.fixture(scope="module")
+def gpnn_reference(tmp_path_factory, image) -> Path:
+    run_dir = tmp_path_factory.mktemp("gpnn_ref") / "run"
+    proc = _train(run_dir, image, args=GPNN)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_kill_between_samples_and_grid(tmp_path, image, gpnn_reference, sig):
+    """A real signal after the sample PNGs, before the grid and ``samples.npz`` (test hook): the run
+    is not finished (no grid, no bundle, no metrics.json), and the rerun reuses the model and ends
+    with the samples, grid and artifacts of an uninterrupted run, no temp file left."""
+    from sinsemi.data.io import PAUSE_BEFORE_GRID, PAUSE_MARKER
+
+    run_dir, err_path = tmp_path / "run", tmp_path / "run.stderr"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen([str(BIN / "sinsemi-train"), *GPNN, f"data.image={image}", f"hydra.run.dir={run_dir}"],
+                                stdout=subprocess.DEVNULL, stderr=err, text=True, env={**_env(), PAUSE_BEFORE_GRID: "120"})
+        t0 = time.time()
+        while proc.poll() is None and PAUSE_MARKER not in err_path.read_text() and time.time() - t0 < 300:
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the job ended before the pause:\n{err_path.read_text()[-3000:]}"
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+    err = err_path.read_text()
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+        assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+            "error: interrupted by SIGTERM: finished steps are kept; rerun the same command to resume"]
+        assert "Traceback" not in err
+    assert (run_dir / "model" / "generator.json").exists() and list((run_dir / "samples").glob("*.png"))
+    for name in ("grid.png", "samples/samples.npz", "metrics.json"):
+        assert not (run_dir / name).exists(), name
+    proc = _train(run_dir, image, args=GPNN)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reusing the fitted model" in proc.stderr + proc.stdout
+    _assert_same_as(run_dir, gpnn_reference)
+    assert (run_dir / "grid.png").read_bytes() == (gpnn_reference / "grid.png").read_bytes()
 
 
 def _umask() -> int:

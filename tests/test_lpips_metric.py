@@ -108,3 +108,22 @@ def test_bad_input_is_one_clear_error(alex):
         lpips_to_reference(x[None] * 255, x, model=alex)
     with pytest.raises(InputError, match="too small"):
         lpips_to_reference(x[None, :, :12, :12], x[:, :12, :12], model=alex)
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg", "squeeze"])
+def test_min_side_is_the_backbones(net):
+    """MIN_SIDE (what the evaluation checks references against before any work) is each backbone's
+    smallest input: one pixel less and its last feature map is empty."""
+    import lpips
+
+    from sinsemi.metrics.inception import InceptionFeatures
+    from sinsemi.metrics.lpips import MIN_SIDE
+
+    m = lpips.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
+    n = MIN_SIDE[net]
+    with torch.no_grad():
+        m.net(m.scaling_layer(torch.zeros(1, 3, n, n)))
+        with pytest.raises(RuntimeError):
+            m.net(m.scaling_layer(torch.zeros(1, 3, n - 1, n - 1)))
+    s = MIN_SIDE["sifid"]
+    assert InceptionFeatures.out_size(s, s) == (2, 2) and InceptionFeatures.out_size(s - 1, s - 1) == (1, 1)

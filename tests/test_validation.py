@@ -77,3 +77,76 @@ def test_check_weights(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="InceptionV3 weights for SIFID"):
         check_weights(inception=True)
     check_weights(lpips_nets=["alex"], inception=True, allow_random=True)
+
+
+def _eval_cfg(profile: str = "tiny") -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from sinsemi.cli._common import conf_dir
+
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        return OmegaConf.to_container(compose("eval", overrides=[f"profile={profile}"]), resolve=True)
+
+
+@pytest.mark.parametrize("profile", ["tiny", "quick", "standard", "paper"])
+def test_validate_eval_accepts_the_shipped_config(profile):
+    from sinsemi.cli.eval import KNOWN_KEYS
+    from sinsemi.validation import validate_eval
+
+    validate_eval(_eval_cfg(profile), KNOWN_KEYS)
+
+
+@pytest.mark.parametrize("path,value,match", [
+    ("typo", True, "unknown eval setting\\(s\\) typo"),
+    ("mode", "both", "mode must be one of samples, reference, got 'both'"),
+    ("seed", "abc", "seed must be an integer >= 0, got 'abc'"),
+    ("n", 0, "n must be an integer > 0 \\(or null\\), got 0"),
+    ("segmentation", "yes", "segmentation must be true or false, got 'yes'"),
+    ("reference.max_side", 0, "reference.max_side must be an integer > 0"),
+    ("metrics.lpips_net", "resnet", "metrics.lpips_net must be one of alex, vgg, squeeze"),
+    ("metrics.batch_size", 0, "metrics.batch_size must be an integer > 0, got 0"),
+    ("test_set.random.n", -1, "test_set.random.n must be an integer >= 0, got -1"),
+    ("test_set.paper", "no", "test_set.paper must be true or false"),
+])
+def test_validate_eval_refuses(tmp_path, path, value, match):
+    from sinsemi.cli.eval import KNOWN_KEYS
+    from sinsemi.validation import validate_eval
+
+    cfg = _eval_cfg()
+    *parents, key = path.split(".")
+    node = cfg
+    for p in parents:
+        node = node[p]
+    node[key] = value
+    with pytest.raises(InputError, match=match):
+        validate_eval(cfg, KNOWN_KEYS)
+
+
+def test_validate_eval_paths(tmp_path):
+    from sinsemi.cli.eval import KNOWN_KEYS
+    from sinsemi.validation import validate_eval
+
+    (tmp_path / "f").write_text("x")
+    cfg = {**_eval_cfg(), "out_dir": str(tmp_path / "f" / "o")}
+    with pytest.raises(InputError, match="cannot create output directory .*\\(out_dir\\)"):
+        validate_eval(cfg, KNOWN_KEYS)
+    cfg = {**_eval_cfg(), "segmentation": True, "test_set": {"paper": True, "random": {"n": 0, "seed": 1}, "dir": str(tmp_path / "no")}}
+    with pytest.raises(InputError, match="test_set.dir=.* is not a directory"):
+        validate_eval(cfg, KNOWN_KEYS)
+    validate_eval({**cfg, "segmentation": False}, KNOWN_KEYS)  # the test sets are not used then
+    assert not (tmp_path / "f" / "o").exists()
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("threshold", "abc", "labeller.threshold must be a number, got 'abc'"),
+    ("align", "yes", "labeller.align must be true or false"),
+    ("contrast", "high", "labeller.contrast must be a number \\(or null\\)"),
+    ("min_area", -1, "invalid labeller settings"),
+])
+def test_labeller_settings_are_checked(key, value, match):
+    from sinsemi.metrics.labeller import LabellerConfig
+
+    with pytest.raises(InputError, match=match):
+        LabellerConfig.from_dict({key: value})
+    assert LabellerConfig.from_dict({"contrast": None, "threshold": 0.05, "min_area": 10}).min_area == 10

@@ -1,8 +1,8 @@
 """Checks of user-supplied values, shared by every entry point: one wording, one place.
 
 Everything here raises :class:`sinsemi.errors.InputError` with one sentence naming the setting,
-the value and what is allowed. The CLIs run :func:`validate_train` / :func:`validate_sample` at job
-start, so a bad value fails before any training step.
+the value and what is allowed. The CLIs run :func:`validate_train` / :func:`validate_sample` /
+:func:`validate_eval` at job start, so a bad value fails before any training step or written file.
 """
 
 from __future__ import annotations
@@ -43,6 +43,13 @@ def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
 def check_seed(name: str, value: Any) -> int:
     """A seed: a non-negative integer."""
     return check_number(name, value, minimum=0, strict=False, integer=True)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """A flag: true or false (not a string such as 'ture', which Python would take as true)."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
@@ -187,3 +194,38 @@ def validate_sample(cfg: Mapping[str, Any], generator: str) -> None:
     settings = dict(cfg.get("sampler") or {})
     check_sampler_settings(generator, settings)
     _evaluation_weights(cfg, settings)
+
+
+#: LPIPS backbones (sinsemi.metrics.weights.LPIPS_NETS, repeated here so the check needs no torch)
+LPIPS_NETS = ("alex", "vgg", "squeeze")
+
+
+def validate_eval(cfg: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Every check of a ``sinsemi-eval`` job that needs no image: run before any file is read or
+    written. ``known``: the top-level settings the job reads (anything else, e.g. a ``+typo=...``,
+    would be ignored silently, so it is an error)."""
+    known = set(known)
+    unknown = sorted(k for k in cfg if k not in known)
+    if unknown:
+        raise InputError(f"unknown eval setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    check_choice("mode", cfg.get("mode"), ("samples", "reference"))
+    check_seed("seed", cfg.get("seed"))
+    check_number("n", cfg.get("n"), integer=True, allow_none=True)
+    for key in ("segmentation", "probe", "allow_random_backbone"):
+        check_bool(key, cfg.get(key))
+    ref = cfg.get("reference") or {}
+    check_seed("reference.preset_seed", ref.get("preset_seed", 0))
+    check_number("reference.max_side", ref.get("max_side"), integer=True, allow_none=True)
+    m = cfg.get("metrics") or {}
+    check_choice("metrics.lpips_net", m.get("lpips_net", "alex"), LPIPS_NETS)
+    check_number("metrics.batch_size", m.get("batch_size", 50), integer=True)
+    check_number("metrics.pairwise_max_pairs", m.get("pairwise_max_pairs", 1000), integer=True)
+    ts = cfg.get("test_set") or {}
+    rnd = ts.get("random") or {}
+    check_bool("test_set.paper", ts.get("paper", True))
+    check_number("test_set.random.n", rnd.get("n", 0), integer=True, strict=False)
+    check_seed("test_set.random.seed", rnd.get("seed", 1000))
+    if cfg.get("segmentation") and ts.get("dir") and not Path(ts["dir"]).is_dir():
+        raise InputError(f"test_set.dir={ts['dir']} is not a directory")
+    if cfg.get("out_dir"):
+        check_writable_dir(cfg["out_dir"], "out_dir")

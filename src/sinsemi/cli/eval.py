@@ -8,6 +8,7 @@ existing one, e.g. a training run's), ``row.md`` / ``row.csv``, ``defects.json``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,9 +18,13 @@ from omegaconf import DictConfig
 from sinsemi.cli._common import cli_main, conf_dir, task, to_primitive
 from sinsemi.errors import InputError
 from sinsemi.evaluation import EvalConfig, evaluate as run_evaluation, load_references, resolve_samples
-from sinsemi.validation import resolve_device
+from sinsemi.validation import resolve_device, validate_eval
 
 SUMMARY_KEYS = ("sifid_mean", "lpips_mean", "defect_count_mean", "iou_mean")
+#: the top-level keys of conf/eval.yaml: EvalConfig's fields (``profile`` is read from ``profile_name``,
+#: ``device`` from ``trainer.accelerator``) and the CLI's own
+KNOWN_KEYS = tuple(sorted({f.name for f in dataclasses.fields(EvalConfig)} - {"profile", "device"}
+                          | {"profile_name", "samples_dir", "n", "trainer", "n_samples"}))
 
 
 def eval_config(cfg: DictConfig) -> EvalConfig:
@@ -28,7 +33,9 @@ def eval_config(cfg: DictConfig) -> EvalConfig:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    """Run the evaluation the composed config asks for; returns the merged ``metrics.json`` dict."""
+    """Run the evaluation the composed config asks for; returns the merged ``metrics.json`` dict.
+    Every setting is checked before a file is read or written (:func:`sinsemi.validation.validate_eval`)."""
+    validate_eval(to_primitive(cfg), KNOWN_KEYS)
     ecfg = eval_config(cfg)
     refs = load_references(ecfg.reference)
     samples, names, name = None, None, "two references"

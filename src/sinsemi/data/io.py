@@ -9,7 +9,9 @@ three channels are identical becomes one channel; a genuinely colour image keeps
 
 Every writer is atomic (a temporary ``.<name>.partial-*`` beside the target, then ``os.replace``)
 so an interrupted or failed write never leaves a half-written file behind; files get the mode
-the umask allows (0644 under the usual 022), not mkstemp's 0600. Every problem raises :class:`sinsemi.errors.InputError`
+the umask allows (0644 under the usual 022), not mkstemp's 0600. Training checkpoints go through
+:func:`save_checkpoint_file` (every generator's, Lightning's via ``AtomicCheckpointIO``), which has
+the test hook ``$SINSEMI_TEST_PAUSE_IN_CHECKPOINT_WRITE`` (see there). Every problem raises :class:`sinsemi.errors.InputError`
 with one sentence naming the file and the problem.
 """
 
@@ -18,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,6 +36,11 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 MAX_SIDE = 1024  # default limit on an input image's side (data.max_side)
 FLOAT_TOL = 1e-6  # float pixels this far outside [0, 1] are rounding, not another scale
 PARTIAL = ".partial-"  # marks the temporary files of atomic writes
+#: test hooks (tests/test_kill.py only): seconds to pause inside every checkpoint write
+#: (save_checkpoint_file) and between a bundle's sample PNGs and its grid (save_samples)
+PAUSE_IN_CHECKPOINT_WRITE = "SINSEMI_TEST_PAUSE_IN_CHECKPOINT_WRITE"
+PAUSE_BEFORE_GRID = "SINSEMI_TEST_PAUSE_BEFORE_GRID"
+PAUSE_MARKER = "sinsemi-test: paused"  # starts the stderr line that says a pause has begun
 
 
 # ----------------------------------------------------------------------------- reading
@@ -256,6 +265,53 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _test_pause_seconds(hook: str) -> float:
+    """The pause a test hook asks for (0: unset, the case outside tests)."""
+    value = os.environ.get(hook, "")
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise InputError(f"{hook} must be a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _test_pause(seconds: float, where: str) -> None:
+    print(f"{PAUSE_MARKER} {where}", file=sys.stderr, flush=True)
+    time.sleep(seconds)
+
+
+def save_checkpoint_file(obj, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` into ``path`` atomically: until the new file is complete the previous
+    checkpoint stays whole, and a killed write leaves only a ``.<name>.partial-*`` temp beside it
+    (removed by :func:`remove_partials` when the job is started again).
+
+    Test hook, for tests that kill a job inside a checkpoint write: with
+    ``$SINSEMI_TEST_PAUSE_IN_CHECKPOINT_WRITE=<seconds>`` every checkpoint write puts the first half
+    of its bytes into the temp file, prints ``PAUSE_MARKER in checkpoint write <temp path>`` to stderr, sleeps that
+    long, then writes the rest and renames. Unset (always, outside tests) it costs nothing.
+    """
+    pause = _test_pause_seconds(PAUSE_IN_CHECKPOINT_WRITE)
+    with atomic_path(path) as tmp:
+        if not pause:
+            torch.save(obj, tmp)
+        else:
+            from io import BytesIO
+
+            buf = BytesIO()
+            torch.save(obj, buf)
+            data = buf.getvalue()
+            with open(tmp, "wb") as f:
+                f.write(data[: len(data) // 2])
+                f.flush()
+                _test_pause(pause, f"in checkpoint write {tmp}")
+                f.write(data[len(data) // 2:])
+    return Path(path)
+
+
 def remove_partials(directory: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that killed atomic writes left under ``directory`` (recursively).
     Only for a directory one job owns (a run dir at job start): another writer's file would go too."""
@@ -375,6 +431,9 @@ def save_samples(samples: torch.Tensor, out_dir: str | os.PathLike, *, seeds: Se
         if img.shape[0] not in (1, 3):
             img = img[:1]
         save_png(img, out_dir / f"{i:05d}.png", value_range=value_range)
+    pause = _test_pause_seconds(PAUSE_BEFORE_GRID)
+    if pause:  # test hook: a kill lands after the PNGs, before the grid and the bundle
+        _test_pause(pause, f"before the grid of {out_dir}")
     save_grid(samples[: min(n, 64)], grid_path or (out_dir / "grid.png"), value_range=grid_range or value_range)
     save_bundle(samples, out_dir / "samples.npz", seeds=seeds, value_range=list(value_range), **(meta or {}))
     return out_dir

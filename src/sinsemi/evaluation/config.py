@@ -35,6 +35,7 @@ class ReferenceSpec:
     mask: str | None = None      # the defect reference's mask (0/255 PNG); None: exact (simulator) or the labeller's
     preset: str = "line_pair"
     preset_seed: int = 0
+    max_side: int | None = 1024  # larger reference files are refused (data.io.MAX_SIDE; None: no limit)
 
 
 @dataclass(frozen=True)

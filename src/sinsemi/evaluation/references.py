@@ -31,10 +31,12 @@ def load_references(spec: ReferenceSpec) -> References:
     if spec.defect:
         # constant or oversized references are refused (a flat defect-free image would make every
         # structure of every sample a "defect")
-        defect = load_trainable(spec.defect, name=f"reference.defect={spec.defect}", setting="data.max_side")
-        clean = load_trainable(spec.clean, name=f"reference.clean={spec.clean}", setting="data.max_side")
+        kw = dict(max_side=spec.max_side, setting="reference.max_side")
+        defect = load_trainable(spec.defect, name=f"reference.defect={spec.defect}", **kw)
+        clean = load_trainable(spec.clean, name=f"reference.clean={spec.clean}", **kw)
         if defect.shape != clean.shape:
-            raise InputError(f"reference.defect is {tuple(defect.shape)} but reference.clean is {tuple(clean.shape)}: they must match")
+            raise InputError(f"reference.defect={spec.defect} is {tuple(defect.shape)} (C, H, W) but reference.clean={spec.clean} "
+                             f"is {tuple(clean.shape)}: they must match")
         mask = load_mask(spec.mask, like=defect) if spec.mask else None
         return References(defect, clean, mask, f"files: {spec.defect}, {spec.clean}")
     from sinsemi.data.optics import make_reference_pair
@@ -50,3 +52,15 @@ def check_compatible(images: torch.Tensor, ref: torch.Tensor, what: str = "sampl
     if images.ndim != 4 or tuple(images.shape[1:]) != tuple(ref.shape):
         raise InputError(f"{what} are {tuple(images.shape[1:])} (C, H, W) but the references are {tuple(ref.shape)}: "
                          "sizes and channels must match")
+
+
+def check_size(refs: References, lpips_net: str) -> None:
+    """The references are large enough for every metric: LPIPS's backbone (its last feature map)
+    and SIFID's (two feature positions) need a minimum side; smaller images would fail deep inside."""
+    from sinsemi.metrics.lpips import MIN_SIDE
+
+    need = max(MIN_SIDE.get(lpips_net, 0), MIN_SIDE["sifid"])
+    h, w = refs.defect.shape[-2:]
+    if min(h, w) < need:
+        raise InputError(f"the references ({refs.source}) are {h}x{w} px: too small to evaluate (LPIPS '{lpips_net}' and "
+                         f"SIFID need at least {need} px a side)")

@@ -12,7 +12,7 @@ from sinsemi.evaluation.config import EvalConfig
 from sinsemi.evaluation.defects import defect_metrics, fill_reference_mask, labeller_config
 from sinsemi.evaluation.downstream import baseline_train_set, downstream
 from sinsemi.evaluation.image_metrics import image_metrics
-from sinsemi.evaluation.references import References, check_compatible
+from sinsemi.evaluation.references import References, check_compatible, check_size
 from sinsemi.evaluation.result import EvalResult
 from sinsemi.evaluation.testsets import build_test_sets
 
@@ -38,6 +38,7 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
             raise InputError("no samples to evaluate (mode=samples)")
         check_compatible(samples, refs.defect)
         names = names or [f"{i:05d}" for i in range(samples.shape[0])]
+    check_size(refs, cfg.metrics.lpips_net)
     name = str(cfg.name or name)
     out_dir = cfg.out_dir
     if out_dir is not None:
@@ -48,6 +49,11 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
     lcfg = labeller_config(refs, cfg.labeller)
     fill_reference_mask(refs, lcfg)
     t0 = time.perf_counter()
+    test_sets = None
+    if cfg.segmentation:  # built first: a bad test set fails before a file is written
+        test_sets = build_test_sets(cfg, refs)
+        if not test_sets:
+            raise InputError("segmentation is on but no test set is enabled (test_set.paper, test_set.random.n, test_set.dir)")
     im = image_metrics(samples, refs.defect, cfg)
     if im.random_backbone:
         log.warning("a randomly initialised backbone produced SIFID/LPIPS: the figures are not comparable")
@@ -70,7 +76,7 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
 
             tx, train_set = samples, "samples with the labeller's masks"
             tm = training_masks(samples, refs, lcfg, labels, cfg.downstream.mask)
-        result.downstream = downstream(tx, tm, build_test_sets(cfg, refs), cfg.downstream, seed=cfg.seed, train_set=train_set)
+        result.downstream = downstream(tx, tm, test_sets, cfg.downstream, seed=cfg.seed, train_set=train_set)
         if result.downstream.empty:
             log.warning("the U-Net predicts empty masks on >= 90%% of the defect images of %s: it learnt nothing",
                         ", ".join(result.downstream.empty))

@@ -93,12 +93,13 @@ class SinSEMI:
                              min_coarse=p["min_coarse"], max_coarse=p["max_coarse"])
 
     def fit(self, image: torch.Tensor, *, seed: int, out_dir: str | Path) -> None:
-        """Train on ``image`` (C, H, W); checkpoints in ``out_dir/checkpoints`` (resumed from last.ckpt)."""
+        """Train on ``image`` (C, H, W); checkpoints in ``out_dir/checkpoints`` (resumed from last.ckpt),
+        each written atomically (:class:`~sinsemi.generators.sinsemi_module.AtomicCheckpointIO`)."""
         import lightning as L
         from lightning.pytorch.callbacks import ModelCheckpoint
 
         from sinsemi.data.io import ensure_dir
-        from sinsemi.generators.sinsemi_module import PyramidDataModule, SinSEMIModule
+        from sinsemi.generators.sinsemi_module import AtomicCheckpointIO, PyramidDataModule, SinSEMIModule
         from sinsemi.runs import image_sha256
 
         if not isinstance(image, torch.Tensor) or image.ndim != 3:
@@ -132,6 +133,7 @@ class SinSEMI:
             logger=rt.logger if rt.logger is not None else False, log_every_n_steps=max(1, rt.log_every),
             enable_progress_bar=rt.progress, enable_model_summary=False, num_sanity_val_steps=0,
             limit_val_batches=0, default_root_dir=str(out_dir),
+            plugins=[AtomicCheckpointIO()],  # last.ckpt is replaced whole, never half-written
             callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}",
                                        save_top_k=-1 if rt.keep_checkpoints else 0, save_last=True, auto_insert_metric_name=False,
                                        every_n_train_steps=max(1, rt.checkpoint_every), enable_version_counter=False)],

@@ -23,12 +23,28 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from sinsemi.flow.path import bridge_point
 from sinsemi.nets.sinddm import SinDDMNet
 from sinsemi.seeding import derive_seed
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO, writing through :func:`sinsemi.data.io.save_checkpoint_file`: a temp
+    file beside the target (``.last.ckpt.partial-*``), then ``os.replace``. Lightning's own writer
+    stages the bytes in the system temp dir and moves them over (a copy, not a rename, when that is
+    another file system), so a kill could leave a half-written ``last.ckpt`` or a stray temp file
+    that no restart removes; this one never does, and its temp is what ``remove_partials`` cleans."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"storage_options is not supported by {type(self).__name__}")
+        from sinsemi.data.io import save_checkpoint_file
+
+        save_checkpoint_file(checkpoint, path)
 
 
 class _Repeat(Dataset):

@@ -70,6 +70,14 @@ class LabellerConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise InputError(f"unknown labeller setting(s): {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        for key, value in d.items():
+            default = cls.__dataclass_fields__[key].default
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            if isinstance(default, bool) and not isinstance(value, bool):
+                raise InputError(f"labeller.{key} must be true or false, got {value!r}")
+            if ((isinstance(default, (int, float)) and not isinstance(default, bool)) or (default is None and value is not None)) \
+                    and not number:
+                raise InputError(f"labeller.{key} must be a number{' (or null)' if default is None else ''}, got {value!r}")
         cfg = cls(**d)
         if not (cfg.threshold > 0 and cfg.blur_sigma >= 0 and cfg.min_area >= 0 and cfg.max_shift >= 0
                 and cfg.shift_step > 0 and cfg.shift_window >= 1 and 0 <= cfg.mask_rel < 1 and cfg.peak_window >= 1

@@ -43,6 +43,11 @@ class PairwiseLPIPSResult:
     weights: str
 
 
+#: the smallest image side each backbone takes (its last feature map is empty below), and SIFID's
+#: (two positions of the 64-d Inception map); tests/test_lpips_metric.py checks them against the nets
+MIN_SIDE = {"alex": 31, "vgg": 16, "squeeze": 17, "sifid": 9}
+
+
 def lpips_features(model, x: torch.Tensor) -> list[torch.Tensor]:
     """Unit-normalised backbone features of [-1, 1] images (N, 3, H, W), one tensor per layer."""
     try:

@@ -230,7 +230,7 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
     """Adam(W) on ``spec.loss_fn`` for ``spec.steps`` steps; checkpoints ``ckpt_dir/last.pt``
     (atomically) every ``runtime.checkpoint_every`` steps and at the end; resumes from it when
     ``runtime.resume``."""
-    from sinsemi.data.io import atomic_path, ensure_dir
+    from sinsemi.data.io import ensure_dir, save_checkpoint_file
 
     device = runtime.device
     model.to(device).train()
@@ -261,10 +261,9 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
 
     def save() -> None:
         ensure_dir(ckpt.parent)
-        with atomic_path(ckpt) as tmp:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "ema": ema.state_dict() if ema is not None else None, "rng": gen.get_state(),
-                        "step": step, "loss": last_loss, "fingerprint": fingerprint}, tmp)
+        save_checkpoint_file({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                              "ema": ema.state_dict() if ema is not None else None, "rng": gen.get_state(),
+                              "step": step, "loss": last_loss, "fingerprint": fingerprint}, ckpt)
 
     bar = None
     if runtime.progress and step < spec.steps:

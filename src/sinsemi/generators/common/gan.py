@@ -196,10 +196,9 @@ class CheckpointStore:
         self.name = name
 
     def save(self, state: Mapping[str, Any]) -> None:
-        from sinsemi.data.io import atomic_path
+        from sinsemi.data.io import save_checkpoint_file
 
-        with atomic_path(self.path) as tmp:
-            torch.save({"format": CHECKPOINT_FORMAT, "name": self.name, **state}, tmp)
+        save_checkpoint_file({"format": CHECKPOINT_FORMAT, "name": self.name, **state}, self.path)
 
     def load(self, fingerprint: Mapping[str, Any]) -> dict | None:
         """The saved state, or None when there is none. Checks it belongs to this fit."""
