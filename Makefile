@@ -54,14 +54,35 @@ figures: $(STAMP) ## Figures: simulator preset next to the real image, grids, he
 
 # ---------------------------------------------------------------- experiments (launch, then collect)
 # Launch phases are idempotent: finished runs (metrics.json present) are skipped, unfinished ones resume.
-SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS)
+# LAUNCHER=slurm: every job (the two-reference evaluation too) runs on the cluster; WAIT=0 submits and
+# returns at once (then `make status PROFILE=...` until all are finished, which writes the tables).
+WAIT     ?= 1
+ifeq ($(WAIT),0)
+ifneq ($(LAUNCHER),slurm)
+$(error WAIT=0 needs LAUNCHER=slurm (the local launchers run the jobs in this process))
+endif
+endif
+WAIT_ARG  = $(if $(filter 0,$(WAIT)),hydra.launcher.wait=false)
+SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS) $(WAIT_ARG)
+SWEEP    ?= outputs/compare_$(PROFILE)
+REF_DIR   = outputs/reference_$(PROFILE)
+REF_ARGS  = mode=reference profile=$(PROFILE) out_dir=$(REF_DIR)
 # The ablations re-sample ONE trained SinSEMI run: in the quick profile that is the demo's run.
 ABL_RUN   ?= $(if $(filter quick,$(PROFILE)),outputs/demo,outputs/ablation/sinsemi_$(PROFILE))
 
-table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained + sampled + evaluated; then collected
+table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained + sampled + evaluated; then collected (WAIT=0: submit only)
+	$(MAKE) --no-print-directory reference
 	$(VENV)/bin/sinsemi-train experiment=$@ $(SWEEP_ARGS)
-	test -f outputs/reference_$(PROFILE)/metrics.json || $(VENV)/bin/sinsemi-eval mode=reference profile=$(PROFILE) out_dir=outputs/reference_$(PROFILE)
-	$(PY) -m sinsemi.report.tables --runs outputs/compare_$(PROFILE) outputs/reference_$(PROFILE) --out experiments/results
+	$(if $(filter 0,$(WAIT)),@echo "submitted; follow with: make status PROFILE=$(PROFILE) (writes the tables once every run is finished)",$(MAKE) --no-print-directory status)
+
+reference: $(STAMP) ## The two-reference row (outputs/reference_PROFILE); with LAUNCHER=slurm as a cluster job
+	@if test -f $(REF_DIR)/metrics.json; then echo "two-reference row: $(REF_DIR)/metrics.json is there"; \
+	elif test "$(LAUNCHER)" = local; then $(VENV)/bin/sinsemi-eval $(REF_ARGS); \
+	else $(VENV)/bin/sinsemi-eval -m $(REF_ARGS) launcher=$(LAUNCHER) hydra.sweep.dir=$(REF_DIR)/.sweep $(WAIT_ARG); fi
+
+status: $(STAMP) ## Collect step: list finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE) + the reference row; when all are finished, write Tables 1-3
+	$(PY) -m sinsemi.report.status $(SWEEP) --also $(REF_DIR)
+	$(PY) -m sinsemi.report.tables --runs $(SWEEP) $(REF_DIR) --out experiments/results
 
 ablation-run: $(STAMP)
 	$(VENV)/bin/sinsemi-train profile=$(PROFILE) hydra.run.dir=$(ABL_RUN)
@@ -80,4 +101,4 @@ wandb-sync: $(STAMP) ## Upload offline W&B runs found under outputs/ (needs WAND
 clean: ## Remove outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache
 
-.PHONY: help install demo test test-slow bench gpu-check study-sinsemi figures clean table1 table2 table3 ablation-run ablate-steps ablate-guidance wandb-sync
+.PHONY: help install demo test test-slow bench gpu-check study-sinsemi figures clean table1 table2 table3 reference status ablation-run ablate-steps ablate-guidance wandb-sync
