@@ -63,7 +63,9 @@ $(error WAIT=0 needs LAUNCHER=slurm (the local launchers run the jobs in this pr
 endif
 endif
 WAIT_ARG  = $(if $(filter 0,$(WAIT)),hydra.launcher.wait=false)
-SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS) $(WAIT_ARG)
+ARGS     ?=
+# ARGS: more overrides for every job of the sweep, e.g. ARGS="hydra.launcher.partition=gpu hydra.launcher.account=me"
+SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS) $(WAIT_ARG) $(ARGS)
 SWEEP    ?= outputs/compare_$(PROFILE)
 REF_DIR   = outputs/reference_$(PROFILE)
 REF_ARGS  = mode=reference profile=$(PROFILE) out_dir=$(REF_DIR)
@@ -78,11 +80,11 @@ table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained +
 reference: $(STAMP) ## The two-reference row (outputs/reference_PROFILE); with LAUNCHER=slurm as a cluster job
 	@if test -f $(REF_DIR)/metrics.json; then echo "two-reference row: $(REF_DIR)/metrics.json is there"; \
 	elif test "$(LAUNCHER)" = local; then $(VENV)/bin/sinsemi-eval $(REF_ARGS); \
-	else $(VENV)/bin/sinsemi-eval -m $(REF_ARGS) launcher=$(LAUNCHER) hydra.sweep.dir=$(REF_DIR)/.sweep $(WAIT_ARG); fi
+	else $(VENV)/bin/sinsemi-eval -m $(REF_ARGS) launcher=$(LAUNCHER) hydra.sweep.dir=$(REF_DIR)/.sweep $(WAIT_ARG) $(ARGS); fi
 
-status: $(STAMP) ## Collect step: list finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE) + the reference row; when all are finished, write Tables 1-3
-	$(PY) -m sinsemi.report.status $(SWEEP) --also $(REF_DIR)
-	$(PY) -m sinsemi.report.tables --runs $(SWEEP) $(REF_DIR) --out experiments/results
+status: $(STAMP) ## Collect step: finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE, + the reference row; all finished: writes Tables 1-3)
+	$(PY) -m sinsemi.report.status $(SWEEP) $(if $(filter outputs/compare_$(PROFILE),$(SWEEP)),--also $(REF_DIR))
+	$(if $(filter outputs/compare_$(PROFILE),$(SWEEP)),$(PY) -m sinsemi.report.tables --runs $(SWEEP) $(REF_DIR) --out experiments/results)
 
 ablation-run: $(STAMP)
 	$(VENV)/bin/sinsemi-train profile=$(PROFILE) hydra.run.dir=$(ABL_RUN)

@@ -93,7 +93,7 @@ def test_reference_evaluation_can_run_as_a_cluster_job(launcher, tmp_path):
     OmegaConf.update(cfg, "hydra.job.name", "eval")
     launch = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     if launcher == "slurm":
-        assert launch["_target_"] == "sinsemi.cli.launcher.SlurmLauncher" and launch["wait"] is True
+        assert launch["_target_"] == "hydra_plugins.sinsemi_launcher.sinsemi_launcher.SlurmLauncher" and launch["wait"] is True
         assert launch["tasks_per_node"] == cfg.trainer.devices
 
 

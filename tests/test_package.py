@@ -75,6 +75,7 @@ def test_wheel_holds_every_config(installed):
     conf = REPO / "src" / "sinsemi" / "conf"
     want = {f"sinsemi/conf/{p.relative_to(conf).as_posix()}" for p in conf.rglob("*.yaml")}
     assert want and want <= names, sorted(want - names)
+    assert "hydra_plugins/sinsemi_launcher/sinsemi_launcher.py" in names  # launcher=slurm's launcher
 
 
 def test_installed_package_trains_outside_the_repo(installed, tmp_path):

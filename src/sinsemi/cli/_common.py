@@ -15,7 +15,6 @@ from typing import Any
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
-from sinsemi.cli import launcher as _launcher  # noqa: F401  (registers hydra/launcher=sinsemi_slurm)
 from sinsemi.errors import InputError, Interrupted
 from sinsemi.validation import resolve_device  # noqa: F401  (the one device resolver; re-exported)
 

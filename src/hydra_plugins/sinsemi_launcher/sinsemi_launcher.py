@@ -7,11 +7,12 @@ returns at once; the runs are collected later (``make status``: a run is finishe
 ``metrics.json`` is, see :func:`sinsemi.runs.is_finished`). ``wait: true`` (the default) is the
 plugin's own behaviour, unchanged.
 
-Importing this module registers the config (every CLI imports it through ``cli/_common.py``).
+It lives in the ``hydra_plugins`` namespace because Hydra instantiates launchers from there only;
+Hydra's plugin scan imports this module, which registers the config.
 """
 
-from __future__ import annotations
-
+# (no `from __future__ import annotations`: Hydra's plugin scan runs this module outside sys.modules,
+# where a dataclass with string annotations cannot be built)
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ log = logging.getLogger("sinsemi")
 
 @dataclass
 class SinsemiSlurmConf(SlurmQueueConf):
-    _target_: str = "sinsemi.cli.launcher.SlurmLauncher"
+    _target_: str = "hydra_plugins.sinsemi_launcher.sinsemi_launcher.SlurmLauncher"
     wait: bool = True  # false: submit the sweep and return (collect with `make status`)
 
 
