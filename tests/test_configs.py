@@ -85,6 +85,28 @@ def test_launcher_instantiates(launcher, tmp_path):
         assert instantiate(cb) is not None
 
 
+@pytest.mark.parametrize("launcher", ["local", "submitit_local", "slurm"])
+def test_reference_evaluation_can_run_as_a_cluster_job(launcher, tmp_path):
+    # make tableN LAUNCHER=slurm submits `sinsemi-eval -m mode=reference launcher=slurm` (not on the login node)
+    cfg = _compose("eval", ["mode=reference", "profile=paper", f"launcher={launcher}", f"hydra.sweep.dir={tmp_path}"],
+                   hydra_cfg=True)
+    OmegaConf.update(cfg, "hydra.job.name", "eval")
+    launch = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    if launcher == "slurm":
+        assert launch["_target_"] == "hydra_plugins.sinsemi_launcher.sinsemi_launcher.SlurmLauncher" and launch["wait"] is True
+        assert launch["tasks_per_node"] == cfg.trainer.devices
+
+
+def test_slurm_launcher_can_return_without_waiting(tmp_path):
+    from hydra.utils import get_class
+
+    cfg = _compose("train", ["launcher=slurm", "hydra.launcher.wait=false", f"hydra.sweep.dir={tmp_path}"], hydra_cfg=True)
+    OmegaConf.update(cfg, "hydra.job.name", "train")
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    obj = get_class(params.pop("_target_"))(**params)
+    assert obj.wait is False and "wait" not in obj.params  # not passed on to sbatch
+
+
 @pytest.mark.parametrize("experiment", ["compare", "table1", "table2", "table3"])
 def test_experiments_compose(experiment):
     cfg = _compose("train", [f"experiment={experiment}"], hydra_cfg=True)

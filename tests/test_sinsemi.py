@@ -9,11 +9,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from sinsemi.cli._common import conf_dir
 from sinsemi.errors import InputError
 from sinsemi.generators.base import OneShotGenerator, Runtime
 from sinsemi.generators.sinsemi import SinSEMI
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(conf_dir())
 
 
 def tiny_params(**over) -> dict:

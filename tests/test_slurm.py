@@ -53,3 +53,28 @@ def test_two_point_sweep_through_slurm(slurm_cluster, tmp_path, tiny_image):
     # submitit really went through sbatch: its job folders hold SLURM job ids and logs
     logs = list((sweep / ".submitit").rglob("*_log.out"))
     assert logs, "no submitit job logs: jobs did not run through SLURM"
+
+
+def test_sweep_submits_and_returns_then_status_collects(slurm_cluster, tmp_path, tiny_image):
+    """hydra.launcher.wait=false (make ... WAIT=0): the CLI returns once the jobs are queued; the
+    collect step (make status) lists them until their metrics.json are written."""
+    import time
+
+    from sinsemi.report import status as S
+
+    png = write_tiny_png(tmp_path / "tiny.png", tiny_image)
+    sweep = tmp_path / "sweep"
+    out = run_cli("train", "-m", "generator=gpdm,gpnn", "profile=tiny", "logger=none", f"data.image={png}",
+                  "launcher=slurm", "hydra.launcher.wait=false", "hydra.launcher.gpus_per_node=0",
+                  "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+                  "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=${generator.name}",
+                  env={"SLURM_CONF": str(slurm_cluster)}, timeout=300)
+    assert "not waiting" in out.stdout + out.stderr
+    first = S.sweep_status(sweep)
+    assert len(first.runs) == 2 and not first.finished, "the CLI waited for the jobs"
+    deadline = time.time() + 600
+    while not S.sweep_status(sweep).finished and time.time() < deadline:
+        time.sleep(5)
+    st = S.sweep_status(sweep)
+    assert st.finished, [(r.run_dir.name, r.state) for r in st.runs]
+    assert {r.run_dir.name for r in st.runs} == {"gpdm", "gpnn"}

@@ -162,8 +162,11 @@ def curve(name: str, overrides: list[str], every: int, iterations: int, n: int, 
     from sinsemi.generators.base import Runtime
     from sinsemi.generators.sinsemi import SinSEMI
 
-    params = yaml.safe_load(Path("conf/generator/sinsemi.yaml").read_text())
-    params.update((yaml.safe_load(Path("conf/generator_profile/sinsemi_quick.yaml").read_text()) or {})["generator"])
+    from sinsemi.cli._common import conf_dir
+
+    conf = Path(conf_dir())
+    params = yaml.safe_load((conf / "generator" / "sinsemi.yaml").read_text())
+    params.update((yaml.safe_load((conf / "generator_profile" / "sinsemi_quick.yaml").read_text()) or {})["generator"])
     params.pop("name", None)
     for ov in overrides:
         k, v = ov.split("=", 1)

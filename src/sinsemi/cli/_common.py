@@ -22,15 +22,17 @@ log = logging.getLogger("sinsemi")
 
 
 def conf_dir() -> str:
-    """The repo's ``conf/`` (editable install), or ``$SINSEMI_CONF``."""
+    """The Hydra config dir shipped inside the package (``sinsemi/conf``), or ``$SINSEMI_CONF``."""
     env = os.environ.get("SINSEMI_CONF")
     if env:
         return str(Path(env).resolve())
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "conf" / "train.yaml").exists():
-            return str(parent / "conf")
-    raise RuntimeError("cannot find the sinsemi conf/ directory: install with `pip install -e .` or set SINSEMI_CONF")
+    from importlib.resources import files
+
+    conf = files("sinsemi") / "conf"
+    # Hydra reads configs from a real directory; setuptools installs packages unzipped, so this is one.
+    if not isinstance(conf, Path) or not (conf / "train.yaml").is_file():
+        raise RuntimeError(f"the sinsemi package has no conf/train.yaml ({conf}): reinstall it, or set SINSEMI_CONF")
+    return str(conf)
 
 
 # ----------------------------------------------------------------------------- the one error path

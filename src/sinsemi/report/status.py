@@ -1,0 +1,161 @@
+"""The collect step of a sweep: which of its runs are finished, failed, started (running, or killed)
+or missing (queued, or never submitted).
+
+``python -m sinsemi.report.status SWEEP_DIR [--also RUN_DIR ...]`` (``make status``). The planned runs
+are read back from the sweep's own ``multirun.yaml`` (written by Hydra's sweeper before any job is
+launched) and expanded the way the sweeper expands them, so a job that never started is listed too.
+A run is finished by the same rule the sweeps use to skip it (:func:`sinsemi.runs.is_finished` on its
+``metrics.json``, plus its ``grid.png``). Exit code 0 when every run is finished, 1 otherwise, 2 on
+bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from sinsemi.errors import InputError
+
+FINISHED, FAILED, STARTED, MISSING = "finished", "failed", "started", "missing"
+#: what each state means to a user reading the list
+MEANING = {FINISHED: "metrics.json written", FAILED: "the job recorded an error",
+           STARTED: "run dir exists, no metrics.json yet: running, or killed / timed out (rerun the sweep to resume)",
+           MISSING: "no run dir: queued, or not submitted"}
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """One planned run of a sweep: its overrides, dir and state (one of :data:`MEANING`)."""
+
+    overrides: tuple[str, ...]
+    run_dir: Path
+    state: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    sweep_dir: Path
+    runs: tuple[RunStatus, ...]
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.runs) and all(r.state == FINISHED for r in self.runs)
+
+    def count(self, state: str) -> int:
+        return sum(r.state == state for r in self.runs)
+
+
+def planned_jobs(sweep_dir: Path) -> tuple[str, list[str], list[list[str]]]:
+    """(config name, the command line's hydra.* overrides, each job's overrides) of the last multirun into ``sweep_dir``, as Hydra's basic
+    sweeper expands them (its params first, the command line's overrides win)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        raise InputError(f"{sweep_dir} is not a sweep dir (no multirun.yaml): launch the sweep first (e.g. make table2)")
+    # unresolved: an override such as hydra.sweep.subdir=seed${seed} is resolved per job, by compose
+    hc = OmegaConf.to_container(OmegaConf.load(path).hydra, resolve=False)
+    params = [f"{k}={v}" for k, v in ((hc.get("sweeper") or {}).get("params") or {}).items()] + hc["overrides"]["task"]
+    batches = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params), None)
+    return str(hc["job"]["config_name"]), list(hc["overrides"]["hydra"]), [list(job) for batch in batches for job in batch]
+
+
+def _job_records(sweep_dir: Path) -> dict[int, dict]:
+    from sinsemi.cli._common import JOBS_DIR
+
+    out = {}
+    for p in (sweep_dir / JOBS_DIR).glob("*.json"):
+        try:
+            rec = json.loads(p.read_text())
+            out[int(rec["num"])] = rec
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def run_state(run_dir: Path, *, evaluate: bool, segmentation: bool, job: tuple[str, ...]) -> str:
+    """finished / started / missing for one run dir (a failure comes from the job's own record)."""
+    from sinsemi import runs
+
+    if runs.is_finished(runs.read_metrics(run_dir), evaluate=evaluate, segmentation=segmentation, job=job) \
+            and (run_dir / "grid.png").exists():
+        return FINISHED
+    return STARTED if run_dir.is_dir() else MISSING
+
+
+def sweep_status(sweep_dir: str | Path) -> SweepStatus:
+    """The state of every planned run of the sweep in ``sweep_dir``."""
+    from hydra import compose, initialize_config_dir
+
+    from sinsemi import runs
+    from sinsemi.cli._common import conf_dir
+
+    sweep_dir = Path(sweep_dir)
+    config_name, hydra_overrides, jobs = planned_jobs(sweep_dir)
+    job_keys = {"train": runs.TRAIN_KEYS, "sample": runs.SAMPLE_KEYS}.get(config_name, ())
+    records = _job_records(sweep_dir)
+    out = []
+    with initialize_config_dir(conf_dir(), version_base="1.3"):
+        for num, overrides in enumerate(jobs):
+            cfg = compose(config_name, overrides=[*hydra_overrides, *overrides, f"hydra.job.num={num}"], return_hydra_config=True)
+            run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
+            state = run_state(run_dir, evaluate=bool(cfg.get("evaluate")), segmentation=bool(cfg.get("segmentation")),
+                              job=job_keys)
+            rec = records.get(num) or {}
+            error = None
+            if state != FINISHED and rec.get("status") == "failed" and rec.get("overrides") == list(overrides):
+                state, error = FAILED, rec.get("error")
+            out.append(RunStatus(tuple(overrides), run_dir, state, error))
+    return SweepStatus(sweep_dir, tuple(out))
+
+
+def single_run_status(run_dir: str | Path) -> RunStatus:
+    """A run outside a sweep (the two-reference row): finished when its metrics.json exists."""
+    run_dir = Path(run_dir)
+    from sinsemi import runs
+
+    state = FINISHED if runs.is_finished(runs.read_metrics(run_dir)) else (STARTED if run_dir.is_dir() else MISSING)
+    return RunStatus((), run_dir, state)
+
+
+def report(status: SweepStatus, also: list[RunStatus]) -> str:
+    """The listing a user reads: one line per run, then a summary line."""
+    every = [*status.runs, *also]
+    varying = set.union(*(set(r.overrides) for r in status.runs)) - set.intersection(*(set(r.overrides) for r in status.runs)) \
+        if len(status.runs) > 1 else set()
+    lines = [f"sweep {status.sweep_dir}:"]
+    for r in every:
+        what = " ".join(o for o in r.overrides if o in varying) or str(r.run_dir)
+        lines.append(f"  {r.state:<8} {what}" + (f"  ({r.run_dir})" if r.overrides else "") + (f": {r.error}" if r.error else ""))
+    counts = {s: sum(r.state == s for r in every) for s in MEANING}
+    lines.append(f"{counts[FINISHED]} of {len(every)} finished; " + ", ".join(f"{n} {s}" for s, n in counts.items() if n and s != FINISHED)
+                 if counts[FINISHED] < len(every) else f"all {len(every)} runs finished")
+    for s in (FAILED, STARTED, MISSING):
+        if counts[s]:
+            lines.append(f"  {s}: {MEANING[s]}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sinsemi.report.status", description=__doc__.splitlines()[0])
+    ap.add_argument("sweep_dir", type=Path, help="a sweep dir (holds multirun.yaml), e.g. outputs/compare_quick")
+    ap.add_argument("--also", nargs="*", type=Path, default=[], help="single run dirs to list too (the reference row)")
+    args = ap.parse_args(argv)
+    try:
+        status = sweep_status(args.sweep_dir)
+        also = [single_run_status(d) for d in args.also]
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(report(status, also))
+    return 0 if status.finished and all(r.state == FINISHED for r in also) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
