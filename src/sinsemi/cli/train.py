@@ -103,8 +103,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
             gen = build_generator(name, params, runtime)
             with runs.accumulating(run_dir, "fit_seconds"), \
-                    torch.autograd.set_detect_anomaly(bool(cfg.trainer.get("detect_anomaly", False))):
-                # summed over attempts, kill -9 included; anomaly detection: debug=...
+                    torch.autograd.set_detect_anomaly(runtime.detect_anomaly):
+                # summed over attempts, kill -9 included; anomaly detection: debug=... (Lightning sets its own)
                 gen.fit(image, seed=int(cfg.seed), out_dir=run_dir)
             check_interrupted()  # a fit stopped early by SIGTERM/SIGINT is not a model
             gen.save(model_dir)

@@ -53,6 +53,7 @@ class Runtime:
     checkpoint_every: int = 500
     keep_checkpoints: bool = False  # keep every step checkpoint (training curves), not only the last
     resume: bool = True
+    detect_anomaly: bool = False  # torch's autograd anomaly detection during fit (debug=...; slow)
     #: a checkpoint file to start from when the run dir has none of its own (``ckpt_path=<file>``);
     #: the run's own ``checkpoints/last.*`` wins once it exists, so a requeued job keeps its progress
     resume_from: str | None = None

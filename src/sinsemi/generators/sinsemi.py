@@ -97,6 +97,7 @@ class SinSEMI:
     def fit(self, image: torch.Tensor, *, seed: int, out_dir: str | Path) -> None:
         """Train on ``image`` (C, H, W); checkpoints in ``out_dir/checkpoints`` (resumed from last.ckpt)."""
         import lightning as L
+        from lightning.pytorch.callbacks import ModelCheckpoint
 
         from sinsemi.data.io import ensure_dir
         from sinsemi.generators.sinsemi_module import PyramidDataModule, SinSEMIModule
@@ -127,14 +128,15 @@ class SinSEMI:
         module = SinSEMIModule(**hparams)
         dm = PyramidDataModule(list(self.pyramid.levels), list(self.pyramid.conditions), steps)
         cuda = str(rt.device).startswith("cuda")
+        callbacks = self._callbacks(ckpt_dir)  # none: no periodic checkpoint (not Lightning's own default one either)
         trainer = L.Trainer(
             accelerator="gpu" if cuda else "cpu", devices=rt.trainer_kwargs.get("devices", 1) if cuda else 1,
             precision=effective_precision(rt.precision, rt.device), max_steps=steps, max_epochs=-1,
             gradient_clip_val=p["grad_clip"], gradient_clip_algorithm="norm",
             logger=rt.logger if rt.logger is not None else False, log_every_n_steps=max(1, rt.log_every),
-            enable_progress_bar=rt.progress, enable_model_summary=False, num_sanity_val_steps=0,
+            enable_progress_bar=rt.progress, enable_model_summary=False, num_sanity_val_steps=0, detect_anomaly=rt.detect_anomaly,
             limit_val_batches=0, default_root_dir=str(out_dir),
-            callbacks=self._callbacks(ckpt_dir),
+            callbacks=callbacks, enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         )
         if ckpt_path:
             log.info("resuming SinSEMI from %s", ckpt_path)
