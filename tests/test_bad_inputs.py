@@ -75,7 +75,9 @@ TRAIN_CASES = [
     ("guidance_weights", "sinsemi", ["sampler.guidance=1.0"], {"SINSEMI_WEIGHTS_DIR": "{d}/weights"},
      "sampler.guidance=1.0 needs pretrained LPIPS 'alex' weights"),
     ("generator_param", "sinsemi", ["generator.width=7"], {}, "width must be even, got 7"),
-    ("ckpt_path", "gpnn", ["ckpt_path=first"], {}, "ckpt_path must be 'last'"),
+    ("ckpt_path", "gpnn", ["ckpt_path=first"], {}, "ckpt_path=first: no such file"),
+    ("ckpt_path_training_free", "gpnn", ["ckpt_path={d}/a_file"], {}, "generator gpnn is training-free"),
+    ("ckpt_path_dir", "sinsemi", ["ckpt_path={d}/weights"], {}, "is a directory: name the checkpoint file"),
 ]
 
 

@@ -59,7 +59,7 @@ def test_shipped_configs_pass_validation(name, profile, tmp_path):
     validate_sample(cfg, name)
 
 
-@pytest.mark.parametrize("group", ["data", "trainer", "logger", "profile", "launcher"])
+@pytest.mark.parametrize("group", ["data", "trainer", "logger", "profile", "launcher", "callbacks", "debug", "paths", "local"])
 def test_group_options_compose(group):
     for opt in options(group):
         cfg = _compose("train", [f"{group}={opt}"], hydra_cfg=True)
@@ -131,3 +131,162 @@ def test_roots_compose():
         assert (CONF / f"{root}.yaml").exists(), root
     _compose("train", [])
     _compose("sample", ["run_dir=/nonexistent"])
+
+
+# ----------------------------------------------------------------------------- callbacks / debug / paths / local
+def _callbacks(overrides: list[str], *, logger=None, progress: bool = False):
+    from sinsemi.cli._common import make_callbacks
+
+    cfg = _compose("train", ["profile=tiny", *overrides])
+    return make_callbacks(cfg.callbacks, logger=logger, progress=progress)
+
+
+@pytest.mark.parametrize("option", options("callbacks"))
+def test_callbacks_options_build_lightning_callbacks(option):
+    from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+    cbs = _callbacks([f"callbacks={option}"], logger=object(), progress=True)
+    assert cbs is not None and all(isinstance(c, Callback) for c in cbs)
+    kinds = {type(c) for c in cbs}
+    if option == "none":
+        assert cbs == []
+        return
+    ck = next(c for c in cbs if isinstance(c, ModelCheckpoint))
+    assert ck.dirpath is None  # the fit points it at <run_dir>/checkpoints
+    assert ck._every_n_train_steps == 3  # trainer.checkpoint_every of the tiny profile
+    assert ck.save_top_k == (-1 if option == "keep_all" else 0) and ck.save_last is True
+    assert LearningRateMonitor in kinds
+    assert (TQDMProgressBar in kinds) == (option == "tqdm")
+
+
+def test_callbacks_lightning_would_refuse_are_dropped():
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    cbs = _callbacks(["callbacks=tqdm"], logger=None, progress=False)  # logger=none, trainer.progress=false
+    assert [type(c) for c in cbs] == [ModelCheckpoint]
+    assert any(isinstance(c, LearningRateMonitor) for c in _callbacks([], logger=object()))
+
+
+def test_callbacks_bad_entry_is_an_input_error():
+    from sinsemi.errors import InputError
+
+    with pytest.raises(InputError, match="callbacks.bad: cannot build lightning.pytorch.callbacks.NoSuch"):
+        _callbacks(["+callbacks.bad._target_=lightning.pytorch.callbacks.NoSuch"])
+    with pytest.raises(InputError, match="callbacks.plain must be a config with a _target_"):
+        _callbacks(["+callbacks.plain=3"])
+
+
+@pytest.mark.parametrize("option", ["default", "keep_all", "none"])
+def test_callbacks_reach_the_sinsemi_fit(option, tmp_path):
+    """The group decides what the Lightning fit writes: every step checkpoint (keep_all), only
+    last.ckpt (default), or only the final last.ckpt (none: no periodic one at step 3)."""
+    from sinsemi.cli.train import train
+    from sinsemi.generators.sinsemi_module import SinSEMIModule
+
+    seen = []
+    step = SinSEMIModule.training_step
+
+    def watch(self, batch, batch_idx):  # which checkpoints exist when step 5 starts
+        if self.global_step == 4:
+            seen.extend(sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt")))
+        return step(self, batch, batch_idx)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SinSEMIModule, "training_step", watch)
+        train(_compose("train", ["profile=tiny", "logger=none", "n_samples=1", f"callbacks={option}"]), tmp_path)
+    want = {"keep_all": ["last.ckpt", "step3.ckpt"], "default": ["last.ckpt"], "none": []}[option]
+    assert seen == want
+    final = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))
+    assert final == (["last.ckpt", "step3.ckpt", "step6.ckpt"] if option == "keep_all" else ["last.ckpt"])
+
+
+@pytest.mark.parametrize("option", options("debug"))
+def test_debug_options_compose(option):
+    steps = {"default": 5, "fdr": 1, "limit": 20}[option]
+    for name in ("sinsemi", "gpnn"):  # one Lightning fit, one training-free
+        cfg = _compose("train", ["profile=tiny", f"generator={name}", f"debug={option}"], hydra_cfg=True)
+        assert cfg.trainer.max_steps == steps and cfg.trainer.detect_anomaly is True
+        assert cfg.logger.name == "none" and cfg.evaluate is False
+        assert cfg.hydra.verbose == "sinsemi"
+        assert cfg.hydra.run.dir.startswith("outputs/debug/")
+
+
+def test_debug_fdr_runs_one_step_with_anomaly_detection(tmp_path):
+    """sinsemi-train profile=tiny debug=fdr: one training step (under torch's anomaly detection),
+    one sample, a finished run."""
+    import torch
+
+    from sinsemi.cli.train import train
+    from sinsemi.generators.sinsemi_module import SinSEMIModule
+
+    seen = []
+    step = SinSEMIModule.training_step
+
+    def watch(self, batch, batch_idx):
+        seen.append((self.global_step, torch.is_anomaly_enabled()))
+        return step(self, batch, batch_idx)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SinSEMIModule, "training_step", watch)
+        metrics = train(_compose("train", ["profile=tiny", "debug=fdr"]), tmp_path)
+    assert seen == [(0, True)]
+    assert not torch.is_anomaly_enabled()  # switched off again after the fit
+    assert metrics["n_samples"] == 1 and (tmp_path / "metrics.json").exists()
+
+
+def _conf_copy(tmp_path, local_yaml: str) -> Path:
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    for p in (conf / "local").glob("*.yaml"):  # only the tracked example: a developer's own local config stays out
+        if p.name != "example.yaml":
+            p.unlink()
+    (conf / "local" / "default.yaml").write_text(local_yaml)
+    return conf
+
+
+def test_local_default_is_optional_and_overrides_slurm_and_paths(tmp_path):
+    assert (CONF / "local" / "example.yaml").exists()
+    local = ("# @package _global_\nslurm:\n  partition: gpu-a100\n  account: proj42\n  setup: [module load cuda]\n"
+             "paths:\n  output_dir: /scratch/me\n")
+    conf = _conf_copy(tmp_path, local)
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        cfg = compose("train", overrides=["launcher=slurm", "generator=gpnn"], return_hydra_config=True)
+        exp = compose("train", overrides=["experiment=compare"], return_hydra_config=True)
+        abl = compose("sample", overrides=["ablation=steps", "run_dir=/r", "launcher=slurm"], return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert (launcher["partition"], launcher["account"], launcher["qos"]) == ("gpu-a100", "proj42", None)
+    assert launcher["setup"] == ["module load cuda"]
+    assert cfg.hydra.run.dir.startswith("/scratch/me/gpnn/")
+    assert exp.hydra.sweep.dir == "/scratch/me/compare_quick"
+    assert abl.hydra.sweep.dir == "/scratch/me/ablation/steps_quick"
+    assert abl.hydra.launcher.partition == "gpu-a100"
+    (conf / "local" / "default.yaml").unlink()  # absent: everything composes with the tracked defaults
+    with initialize_config_dir(str(conf), version_base="1.3"):
+        cfg = compose("train", overrides=["launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher.partition is None and cfg.hydra.run.dir.startswith("outputs/")
+
+
+def test_local_files_are_git_ignored_but_the_example():
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]  # the repo (CONF is inside the package)
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "src/sinsemi/conf/local/default.yaml", "src/sinsemi/conf/local/cluster.yaml"], cwd=root,
+                             capture_output=True, text=True).stdout.split()
+    assert ignored == ["src/sinsemi/conf/local/default.yaml", "src/sinsemi/conf/local/cluster.yaml"]
+    tracked = subprocess.run(["git", "check-ignore", "src/sinsemi/conf/local/example.yaml"], cwd=root, capture_output=True, text=True)
+    assert tracked.returncode == 1  # not ignored
+
+
+def test_paths_output_dir_moves_every_output_root(tmp_path):
+    over = [f"paths.output_dir={tmp_path}"]
+    run = _compose("train", [*over, "generator=gpdm"], hydra_cfg=True)
+    assert run.hydra.run.dir.startswith(f"{tmp_path}/gpdm/")
+    assert _compose("train", [*over, "experiment=table2"], hydra_cfg=True).hydra.sweep.dir == f"{tmp_path}/compare_quick"
+    assert _compose("sample", [*over, "ablation=guidance", "run_dir=/r"], hydra_cfg=True).hydra.sweep.dir.startswith(
+        f"{tmp_path}/ablation/guidance_")
+    assert _compose("simulate", over).out_dir == f"{tmp_path}/simulate/line_pair_seed0"
+    assert _compose("train", [*over, "debug=fdr"], hydra_cfg=True).hydra.run.dir.startswith(f"{tmp_path}/debug/")

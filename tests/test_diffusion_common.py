@@ -149,3 +149,28 @@ def test_resume_refuses_another_run(tmp_path):
     # resume off: starts fresh and overwrites
     out = train_loop(_model(), _spec(2, {"run": 2}), Runtime(progress=False, resume=False), tmp_path)
     assert out.steps == 2
+
+
+def test_resume_from_another_runs_checkpoint_file(tmp_path):
+    """ckpt_path=<file>: a fresh dir starts from that file (only the missing steps run, the result
+    equals an uninterrupted run); once the dir has its own last.pt, that one is used."""
+    full = train_loop(_model(), _spec(9), Runtime(progress=False), tmp_path / "full")
+    with pytest.raises(_Stop):
+        train_loop(_model(), _spec(9), Runtime(progress=False, log_every=1, checkpoint_every=3, logger=_StopAt(5)),
+                   tmp_path / "a")
+    src = tmp_path / "a" / "last.pt"
+    calls = []
+    spec = _spec(9)
+    inner = spec.loss_fn
+    spec.loss_fn = lambda m, g, step: (calls.append(step), inner(m, g, step))[1]
+    rt = Runtime(progress=False, resume_from=str(src))
+    resumed = train_loop(_model(), spec, rt, tmp_path / "b")
+    assert calls == list(range(3, 9))  # steps 3..8 only: it started from the file's step 3
+    for p, q in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(p, q)
+    assert torch.load(src, weights_only=True)["step"] == 3  # the source is read, never written
+    calls.clear()
+    train_loop(_model(), spec, rt, tmp_path / "b")  # b has its own last.pt (step 9) now: nothing to do
+    assert calls == []
+    with pytest.raises(InputError, match="different run"):  # a file of another run is refused, naming it
+        train_loop(_model(), _spec(9, {"run": 2}), Runtime(progress=False, resume_from=str(src)), tmp_path / "c")

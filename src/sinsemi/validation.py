@@ -168,13 +168,29 @@ def _evaluation_weights(cfg: Mapping[str, Any], settings: Mapping[str, Any]) -> 
         check_weights(lpips_nets=["alex"], inception=True, allow_random=allow, why="evaluate=true ")
 
 
+def check_ckpt_path(value: Any, generator: str) -> None:
+    """``ckpt_path``: ``last`` (resume the run dir's own checkpoint), null (start fresh), or an
+    existing checkpoint file of a generator that can start from one (not the training-free ones)."""
+    if value in ("last", None):
+        return
+    path = Path(str(value)).expanduser()
+    if not path.exists():
+        raise InputError(f"ckpt_path={value}: no such file (ckpt_path takes 'last', null or a checkpoint file)")
+    if not path.is_file():
+        raise InputError(f"ckpt_path={value} is a directory: name the checkpoint file in it (e.g. {path / 'last.ckpt'})")
+    from sinsemi.generators.base import generator_class
+
+    if not generator_class(generator).resumes_from_file:
+        raise InputError(f"ckpt_path={value}: generator {generator} is training-free and has no checkpoints "
+                         "to start from (use ckpt_path=last or null)")
+
+
 def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
     """Every check of a ``sinsemi-train`` job that needs no training: run before the first step."""
     check_seed("seed", cfg.get("seed"))
     check_seed("seed_base", cfg.get("seed_base"))
     check_number("n_samples", cfg.get("n_samples"), integer=True)
-    if cfg.get("ckpt_path") not in ("last", None):
-        raise InputError(f"ckpt_path must be 'last' (resume) or null (start fresh), got {cfg.get('ckpt_path')!r}")
+    check_ckpt_path(cfg.get("ckpt_path"), cfg["generator"]["name"])
     data = cfg.get("data") or {}
     check_number("data.max_side", data.get("max_side"), integer=True, allow_none=True)
     check_writable_dir(run_dir, "hydra.run.dir")

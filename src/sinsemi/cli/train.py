@@ -2,7 +2,8 @@
 
 Idempotent, so sweeps can be rerun: a run whose ``metrics.json`` holds what this job must produce
 is skipped; otherwise the finished steps are reused (model, samples) and an unfinished fit resumes
-from ``<run_dir>/checkpoints`` (``ckpt_path=last``).
+from ``<run_dir>/checkpoints`` (``ckpt_path=last``), or from a checkpoint file (``ckpt_path=FILE``)
+while the run dir has none of its own.
 """
 
 from __future__ import annotations
@@ -95,10 +96,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     try:
         if (model_dir / "generator.json").exists():
             gen = load_generator(model_dir, runtime=runtime)
-            log.info("reusing the fitted model in %s", model_dir)
+            log.info("reusing the fitted model in %s%s", model_dir,
+                     f" (ckpt_path={runtime.resume_from} not needed)" if runtime.resume_from else "")
         else:
+            import torch
+
             gen = build_generator(name, params, runtime)
-            with runs.accumulating(run_dir, "fit_seconds"):  # summed over attempts, kill -9 included
+            with runs.accumulating(run_dir, "fit_seconds"), \
+                    torch.autograd.set_detect_anomaly(runtime.detect_anomaly):
+                # summed over attempts, kill -9 included; anomaly detection: debug=... (Lightning sets its own)
                 gen.fit(image, seed=int(cfg.seed), out_dir=run_dir)
             check_interrupted()  # a fit stopped early by SIGTERM/SIGINT is not a model
             gen.save(model_dir)

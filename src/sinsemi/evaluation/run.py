@@ -15,6 +15,7 @@ from sinsemi.evaluation.image_metrics import image_metrics
 from sinsemi.evaluation.references import References, check_compatible, check_size
 from sinsemi.evaluation.result import EvalResult
 from sinsemi.evaluation.testsets import build_test_sets
+from sinsemi.progress import stage
 
 log = logging.getLogger("sinsemi.eval")
 
@@ -54,17 +55,20 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
         test_sets = build_test_sets(cfg, refs)
         if not test_sets:
             raise InputError("segmentation is on but no test set is enabled (test_set.paper, test_set.random.n, test_set.dir)")
-    im = image_metrics(samples, refs.defect, cfg)
+    with stage(f"eval {name}: SIFID and LPIPS of {samples.shape[0]} images", logger=log):
+        im = image_metrics(samples, refs.defect, cfg)
     if im.random_backbone:
         log.warning("a randomly initialised backbone produced SIFID/LPIPS: the figures are not comparable")
     labelled = torch.stack([refs.defect, refs.clean]) if cfg.mode == "reference" else samples
     label_names = ["reference_defect", "reference_clean"] if cfg.mode == "reference" else names
-    dm, labels = defect_metrics(labelled, refs, lcfg)
+    with stage(f"eval {name}: labelling {labelled.shape[0]} images", logger=log):
+        dm, labels = defect_metrics(labelled, refs, lcfg)
     result = EvalResult(name=name, mode=cfg.mode, n_samples=int(samples.shape[0]), reference=refs.source, profile=cfg.profile,
                         reference_mask=reference_mask, image=im, defects=dm, labeller=lcfg, labels=labels,
                         labeller_reference_counts=labels.counts.tolist() if cfg.mode == "reference" else None)
     if cfg.probe and cfg.mode == "samples":
-        result.probe = _probe(samples, refs, lcfg, cfg)
+        with stage(f"eval {name}: labeller probe", logger=log):
+            result.probe = _probe(samples, refs, lcfg, cfg)
     if out_dir is not None:
         outputs.write_defects(labelled, label_names, result, out_dir)
     if cfg.segmentation:
@@ -76,7 +80,8 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
 
             tx, train_set = samples, "samples with the labeller's masks"
             tm = training_masks(samples, refs, lcfg, labels, cfg.downstream.mask)
-        result.downstream = downstream(tx, tm, test_sets, cfg.downstream, seed=cfg.seed, train_set=train_set)
+        with stage(f"eval {name}: downstream U-Net", logger=log):
+            result.downstream = downstream(tx, tm, test_sets, cfg.downstream, seed=cfg.seed, train_set=train_set)
         if result.downstream.empty:
             log.warning("the U-Net predicts empty masks on >= 90%% of the defect images of %s: it learnt nothing",
                         ", ".join(result.downstream.empty))

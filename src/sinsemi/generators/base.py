@@ -53,11 +53,30 @@ class Runtime:
     checkpoint_every: int = 500
     keep_checkpoints: bool = False  # keep every step checkpoint (training curves), not only the last
     resume: bool = True
+    detect_anomaly: bool = False  # torch's autograd anomaly detection during fit (debug=...; slow)
+    #: a checkpoint file to start from when the run dir has none of its own (``ckpt_path=<file>``);
+    #: the run's own ``checkpoints/last.*`` wins once it exists, so a requeued job keeps its progress
+    resume_from: str | None = None
     trainer_kwargs: dict = field(default_factory=dict)  # extra Lightning Trainer arguments
+    #: Lightning callbacks of a Lightning fit (SinSEMI), built from the ``callbacks`` config group;
+    #: None: the generator's own default (a ModelCheckpoint into ``checkpoints/``)
+    callbacks: list | None = None
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         if self.logger is not None:
             self.logger.log_metrics(dict(metrics), step=step)
+
+
+def resume_source(own: str | Path, runtime: Runtime) -> Path | None:
+    """The checkpoint a fit resumes from: the run dir's own ``own`` file when it exists, else
+    ``runtime.resume_from`` (``ckpt_path=<file>``), else None (start fresh; always None without
+    ``runtime.resume``). One rule for every generator that checkpoints."""
+    own = Path(own)
+    if not runtime.resume:
+        return None
+    if own.exists():
+        return own
+    return Path(runtime.resume_from) if runtime.resume_from else None
 
 
 @dataclass(frozen=True)
@@ -100,10 +119,14 @@ class OneShotGenerator(Protocol):
     """
 
     name: str
+    #: whether :meth:`fit` can start from a checkpoint file (``runtime.resume_from``, ``ckpt_path=<file>``);
+    #: False for the training-free generators, which have no checkpoints
+    resumes_from_file: bool
 
     def fit(self, image: torch.Tensor, *, seed: int, out_dir: str | Path) -> None:
         """Learn from ``image`` (C, H, W). Checkpoints go under ``out_dir/checkpoints``; a fit with
-        a checkpoint there resumes from it (when ``runtime.resume``)."""
+        a checkpoint there resumes from it (when ``runtime.resume``), else from
+        ``runtime.resume_from`` when set (see :func:`resume_source`)."""
 
     def sample(self, seeds: Sequence[int], **settings: Any) -> SampleOutput:
         """One sample per seed: ``samples`` (len(seeds), C, H, W); sample i draws all its randomness

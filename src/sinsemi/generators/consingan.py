@@ -124,6 +124,7 @@ class ConSinGAN:
     """
 
     name = NAME
+    resumes_from_file = True  # its checkpoints/last.pt format (CheckpointStore)
 
     def __init__(self, *, runtime: Runtime | None = None, train_stages: int = 6, train_depth: int = 3,
                  min_size: int = 25, nfc: int = 64, num_layer: int = 3, niter: int = 2000, lr_g: float = 5e-4,
@@ -214,9 +215,9 @@ class ConSinGAN:
         reals = [resize(x, size, mode="bicubic")[None] for size in self.sizes]
         fixed = [self._fixed_noise(n, seed, reals[0]) for n in range(len(self.sizes))]
 
-        store = CheckpointStore(out_dir, NAME)
+        store = CheckpointStore(out_dir, NAME, rt)
         fp = fingerprint(self.params, seed, niter, image)
-        ckpt = store.load(fp) if rt.resume else None
+        ckpt = store.load(fp)
         self.G, self.noise_amps, d_state, start, partial = self._new_generator(seed), [], None, 0, None
         if ckpt is not None and ckpt["stages_done"] > 0:
             start = int(ckpt["stages_done"])

@@ -37,6 +37,7 @@ from sinsemi.errors import InputError
 from sinsemi.generators.base import Runtime, SampleOutput, check_seeds
 from sinsemi.generators.common.patches import RangeMap, extract_patches
 from sinsemi.generators.common.training_free import TrainingFreeGenerator
+from sinsemi.progress import track
 from sinsemi.seeding import generators_for
 
 
@@ -146,7 +147,8 @@ class GPDM(TrainingFreeGenerator):
         if steps_per_level < 0 or num_projections < 1 or lr <= 0 or noise_std < 0:
             raise InputError("gpdm: need steps_per_level >= 0, num_projections >= 1, lr > 0, noise_std >= 0")
         out = []
-        for g in generators_for(seeds, device=self.runtime.device):
+        for g in track(generators_for(seeds, device=self.runtime.device), f"{self.name} sampling", unit="samples",
+                       enabled=self.runtime.progress):
             y = self._generate(g, steps=int(steps_per_level), lr=float(lr), n_proj=int(num_projections),
                                noise_std=float(noise_std))
             out.append(self.range_map.inverse(y[0]).cpu())

@@ -36,6 +36,7 @@ from sinsemi.generators.base import Runtime, SampleOutput, check_seeds
 from sinsemi.generators.common.patches import (DEFAULT_CHUNK_ELEMENTS, RangeMap, extract_patches, fold_patches,
                                                normalized_nearest_neighbours)
 from sinsemi.generators.common.training_free import TrainingFreeGenerator
+from sinsemi.progress import track
 from sinsemi.seeding import generators_for
 
 
@@ -121,7 +122,8 @@ class GPNN(TrainingFreeGenerator):
         if noise_std < 0 or iters_per_level < 0 or coarsest_iters < 0:
             raise InputError("gpnn: noise_std, iters_per_level and coarsest_iters must be >= 0")
         out = []
-        for g in generators_for(seeds, device=self.runtime.device):
+        for g in track(generators_for(seeds, device=self.runtime.device), f"{self.name} sampling", unit="samples",
+                       enabled=self.runtime.progress):
             y = self._generate(g, noise_std=float(noise_std), alpha=alpha, iters=int(iters_per_level),
                                coarsest_iters=int(coarsest_iters))
             out.append(self.range_map.inverse(y).cpu())

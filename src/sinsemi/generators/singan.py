@@ -114,6 +114,7 @@ class SinGAN:
     """
 
     name = NAME
+    resumes_from_file = True  # its checkpoints/last.pt format (CheckpointStore)
 
     def __init__(self, *, runtime: Runtime | None = None, scale_factor: float = 0.75, min_size: int = 25,
                  nfc_init: int = 32, nfc_max: int = 128, num_layer: int = 5, niter: int = 2000,
@@ -195,9 +196,9 @@ class SinGAN:
         with seeded(derive_seed(seed, NAME, "z_opt")):
             self.z_opt = torch.randn(1, 1, *self.sizes[0]).expand(1, self.channels, *self.sizes[0]).contiguous().to(self.device)
 
-        store = CheckpointStore(out_dir, NAME)
+        store = CheckpointStore(out_dir, NAME, rt)
         fp = fingerprint(self.params, seed, niter, image)
-        ckpt = store.load(fp) if rt.resume else None
+        ckpt = store.load(fp)
         start_scale, partial = 0, None
         if ckpt is not None:
             for n, gs in enumerate(ckpt["generators"]):

@@ -16,7 +16,8 @@ import torch
 
 from sinsemi.data.pyramid import Pyramid, build_pyramid, pyramid_sizes
 from sinsemi.errors import InputError
-from sinsemi.generators.base import Runtime, SampleOutput, Standardizer, check_seeds, clamp_counted, read_model, write_model
+from sinsemi.generators.base import (Runtime, SampleOutput, Standardizer, check_seeds, clamp_counted, read_model,
+                                     resume_source, write_model)
 from sinsemi.validation import check_choice, check_number
 
 log = logging.getLogger("sinsemi.generators.sinsemi")
@@ -44,6 +45,7 @@ class SinSEMI:
     """Learn from one image (C, H, W), sample many. See the module docstring and issue 3."""
 
     name = "sinsemi"
+    resumes_from_file = True  # a Lightning checkpoint (.ckpt)
 
     def __init__(self, *, runtime: Runtime | None = None, width: int = 160, iterations: int = 120_000,
                  batch_size: int = 32, lr: float = 1e-4, milestones: Sequence[int] = PAPER_MILESTONES,
@@ -119,24 +121,24 @@ class SinSEMI:
                        channels_last=p["channels_last"], crop=p["crop"], t_sampling=p["t_sampling"],
                        padding_mode=p["padding_mode"], scale_weights=p["scale_weights"], image_sha256=image_sha256(image))
         last = ckpt_dir / "last.ckpt"
-        ckpt_path = str(last) if rt.resume and last.exists() else None
-        if ckpt_path:
-            self._check_checkpoint(last, hparams)
+        src = resume_source(last, rt)  # this run's last.ckpt, else ckpt_path=<file>
+        ckpt_path = str(src) if src is not None else None
+        if src is not None:
+            self._check_checkpoint(src, hparams)
         L.seed_everything(int(seed), workers=True, verbose=False)
         module = SinSEMIModule(**hparams)
         dm = PyramidDataModule(list(self.pyramid.levels), list(self.pyramid.conditions), steps)
         cuda = str(rt.device).startswith("cuda")
+        callbacks = self._callbacks(ckpt_dir)  # none: no periodic checkpoint (not Lightning's own default one either)
         trainer = L.Trainer(
             accelerator="gpu" if cuda else "cpu", devices=rt.trainer_kwargs.get("devices", 1) if cuda else 1,
             precision=effective_precision(rt.precision, rt.device), max_steps=steps, max_epochs=-1,
             gradient_clip_val=p["grad_clip"], gradient_clip_algorithm="norm",
             logger=rt.logger if rt.logger is not None else False, log_every_n_steps=max(1, rt.log_every),
-            enable_progress_bar=rt.progress, enable_model_summary=False, num_sanity_val_steps=0,
+            enable_progress_bar=rt.progress, enable_model_summary=False, num_sanity_val_steps=0, detect_anomaly=rt.detect_anomaly,
             limit_val_batches=0, default_root_dir=str(out_dir),
             plugins=[AtomicCheckpointIO()],  # last.ckpt is replaced whole, never half-written
-            callbacks=[ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}",
-                                       save_top_k=-1 if rt.keep_checkpoints else 0, save_last=True, auto_insert_metric_name=False,
-                                       every_n_train_steps=max(1, rt.checkpoint_every), enable_version_counter=False)],
+            callbacks=callbacks, enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         )
         if ckpt_path:
             log.info("resuming SinSEMI from %s", ckpt_path)
@@ -145,6 +147,23 @@ class SinSEMI:
         self.module = module
         self.net = module.ema.module.float().eval()
         self._device = torch.device(rt.device)
+
+    def _callbacks(self, ckpt_dir: Path) -> list:
+        """``runtime.callbacks`` (the ``callbacks`` config group) with every ModelCheckpoint that names
+        no ``dirpath`` writing into ``ckpt_dir`` (where a resume looks); without any, the default:
+        ``last.ckpt`` every ``checkpoint_every`` steps (and each step's file with ``keep_checkpoints``).
+        Lightning writes checkpoints atomically (an fsspec transaction)."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        rt = self.runtime
+        if rt.callbacks is None:
+            return [ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}",
+                                    save_top_k=-1 if rt.keep_checkpoints else 0, save_last=True, auto_insert_metric_name=False,
+                                    every_n_train_steps=max(1, rt.checkpoint_every), enable_version_counter=False)]
+        for cb in rt.callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.dirpath is None:
+                cb.dirpath = str(ckpt_dir)
+        return list(rt.callbacks)
 
     @staticmethod
     def _check_checkpoint(path: Path, hparams: dict) -> None:

@@ -39,6 +39,7 @@ import torch
 from scipy import ndimage
 
 from sinsemi.errors import InputError
+from sinsemi.progress import track
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,7 @@ def label_defects(images: torch.Tensor, clean_reference: torch.Tensor, cfg: Labe
     blur = (lambda a: ndimage.gaussian_filter(a, cfg.blur_sigma, mode="nearest")) if cfg.blur_sigma > 0 else (lambda a: a)
     template = blur(ref).mean(axis=0)
     masks, counts, cents, areas = [], [], [], []
-    for x in imgs:
+    for x in track(imgs, "labeller", unit="images"):  # a log line every ~10 s on long sets
         g = blur(x)
         e = expected_image(g, template, cfg)
         m, c, a = _components(g - e, cfg, bright_map(e))

@@ -16,6 +16,7 @@ no Hydra.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from sinsemi.errors import InputError
 
 if TYPE_CHECKING:
     from sinsemi.generators.base import SampleOutput
+
+log = logging.getLogger("sinsemi.generators.diffusion")
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -231,6 +234,7 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
     (atomically) every ``runtime.checkpoint_every`` steps and at the end; resumes from it when
     ``runtime.resume``."""
     from sinsemi.data.io import ensure_dir, save_checkpoint_file
+    from sinsemi.generators.base import resume_source
 
     device = runtime.device
     model.to(device).train()
@@ -243,14 +247,17 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
     fingerprint = dict(spec.fingerprint or {})
 
     ckpt = Path(ckpt_dir) / "last.pt"
-    if runtime.resume and ckpt.exists():
+    src = resume_source(ckpt, runtime)  # this run's last.pt, else ckpt_path=<file>
+    if src is not None:
         try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = torch.load(src, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise InputError(f"cannot read checkpoint {ckpt}: {type(e).__name__}: {e}") from None
-        if state.get("fingerprint") != fingerprint:
-            raise InputError(f"checkpoint {ckpt} belongs to a different run (generator, settings or image differ): "
+            raise InputError(f"cannot read checkpoint {src}: {type(e).__name__}: {e}") from None
+        if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+            raise InputError(f"checkpoint {src} belongs to a different run (generator, settings, budget or image differ): "
                              "use another run dir or ckpt_path=null")
+        if src != ckpt:
+            log.info("resuming %s from %s", desc, src)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -312,6 +319,7 @@ class DiffusionGenerator:
     """
 
     name = "diffusion"
+    resumes_from_file = True  # train_loop's last.pt format
     sample_chunk = 16  # samples denoised together (memory); results do not depend on it
 
     def __init__(self, runtime=None, **params):
@@ -383,15 +391,18 @@ class DiffusionGenerator:
         drawn ``sample_chunk`` at a time; sample i uses only ``seeds[i]``. ``nfe``: the denoising
         steps (over all scales); nothing is clamped at the end (x_0 is clipped inside each step)."""
         from sinsemi.generators.base import SampleOutput, check_seeds
+        from sinsemi.progress import Progress
         from sinsemi.seeding import generators_for
 
         seeds = check_seeds(seeds)
         self._check_fitted()
         self.net.to(self.runtime.device).eval()
         out, nfe = [], 0
-        for i in range(0, len(seeds), self.sample_chunk):
-            x, nfe = self._sample_batch(generators_for(seeds[i:i + self.sample_chunk]), **settings)
-            out.append(x.float().cpu())
+        with Progress(len(seeds), f"{self.name} sampling", unit="samples", enabled=self.runtime.progress) as bar:
+            for i in range(0, len(seeds), self.sample_chunk):
+                x, nfe = self._sample_batch(generators_for(seeds[i:i + self.sample_chunk]), **settings)
+                out.append(x.float().cpu())
+                bar.update(x.shape[0])
         return SampleOutput(samples=self.std.inverse(torch.cat(out)), nfe=nfe)
 
     def state(self) -> dict:

@@ -8,6 +8,7 @@ Plain PyTorch (no Lightning, no Hydra). Images are (N, C, H, W) tensors normalis
 from __future__ import annotations
 
 import contextlib
+import logging
 import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,8 @@ import torch.nn.functional as F
 
 from sinsemi.errors import InputError
 from sinsemi.generators.common.patches import RangeMap
+
+log = logging.getLogger("sinsemi.generators.gan")
 
 CHECKPOINT_FORMAT = 1
 
@@ -188,12 +191,17 @@ class CheckpointStore:
     """``out_dir/checkpoints/last.pt``: the whole training state, rewritten atomically.
 
     The file carries a fingerprint (generator name, params, seed, budget, image); resuming with a
-    different one raises :class:`InputError` instead of silently mixing two runs.
+    different one raises :class:`InputError` instead of silently mixing two runs. ``runtime``: where
+    :meth:`load` reads (:func:`~sinsemi.generators.base.resume_source`: this file, else
+    ``runtime.resume_from``, e.g. another run's ``last.pt``); saves always go to :attr:`path`.
     """
 
-    def __init__(self, out_dir: str | Path, name: str):
+    def __init__(self, out_dir: str | Path, name: str, runtime=None):
+        from sinsemi.generators.base import Runtime
+
         self.path = Path(out_dir) / "checkpoints" / "last.pt"
         self.name = name
+        self.runtime = runtime or Runtime()
 
     def save(self, state: Mapping[str, Any]) -> None:
         from sinsemi.data.io import save_checkpoint_file
@@ -201,20 +209,27 @@ class CheckpointStore:
         save_checkpoint_file({"format": CHECKPOINT_FORMAT, "name": self.name, **state}, self.path)
 
     def load(self, fingerprint: Mapping[str, Any]) -> dict | None:
-        """The saved state, or None when there is none. Checks it belongs to this fit."""
-        if not self.path.exists():
+        """The saved state, or None when there is none (or ``runtime.resume`` is off). Checks it
+        belongs to this fit."""
+        from sinsemi.generators.base import resume_source
+
+        src = resume_source(self.path, self.runtime)
+        if src is None:
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            state = torch.load(src, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise InputError(f"cannot read checkpoint {self.path}: {type(e).__name__}: {e} (delete it to start fresh)") from None
-        if state.get("name") != self.name:
-            raise InputError(f"checkpoint {self.path} belongs to a '{state.get('name')}' generator, not '{self.name}'")
+            raise InputError(f"cannot read checkpoint {src}: {type(e).__name__}: {e} (delete it to start fresh)") from None
+        if not isinstance(state, dict) or state.get("name") != self.name:
+            got = state.get("name") if isinstance(state, dict) else type(state).__name__
+            raise InputError(f"checkpoint {src} belongs to a '{got}' generator, not '{self.name}'")
         if not _same_fingerprint(state.get("fingerprint", {}), fingerprint):
             raise InputError(
-                f"checkpoint {self.path} was written by a {self.name} fit with other settings, seed or image; "
+                f"checkpoint {src} was written by a {self.name} fit with other settings, seed or image; "
                 f"delete it or train with ckpt_path=null to start fresh"
             )
+        if src != self.path:
+            log.info("resuming %s from %s", self.name, src)
         return state
 
 

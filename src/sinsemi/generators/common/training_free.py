@@ -17,6 +17,7 @@ class TrainingFreeGenerator:
     ``params`` (with ``intensity``), and build their pyramid in ``_set_image``."""
 
     name: str
+    resumes_from_file = False  # nothing is trained: no checkpoints
     working_range: tuple[float, float] = (0.0, 1.0)
 
     def __init__(self, runtime: Runtime | None, params: dict) -> None:
