@@ -172,6 +172,9 @@ def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
     check_number("data.max_side", data.get("max_side"), integer=True, allow_none=True)
     check_writable_dir(run_dir, "hydra.run.dir")
     check_trainer(cfg["trainer"])  # from here on torch is imported (seconds): the cheap checks come first
+    from sinsemi.generators.base import check_devices
+
+    check_devices(cfg["generator"]["name"], cfg["trainer"].get("devices", 1))
     settings = dict(cfg.get("sampler") or {})
     check_sampler_settings(cfg["generator"]["name"], settings)
     _evaluation_weights(cfg, settings)
