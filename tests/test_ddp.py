@@ -87,6 +87,15 @@ def test_sinsemi_validates_with_several_devices(tmp_path):
     validate_train(_train_cfg("generator=sinsemi", "trainer.devices=2"), tmp_path)
 
 
+def test_sampling_alone_refuses_several_devices(tmp_path):
+    from sinsemi.validation import validate_sample
+
+    with initialize_config_dir(conf_dir(), version_base="1.3"):
+        cfg = compose("sample", overrides=["profile=tiny", f"run_dir={tmp_path}", "trainer.devices=2"])
+    with pytest.raises(InputError, match="sinsemi-sample draws on one device, got trainer.devices=2"):
+        validate_sample(OmegaConf.to_container(cfg, resolve=True), "sinsemi")
+
+
 def test_a_multirun_with_several_devices_needs_slurm(monkeypatch):
     from sinsemi.cli.train import _check_ddp_launch
 

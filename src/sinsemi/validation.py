@@ -186,6 +186,10 @@ def validate_sample(cfg: Mapping[str, Any], generator: str) -> None:
     check_number("n", cfg.get("n"), integer=True)
     tr = cfg["trainer"]
     check_choice("trainer.precision", tr.get("precision"), PRECISIONS)
+    check_number("trainer.devices", tr.get("devices", 1), integer=True)
+    if tr.get("devices", 1) > 1:  # N SLURM tasks would each draw and write every sample
+        raise InputError(f"sinsemi-sample draws on one device, got trainer.devices={tr.get('devices')}: use "
+                         "trainer.devices=1 (sinsemi-train shares the sampling out over the ranks of a multi-device fit)")
     resolve_device(tr.get("accelerator", "cpu"))
     settings = dict(cfg.get("sampler") or {})
     check_sampler_settings(generator, settings)

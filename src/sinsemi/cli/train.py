@@ -65,8 +65,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     from sinsemi import runs
     from sinsemi.data.io import (display_range, ensure_dir, load_bundle, remove_partials, save_grid, save_json,
                                  save_samples)
-    from sinsemi.generators.base import Runtime, build_generator, load_generator, read_model
     from sinsemi.distributed import is_global_zero, rank_and_world
+    from sinsemi.generators.base import Runtime, build_generator, load_generator, read_model
     from sinsemi.seeding import sample_seeds
 
     image = load_training_image(cfg.data)
