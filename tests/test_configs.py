@@ -77,8 +77,8 @@ def test_launcher_instantiates(launcher, tmp_path):
     cls = get_class(params.pop("_target_"))
     assert issubclass(cls, Launcher)
     if launcher == "slurm":
-        assert params["gpus_per_node"] == 1 and params["max_num_timeout"] > 0
-        assert params["tasks_per_node"] == cfg.trainer.devices
+        assert params["max_num_timeout"] > 0
+        assert params["gpus_per_node"] == params["tasks_per_node"] == cfg.trainer.devices  # one rank per GPU
     obj = cls(**params) if params else cls()
     assert isinstance(obj, Launcher)
     for cb in (cfg.hydra.get("callbacks") or {}).values():
@@ -105,6 +105,12 @@ def test_slurm_launcher_can_return_without_waiting(tmp_path):
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     obj = get_class(params.pop("_target_"))(**params)
     assert obj.wait is False and "wait" not in obj.params  # not passed on to sbatch
+
+
+def test_slurm_launcher_asks_for_one_gpu_per_device(tmp_path):
+    cfg = _compose("train", ["launcher=slurm", "trainer.devices=4", f"hydra.sweep.dir={tmp_path}"], hydra_cfg=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["gpus_per_node"] == 4 and launcher["tasks_per_node"] == 4
 
 
 @pytest.mark.parametrize("experiment", ["compare", "table1", "table2", "table3"])

@@ -195,6 +195,9 @@ def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
     check_number("data.max_side", data.get("max_side"), integer=True, allow_none=True)
     check_writable_dir(run_dir, "hydra.run.dir")
     check_trainer(cfg["trainer"])  # from here on torch is imported (seconds): the cheap checks come first
+    from sinsemi.generators.base import check_devices
+
+    check_devices(cfg["generator"]["name"], cfg["trainer"].get("devices", 1))
     settings = dict(cfg.get("sampler") or {})
     check_sampler_settings(cfg["generator"]["name"], settings)
     _evaluation_weights(cfg, settings)
@@ -206,6 +209,10 @@ def validate_sample(cfg: Mapping[str, Any], generator: str) -> None:
     check_number("n", cfg.get("n"), integer=True)
     tr = cfg["trainer"]
     check_choice("trainer.precision", tr.get("precision"), PRECISIONS)
+    check_number("trainer.devices", tr.get("devices", 1), integer=True)
+    if tr.get("devices", 1) > 1:  # N SLURM tasks would each draw and write every sample
+        raise InputError(f"sinsemi-sample draws on one device, got trainer.devices={tr.get('devices')}: use "
+                         "trainer.devices=1 (sinsemi-train shares the sampling out over the ranks of a multi-device fit)")
     resolve_device(tr.get("accelerator", "cpu"))
     settings = dict(cfg.get("sampler") or {})
     check_sampler_settings(generator, settings)

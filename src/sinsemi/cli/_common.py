@@ -71,6 +71,7 @@ def task(fn):
 
         hc = HydraConfig.get()
         multirun = hc.mode == RunMode.MULTIRUN
+        quiet_other_ranks()
         try:
             with interruptible():
                 out = fn(cfg)
@@ -126,12 +127,32 @@ def reset_sweep_records(sweep_dir: str | os.PathLike) -> None:
     shutil.rmtree(Path(sweep_dir) / JOBS_DIR, ignore_errors=True)
 
 
+def quiet_other_ranks() -> None:
+    """On a DDP rank other than 0, drop the root logger's file handlers (SLURM tasks of one job share
+    the job's log file; rank 0 writes it). The console stays: a rank's warnings and errors show."""
+    from sinsemi.distributed import is_global_zero
+
+    if is_global_zero():
+        return
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(h)
+        h.close()
+
+
 def cli_main(hydra_main, argv_hook=None) -> None:
-    """The console entry of every CLI: pre-Hydra checks, Hydra, then the sweep summary and exit code."""
+    """The console entry of every CLI: pre-Hydra checks, Hydra, then the sweep summary and exit code.
+
+    A DDP rank > 0 that Lightning's launcher started by re-running the command line gets Hydra's
+    ``none`` job logging: no ``<job name>.log`` of its own in the run dir, rank 0's log is the log."""
+    from sinsemi.distributed import is_global_zero
+
     try:
         preflight(sys.argv[1:])
         if argv_hook is not None:
             sys.argv = [sys.argv[0], *argv_hook(sys.argv[1:])]
+        if not is_global_zero():
+            sys.argv.append("hydra/job_logging=none")
         hydra_main()
     except InputError as e:  # raised before Hydra runs a job (argv checks, SLURM preflight)
         print(f"error: {e}", file=sys.stderr)

@@ -4,6 +4,11 @@ Idempotent, so sweeps can be rerun: a run whose ``metrics.json`` holds what this
 is skipped; otherwise the finished steps are reused (model, samples) and an unfinished fit resumes
 from ``<run_dir>/checkpoints`` (``ckpt_path=last``), or from a checkpoint file (``ckpt_path=FILE``)
 while the run dir has none of its own.
+
+Multi-device (``trainer.devices=N``, SinSEMI only): every rank runs this job; rank 0 alone writes
+(fingerprint, config, progress, model, samples, grid, metrics) and evaluates; the others do the
+read-only checks, their share of the fit and of the sampling (sharded and gathered), then return.
+They do not wait for rank 0's evaluation at a barrier: it can outlast the process group's timeout.
 """
 
 from __future__ import annotations
@@ -56,9 +61,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     plain = to_primitive(cfg)
     validate_train(plain, run_dir)  # before anything heavy is even imported
 
+    import contextlib
+
     from sinsemi import runs
     from sinsemi.data.io import (display_range, ensure_dir, load_bundle, remove_partials, save_grid, save_json,
                                  save_samples)
+    from sinsemi.distributed import is_global_zero, rank_and_world
     from sinsemi.generators.base import Runtime, build_generator, load_generator, read_model
     from sinsemi.seeding import sample_seeds
 
@@ -68,9 +76,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     force = bool(cfg.get("force"))
     seeds = sample_seeds(int(cfg.n_samples), int(cfg.seed_base))
     settings = sampler_settings(cfg, name)
-    build_generator(name, params, Runtime())  # the generator's own checks of its params, before anything is written
+    # the generator's own checks of its params (and of them against trainer.devices), before anything is written
+    build_generator(name, params, Runtime(trainer_kwargs={"devices": plain["trainer"].get("devices", 1)}))
+    zero = is_global_zero()  # the one writer; the other ranks skip every write and every check that may delete
     fp = runs.make_fingerprint(name, params, image, seed=int(cfg.seed), max_steps=plain["trainer"]["max_steps"])
-    fresh = runs.check_fingerprint(run_dir, fp, force=force)
+    fresh = runs.check_fingerprint(run_dir, fp, force=force) if zero else False
     model_dir = run_dir / runs.MODEL_DIR
     samples_dir = run_dir / runs.SAMPLES_DIR
     if (model_dir / "generator.json").exists():
@@ -78,7 +88,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         if have != name:
             raise InputError(f"{model_dir} holds a '{have}' model but this job trains '{name}': "
                              "use another hydra.run.dir, or force=true to start again")
-    _check_samples(samples_dir, settings, seeds, force)
+    if zero:
+        _check_samples(samples_dir, settings, seeds, force)
     done = runs.read_metrics(run_dir)
     if runs.is_finished(done, evaluate=bool(cfg.evaluate), segmentation=bool(cfg.get("segmentation")), job=runs.TRAIN_KEYS) \
             and (run_dir / "grid.png").exists():
@@ -87,11 +98,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.evaluate:
         from sinsemi.cli._evaluate import evaluate_into  # noqa: F401  (import errors before the fit, not after)
 
-    ensure_dir(run_dir)
-    remove_partials(run_dir)  # temp files of writes a kill -9 interrupted
-    if fresh:
-        runs.write_fingerprint(run_dir, fp)
-    save_json_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")  # agrees with the model (checked)
+    if zero:
+        ensure_dir(run_dir)
+        remove_partials(run_dir)  # temp files of writes a kill -9 interrupted
+        if fresh:
+            runs.write_fingerprint(run_dir, fp)
+        save_json_text(OmegaConf.to_yaml(cfg, resolve=True), run_dir / "config.yaml")  # agrees with the model (checked)
     runtime = make_runtime(cfg, run_dir, job_type="train")
     try:
         if (model_dir / "generator.json").exists():
@@ -102,12 +114,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             import torch
 
             gen = build_generator(name, params, runtime)
-            with runs.accumulating(run_dir, "fit_seconds"), \
+            # summed over attempts, kill -9 included; anomaly detection: debug=... (Lightning sets its own)
+            with runs.accumulating(run_dir, "fit_seconds") if zero else contextlib.nullcontext(), \
                     torch.autograd.set_detect_anomaly(runtime.detect_anomaly):
-                # summed over attempts, kill -9 included; anomaly detection: debug=... (Lightning sets its own)
                 gen.fit(image, seed=int(cfg.seed), out_dir=run_dir)
             check_interrupted()  # a fit stopped early by SIGTERM/SIGINT is not a model
-            gen.save(model_dir)
+            if zero:
+                gen.save(model_dir)
+        if not zero and (rank_and_world()[1] == 1 or (samples_dir / "samples.npz").exists()):
+            return {}  # nothing to share: no process group (the model was reused), or the samples exist
         with Timer() as t_sample:
             if (samples_dir / "samples.npz").exists():
                 samples, meta = load_bundle(samples_dir / "samples.npz")
@@ -115,7 +130,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 if not (run_dir / "grid.png").exists():  # killed between the samples and the grid
                     save_grid(samples[:64], run_dir / "grid.png", value_range=display_range(image))
             else:
-                samples, info = draw_samples(gen, seeds, settings)
+                samples, info = draw_samples(gen, seeds, settings)  # sharded over the ranks, gathered
+                if not zero:
+                    return {}  # rank 0 writes and evaluates
                 save_samples(samples, samples_dir, seeds=seeds, grid_path=run_dir / "grid.png",
                              grid_range=display_range(image),
                              meta={"generator": gen.name, "sampler": settings, "sample_info": info})
@@ -154,10 +171,24 @@ def save_json_text(text: str, path: Path) -> None:
         tmp.write_text(text)
 
 
+def _check_ddp_launch(cfg: DictConfig, multirun: bool) -> None:
+    """trainer.devices > 1 in a sweep needs SLURM to start the ranks (one job per point, its tasks):
+    outside SLURM, Lightning's launcher starts ranks 1.. by re-running this command line, which in a
+    multirun would re-run the whole sweep in every one of them."""
+    devices = cfg.trainer.get("devices", 1)
+    if multirun and isinstance(devices, int) and devices > 1:
+        from lightning.fabric.plugins.environments import SLURMEnvironment
+
+        if not SLURMEnvironment.detect():
+            raise InputError(f"trainer.devices={devices} in a multirun sweep needs launcher=slurm (each point a SLURM "
+                             "job whose tasks are the ranks); without SLURM run the points one by one, or trainer.devices=1")
+
+
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
 @task
 def _main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
+    _check_ddp_launch(cfg, hc.mode.name == "MULTIRUN")
     if cfg.get("experiment_name") and hc.mode.name == "MULTIRUN":
         from sinsemi.runs import claim_sweep_dir
 

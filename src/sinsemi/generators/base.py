@@ -148,9 +148,21 @@ def generator_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
+def check_devices(name: str, devices: int) -> None:
+    """Refuse ``trainer.devices`` > 1 for a generator that cannot use them: only a class with
+    ``supports_ddp = True`` (SinSEMI, through Lightning's DDP) trains on several devices; the
+    baselines' hand-written loops would run the same job on every rank."""
+    if int(devices) > 1 and not getattr(generator_class(name), "supports_ddp", False):
+        ddp = sorted(n for n in GENERATORS if getattr(generator_class(n), "supports_ddp", False))
+        raise InputError(f"generator '{name}' trains on one device (its own training loop, no DDP): "
+                         f"trainer.devices={devices} is not supported; use trainer.devices=1 "
+                         f"(multi-device training: {', '.join(ddp)})")
+
+
 def build_generator(name: str, params: Mapping[str, Any] | None = None, runtime: Runtime | None = None):
     """Instantiate generator ``name`` with ``params`` (its config without ``name``)."""
     cls = generator_class(name)
+    check_devices(name, (runtime or Runtime()).trainer_kwargs.get("devices", 1))
     params = {k: v for k, v in dict(params or {}).items() if k != "name"}
     try:
         return cls(runtime=runtime or Runtime(), **params)

@@ -3,6 +3,11 @@ LPIPS energy guidance, behind the :class:`~sinsemi.generators.base.OneShotGenera
 
 A training "step" is one optimiser step on one uniformly drawn scale (see
 :mod:`sinsemi.generators.sinsemi_module`); ``iterations`` (or ``runtime.max_steps``) counts them.
+
+Multi-device (``runtime.trainer_kwargs["devices"]`` x ``num_nodes`` = W > 1): Lightning's ``ddp``
+strategy (NCCL on GPUs, gloo on CPUs); ``batch_size`` is the global batch, split B / W per rank so
+that W ranks train the weights one process would (see the module's docstring); the last checkpoint is
+written by rank 0. Sampling after such a fit is sharded across the ranks and gathered (:meth:`SinSEMI.sample`).
 """
 
 from __future__ import annotations
@@ -41,11 +46,17 @@ def effective_precision(precision: str, device: str) -> str:
     return precision
 
 
+def _world(rt: Runtime) -> tuple[int, int]:
+    """(devices, num_nodes) the runtime asks Lightning for."""
+    return int(rt.trainer_kwargs.get("devices", 1)), int(rt.trainer_kwargs.get("num_nodes", 1))
+
+
 class SinSEMI:
     """Learn from one image (C, H, W), sample many. See the module docstring and issue 3."""
 
     name = "sinsemi"
     resumes_from_file = True  # a Lightning checkpoint (.ckpt)
+    supports_ddp = True  # trains with Lightning's DDP strategy (trainer.devices > 1)
 
     def __init__(self, *, runtime: Runtime | None = None, width: int = 160, iterations: int = 120_000,
                  batch_size: int = 32, lr: float = 1e-4, milestones: Sequence[int] = PAPER_MILESTONES,
@@ -76,6 +87,11 @@ class SinSEMI:
         if scale_weights and sum(scale_weights) <= 0:
             raise InputError(f"scale_weights must have a positive sum, got {scale_weights}")
         self.runtime = runtime or Runtime()
+        devices, nodes = _world(self.runtime)
+        if batch_size % (devices * nodes):
+            raise InputError(f"SinSEMI batch_size={batch_size} (the global batch) must be divisible by the world size "
+                             f"{devices * nodes} (trainer.devices={devices} x num_nodes={nodes}): each rank trains on "
+                             "batch_size / world copies")
         self.params = dict(width=int(width), iterations=int(iterations), batch_size=int(batch_size), lr=float(lr),
                            milestones=[int(m) for m in milestones], lr_gamma=float(lr_gamma), sigma=float(sigma),
                            t_eps=float(t_eps), ema_decay=float(ema_decay), grad_clip=float(grad_clip),
@@ -101,6 +117,7 @@ class SinSEMI:
         from lightning.pytorch.callbacks import ModelCheckpoint
 
         from sinsemi.data.io import ensure_dir
+        from sinsemi.distributed import is_global_zero
         from sinsemi.generators.sinsemi_module import AtomicCheckpointIO, PyramidDataModule, SinSEMIModule
         from sinsemi.runs import image_sha256
 
@@ -114,7 +131,11 @@ class SinSEMI:
             raise InputError(f"scale_weights has {len(p['scale_weights'])} entries but the pyramid of this "
                              f"{tuple(x.shape[-2:])} image has {self.pyramid.n_scales} scales {self.pyramid.sizes}")
         steps = int(rt.max_steps) if rt.max_steps is not None else p["iterations"]
-        ckpt_dir = ensure_dir(Path(out_dir) / "checkpoints")
+        devices, nodes = _world(rt)
+        world = devices * nodes
+        ckpt_dir = Path(out_dir) / "checkpoints"
+        if is_global_zero():
+            ensure_dir(ckpt_dir)
         hparams = dict(channels=int(x.shape[0]), width=p["width"], n_scales=self.pyramid.n_scales,
                        batch_size=p["batch_size"], lr=p["lr"], milestones=p["milestones"], lr_gamma=p["lr_gamma"],
                        sigma=p["sigma"], t_eps=p["t_eps"], ema_decay=p["ema_decay"], seed=int(seed),
@@ -131,7 +152,9 @@ class SinSEMI:
         cuda = str(rt.device).startswith("cuda")
         callbacks = self._callbacks(ckpt_dir)  # none: no periodic checkpoint (not Lightning's own default one either)
         trainer = L.Trainer(
-            accelerator="gpu" if cuda else "cpu", devices=rt.trainer_kwargs.get("devices", 1) if cuda else 1,
+            accelerator="gpu" if cuda else "cpu", devices=devices, num_nodes=nodes,
+            # every rank iterates the whole one-item-per-step dataset; the rank slices its rows itself
+            strategy="ddp" if world > 1 else "auto", use_distributed_sampler=False,
             precision=effective_precision(rt.precision, rt.device), max_steps=steps, max_epochs=-1,
             gradient_clip_val=p["grad_clip"], gradient_clip_algorithm="norm",
             logger=rt.logger if rt.logger is not None else False, log_every_n_steps=max(1, rt.log_every),
@@ -143,10 +166,11 @@ class SinSEMI:
         if ckpt_path:
             log.info("resuming SinSEMI from %s", ckpt_path)
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-        trainer.save_checkpoint(str(last))  # the final state, whatever checkpoint_every was
+        trainer.save_checkpoint(str(last))  # the final state, whatever checkpoint_every was (rank 0 writes, all call)
         self.module = module
         self.net = module.ema.module.float().eval()
-        self._device = torch.device(rt.device)
+        # a rank samples on its own device (Lightning's root device: cuda:<local rank>), one process on rt.device
+        self._device = trainer.strategy.root_device if world > 1 else torch.device(rt.device)
 
     def _callbacks(self, ckpt_dir: Path) -> list:
         """``runtime.callbacks`` (the ``callbacks`` config group) with every ModelCheckpoint that names
@@ -197,9 +221,15 @@ class SinSEMI:
         keep_intermediates: also return the result at every scale (image scale, coarsest first).
         ``nfe`` = steps x (scales - 1) + coarse_steps; ``info``: steps, kind, coarse, coarse_steps, guidance,
         noise, lpips_net, random_backbone.
+
+        In a DDP world (``torch.distributed`` up: after a multi-device :meth:`fit` in this process) every
+        rank must call this with the same arguments: the ``batch_size`` chunks of ``seeds`` are dealt to
+        the ranks round-robin and gathered, and every rank returns all samples, sample i bitwise the one a
+        single process draws (same chunks, same batches). W ranks speed it up when there are >= W chunks.
         """
         from tqdm.auto import tqdm
 
+        from sinsemi.distributed import all_gather, rank_and_world
         from sinsemi.flow.guidance import LPIPSGuidance
         from sinsemi.flow.sampler import check_kind, sample_pyramid
         from sinsemi.seeding import derive_seed, generators_for
@@ -237,11 +267,16 @@ class SinSEMI:
         levels, conds = list(self.pyramid.levels), list(self.pyramid.conditions)
         channels = levels[0].shape[0]
         chunks = [seeds[i:i + batch_size] for i in range(0, len(seeds), batch_size)]
-        outs, inters, nfe = [], [], 0
+        # In a DDP world (after a multi-device fit) rank r draws chunks r, r + W, ...: the chunks, and so
+        # each forward's batch, are the single-process ones, so sample i is bitwise the same at any W.
+        rank, world = rank_and_world()
+        mine = list(range(rank, len(chunks), world))
+        done: dict[int, tuple[torch.Tensor, list[torch.Tensor], int]] = {}  # chunk -> (samples, per scale, nfe)
         per_sample = steps * (len(sizes) - 1) + (coarse_steps or steps)
-        with tqdm(total=len(chunks) * per_sample, desc=f"sampling ({kind} steps)", disable=not self.runtime.progress,
-                  leave=False) as bar:
-            for chunk in chunks:
+        with tqdm(total=len(mine) * per_sample, desc=f"sampling ({kind} steps)",
+                  disable=not self.runtime.progress or rank > 0, leave=False) as bar:
+            for c in mine:
+                chunk = chunks[c]
                 gens = generators_for(chunk, device)
                 v = velocity
                 if guidance > 0:
@@ -251,9 +286,10 @@ class SinSEMI:
                                      sigma=self.params["sigma"], t_eps=self.params["t_eps"],
                                      keep_intermediates=keep_intermediates, device=device, on_step=lambda: bar.update(1),
                                      coarse_steps=coarse_steps)
-                outs.append(out.samples.detach().float().cpu())
-                inters.append([x.float().cpu() for x in out.intermediates])
-                nfe = out.nfe
+                done[c] = (out.samples.detach().float().cpu(), [x.float().cpu() for x in out.intermediates], out.nfe)
+        for part in all_gather(done):  # every rank gets every chunk (one rank: done itself)
+            done.update(part)
+        outs, inters, nfe = [done[c][0] for c in range(len(chunks))], [done[c][1] for c in range(len(chunks))], done[0][2]
         samples = self.standardizer.inverse(torch.cat(outs))
         # Images live in [0, 1] (the scale files load in); a trajectory that leaves it (an undertrained
         # net can run away in a dark blob) is clamped, and how many pixels were is recorded.

@@ -16,6 +16,17 @@ Options beyond the paper (all off by default = the paper's recipe):
   draws near t = 0 (fine detail) and t = 1 (the start of every scale), where the target is hardest.
 Every draw of step k comes from a generator seeded with (seed, k), so a resumed run repeats an
 uninterrupted one exactly.
+
+DDP (``trainer.devices`` = W > 1, Lightning's ``ddp`` strategy): ``batch_size`` B is the GLOBAL
+batch. Every rank draws the whole step-k batch from the (seed, k) generator and keeps its own
+B / W copies (rank r: rows r*B/W .. (r+1)*B/W - 1), so rank r's draws are a function of
+(seed, k, r, W) and the ranks' draws together are exactly the single-process draws. Each rank's loss
+is the mean over its rows and DDP averages the gradients over ranks, so the averaged gradient is the
+single-process gradient of the mean over all B rows (up to float summation order): W processes train
+the same weights as one process at batch B, each doing 1/W of the net's work. (Independent per-rank
+streams seeded with (seed, k, r) would give other, equally valid draws, but weights that depend on
+W; and a checkpoint resumed at another W would not continue the same run.) The scale s is one draw
+per step, the same on every rank, so all ranks run the same scale and the same collectives.
 """
 
 from __future__ import annotations
@@ -96,9 +107,14 @@ class SinSEMIModule(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
             self.ema.to(memory_format=torch.channels_last)
 
-    # -- draws of one step: a pure function of (seed, step)
-    def _draws(self, step: int, batch: dict) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    # -- draws of one step: a pure function of (seed, step), this rank's rows of them
+    def _draws(self, step: int, batch: dict, rank: int = 0, world: int = 1
+               ) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(s, x0, x1, t, z) of step ``step`` for rank ``rank`` of ``world``: x0, x1, z (B/W, C, h, w),
+        t (B/W,); the global batch B = ``batch_size`` is drawn whole and sliced (module docstring)."""
         hp = self.hparams
+        if hp.batch_size % world:
+            raise ValueError(f"batch_size={hp.batch_size} is not divisible by the world size {world}")
         g = torch.Generator(device="cpu").manual_seed(derive_seed(int(hp.seed), int(step), stream="step"))
         weights = hp.get("scale_weights") or None
         if weights:  # P(s) proportional to scale_weights[s]
@@ -122,18 +138,22 @@ class SinSEMIModule(L.LightningModule):
         u = torch.rand(hp.batch_size, generator=g)
         t = u if hp.get("t_sampling", "uniform") == "uniform" else 0.5 * (1.0 - torch.cos(torch.pi * u))
         z = torch.randn(shape, generator=g)
+        rows = slice(rank * (hp.batch_size // world), (rank + 1) * (hp.batch_size // world))
+        x0 = x0[rows]
         dev = x0.device
-        return s, x0, x1.to(dev), t.to(dev), z.to(dev)
+        return s, x0, x1[rows].to(dev), t[rows].to(dev), z[rows].to(dev)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        s, x0, x1, t, z = self._draws(self.global_step, batch)
+        s, x0, x1, t, z = self._draws(self.global_step, batch, self.global_rank, self.trainer.world_size)
         p = bridge_point(x0, x1, t, z, sigma=self.hparams.sigma, eps=self.hparams.t_eps)
         x_t = p.x_t.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else p.x_t
         v = self.net(x_t, t, torch.full_like(t, s))
         loss = F.mse_loss(v.float(), p.u_t)  # eq. 3
         self.scale_counts[s] += 1
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=self.hparams.batch_size)
-        self.log(f"train/loss_s{s}", loss, on_step=True, on_epoch=False, batch_size=self.hparams.batch_size)
+        # sync_dist: the mean over ranks = the loss of the global batch (what one process would log)
+        n = x0.shape[0]
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=n, sync_dist=True)
+        self.log(f"train/loss_s{s}", loss, on_step=True, on_epoch=False, batch_size=n, sync_dist=True)
         return loss
 
     def optimizer_step(self, *args, **kwargs) -> None:
