@@ -207,10 +207,10 @@ def test_make_wandb_sync_exits_non_zero_when_the_server_refuses(tmp_path, monkey
     assert "1 offline W&B runs" in proc.stdout and "did not upload" in proc.stderr
 
 
-def test_logger_groups_instantiate():
-    """Every logger option composes on every root and names a logger this project can build."""
-    for root, extra in (("train", []), ("sample", ["run_dir=/nonexistent"]), ("eval", [])):
-        for opt in ("none", "wandb", "csv", "tensorboard"):
-            cfg = _compose(root, f"logger={opt}", *extra)
-            OmegaConf.to_container(cfg, resolve=True)
-            assert cfg.logger.name == opt
+def test_train_refuses_a_bad_tag_before_writing_anything(tmp_path):
+    from sinsemi.cli.train import train
+
+    cfg = _compose("train", "generator=gpnn", "profile=tiny", "logger=none", "tags=[" + "x" * 65 + "]")
+    with pytest.raises(InputError, match="longer than 64"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

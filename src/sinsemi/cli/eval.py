@@ -31,9 +31,10 @@ def evaluate(cfg: DictConfig) -> dict:
     """Run the evaluation the composed config asks for; returns the merged ``metrics.json`` dict.
     With a logger: summary metrics, figures, the per-sample table, the U-Net's epochs and (by
     default) the evaluated run's model and samples bundle as artifacts."""
-    from sinsemi.cli.loggers import artifacts_wanted, finish_logger, make_logger
+    from sinsemi.cli.loggers import artifacts_wanted, check_logger_settings, finish_logger, make_logger
     from sinsemi.cli.wandb_report import epoch_hook, log_artifacts, report_evaluation
 
+    check_logger_settings(cfg)
     ecfg = eval_config(cfg)
     refs = load_references(ecfg.reference)
     s, samples, names, name = None, None, None, "two references"

@@ -108,6 +108,13 @@ def artifacts_wanted(cfg: DictConfig, *, evaluates: bool) -> bool:
     return evaluates if value is None else bool(value)
 
 
+def check_logger_settings(cfg: DictConfig) -> None:
+    """The logger settings a job refuses (tags, logger.artifacts), checked before anything is written."""
+    logger_tags(cfg)
+    if cfg.get("logger") is not None and str(cfg.logger.get("name")) == "wandb":
+        artifacts_wanted(cfg, evaluates=False)
+
+
 def new_run_id() -> str:
     """A fresh W&B run id: 8 random lowercase letters and digits, as wandb makes them."""
     import secrets
@@ -134,8 +141,8 @@ def make_logger(cfg: DictConfig, run_dir: Path, *, job_type: str, label: str | N
         return instantiate(lg, save_dir=str(lg.get("save_dir") or run_dir))
     if kind != "wandb":
         raise InputError(f"logger={kind} is not a logger this project knows (none, wandb, csv, tensorboard)")
+    check_logger_settings(cfg)  # now, not at the end of the job
     all_tags = logger_tags(cfg, tags)
-    artifacts_wanted(cfg, evaluates=False)  # checks the setting now, not at the end of the job
     mode = wandb_mode(lg.get("mode"))
     if mode.mode == "disabled":
         return None

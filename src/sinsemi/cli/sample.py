@@ -16,7 +16,7 @@ from omegaconf import DictConfig, open_dict
 
 from sinsemi.cli._common import (Timer, cli_main, conf_dir, draw_samples, finish_logger, make_logger, sampler_settings,
                                  sampler_tag, task, to_primitive)
-from sinsemi.cli.loggers import artifacts_wanted
+from sinsemi.cli.loggers import artifacts_wanted, check_logger_settings
 from sinsemi.cli.wandb_report import log_artifacts, log_images, report_metrics
 from sinsemi.errors import InputError
 
@@ -60,6 +60,7 @@ def sample(cfg: DictConfig) -> Path:
         raise InputError(f"no trained model in {run_dir} (expected {run_dir / 'model'}): train it first with sinsemi-train")
     _take_run_sampler(cfg, run_dir)
     validate_sample(to_primitive(cfg), name)  # the cheap checks first, before torch is imported
+    check_logger_settings(cfg)
 
     from sinsemi.data.io import remove_partials, save_json
     from sinsemi.generators.base import Runtime, load_generator

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sinsemi.cli._common import (Timer, check_interrupted, cli_main, conf_dir, draw_samples, finish_logger,
                                  load_training_image, make_runtime, sampler_settings, task, to_primitive)
-from sinsemi.cli.loggers import artifacts_wanted
+from sinsemi.cli.loggers import artifacts_wanted, check_logger_settings
 from sinsemi.cli.wandb_report import log_artifacts, log_images, report_metrics
 from sinsemi.errors import InputError
 
@@ -56,6 +56,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     plain = to_primitive(cfg)
     validate_train(plain, run_dir)  # before anything heavy is even imported
+    check_logger_settings(cfg)
 
     from sinsemi import runs
     from sinsemi.data.io import (display_range, ensure_dir, load_bundle, remove_partials, save_grid, save_json,
