@@ -97,8 +97,8 @@ ablate-guidance: ablation-run ## Table 5: LPIPS guidance strength (0/0.1/0.5/1) 
 	$(VENV)/bin/sinsemi-sample ablation=guidance run_dir=$(ABL_RUN) profile=$(PROFILE) launcher=$(LAUNCHER)
 	$(PY) -m sinsemi.report.ablations guidance --runs outputs/ablation/guidance_$(PROFILE) --out experiments/results
 
-wandb-sync: $(STAMP) ## Upload offline W&B runs found under outputs/ (needs WANDB_API_KEY)
-	find outputs -type d -name 'offline-run-*' -exec $(VENV)/bin/wandb sync {} \;
+wandb-sync: $(STAMP) ## Upload every offline W&B run under DIR (default outputs; `wandb login` first); fails when one does not upload
+	$(PY) -m sinsemi.cli.wandb_sync $(or $(DIR),outputs)
 
 clean: ## Remove outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache

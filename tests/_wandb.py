@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -13,6 +14,8 @@ def read_records(path: str | Path) -> list:
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = Path(path).read_bytes()
+    if not data:  # created, then killed before anything was written
+        return []
     if data[:4] != b":W&B":
         raise ValueError(f"{path} is not a W&B run file")
     pos, buf, out = HEADER, b"", []
@@ -24,6 +27,8 @@ def read_records(path: str | Path) -> list:
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
         pos += HEADER
         if length == 0 and kind == 0:
+            break
+        if pos + length > len(data):  # the tail of a file whose writer was killed
             break
         chunk, pos = data[pos:pos + length], pos + length
         if kind in (1, 2):  # FULL, FIRST
@@ -37,13 +42,26 @@ def read_records(path: str | Path) -> list:
     return out
 
 
+def _key(item) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
 def logged(path: str | Path) -> dict:
-    """{'keys': history keys, 'group': run group, 'job_type': job type} of an offline run file."""
-    keys, group, job_type = set(), None, None
+    """What an offline run file holds: ``keys`` (history keys; media under their top key),
+    ``group``, ``job_type``, ``run_id``, ``tags``, ``summary`` (key -> value, the last update
+    wins), ``artifacts`` (name -> {"type", "files"}) and ``tables`` (history key -> table columns)."""
+    out = {"keys": set(), "group": None, "job_type": None, "run_id": None, "tags": [], "summary": {}, "artifacts": {}}
     for r in read_records(path):
         kind = r.WhichOneof("record_type")
         if kind == "history":
-            keys |= {it.key or it.nested_key[0] for it in r.history.item}  # media: nested under the key
+            for it in r.history.item:
+                out["keys"].add(it.key or it.nested_key[0])
         elif kind == "run":
-            group, job_type = r.run.run_group, r.run.job_type
-    return {"keys": keys, "group": group, "job_type": job_type}
+            out.update(group=r.run.run_group, job_type=r.run.job_type, run_id=r.run.run_id, tags=list(r.run.tags))
+        elif kind == "summary":
+            for it in r.summary.update:
+                out["summary"][_key(it)] = json.loads(it.value_json)
+        elif kind == "artifact":
+            out["artifacts"][r.artifact.name] = {"type": r.artifact.type,
+                                                 "files": sorted(e.path for e in r.artifact.manifest.contents)}
+    return out

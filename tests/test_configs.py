@@ -66,6 +66,27 @@ def test_group_options_compose(group):
         OmegaConf.to_container(cfg, resolve=False)
 
 
+@pytest.mark.parametrize("logger", ["none", "wandb", "csv", "tensorboard"])
+def test_logger_options_compose_on_every_root_and_build(logger, tmp_path, monkeypatch):
+    """logger=none|wandb|csv|tensorboard on train, sample and eval; csv/tensorboard build Lightning's
+    logger writing into the run dir (wandb: tests/test_loggers.py, tests/test_wandb.py)."""
+    from sinsemi.cli.loggers import make_logger
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    for root, extra in (("train", []), ("sample", [f"run_dir={tmp_path}"]), ("eval", [])):
+        cfg = _compose(root, [f"logger={logger}", *extra])
+        OmegaConf.to_container(cfg, resolve=True)
+        assert cfg.logger.name == logger and list(cfg.tags)  # tags: at least the profile
+    lg = make_logger(_compose("train", [f"logger={logger}"]), tmp_path / "run", job_type="train")
+    if logger in ("csv", "tensorboard"):
+        from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+        assert isinstance(lg, {"csv": CSVLogger, "tensorboard": TensorBoardLogger}[logger])
+        assert Path(lg.log_dir).is_relative_to(tmp_path / "run")
+    else:
+        assert lg is None  # none, and wandb under WANDB_MODE=disabled
+
+
 @pytest.mark.parametrize("launcher", ["local", "submitit_local", "slurm"])
 def test_launcher_instantiates(launcher, tmp_path):
     from hydra.plugins.launcher import Launcher

@@ -240,6 +240,12 @@ def test_library_call_with_objects(tmp_path, pair):
     assert r.defects.count_mean == 0.5 and r.labels.counts.tolist() == [1, 0] and r.downstream is None
     assert r.metrics["defect_count_interior_mean"] == 0.5 and r.metrics["defect_count_border_mean"] == 0.0
     assert r.probe["recall"] == 1.0
+    rows = r.per_sample()  # the per-sample table's values agree with the means in metrics.json
+    assert [(x["index"], x["defects"], x["defects_border"], x["defects_interior"]) for x in rows] == [(0, 1, 0, 1), (1, 0, 0, 0)]
+    assert sum(x["sifid"] for x in rows) / 2 == pytest.approx(r.metrics["sifid_mean"])
+    assert sum(x["lpips"] for x in rows) / 2 == pytest.approx(r.metrics["lpips_mean"])
+    assert rows[0]["lpips"] < rows[1]["lpips"]  # the defect reference itself is closest to the defect reference
+    assert "sifid_per_image" not in r.metrics and "lpips_per_image" not in r.metrics
     with pytest.raises(InputError, match="mode must be"):
         EvalConfig(mode="both")
 

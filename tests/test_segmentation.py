@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import torch
@@ -147,6 +148,25 @@ def test_val_iou_selection_and_time_budget(tiny_image):
     assert info["epochs_run"] == 1 and info["best_epoch"] == 1 and "val_iou" in info["history"][0]
     with pytest.raises(InputError, match="select"):
         SegConfig.from_dict({"select": "best"})
+
+
+def test_unet_epochs_reach_the_log_and_the_callback(tiny_image, caplog):
+    """Every epoch's loss goes to the log (INFO) and to on_epoch (the job's logger), as in the history."""
+    from sinsemi.metrics.seg_train import train_unet
+
+    x = torch.stack([tiny_image] * 10)
+    m = torch.zeros(10, 32, 32, dtype=torch.bool)
+    m[:, 14:18, 12:20] = True
+    cfg = SegConfig(encoder="resnet18", encoder_depth=3, decoder_channels=(8, 8, 8), epochs=2, batch_size=10,
+                    val_fraction=0.2, patience=5)
+    got = []
+    with caplog.at_level(logging.INFO, logger="sinsemi.segmentation"):
+        _, info = train_unet(x, m, cfg, seed=0, on_epoch=got.append)
+    assert [{k: r[k] for k in h} for r, h in zip(got, info["history"])] == info["history"] and len(got) == 2
+    assert all(r["seconds"] >= 0 for r in got)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("U-Net epoch")]
+    assert len(lines) == 2 and lines[1].startswith("U-Net epoch 2/2: train loss ")
+    assert f"{info['history'][1]['train_loss']:.4f}" in lines[1] and "val loss" in lines[1]
 
 
 def _quick_seg(mask: str):

@@ -8,6 +8,7 @@ Layout of a training run dir::
     samples/               default samples: 00000.png ..., samples.npz (float32), grid.png
     samples/<settings>/    re-samples with other sampler settings (sinsemi-sample)
     grid.png               grid of the default samples
+    wandb_id.json          the W&B run id of each job type that logged here (resumed on rerun)
     metrics.json           written last: its presence marks the run finished
 
 A sweep dir holds ``experiment.json`` naming the experiment and profile that own it, so a rerun
@@ -75,10 +76,11 @@ def claim_sweep_dir(sweep_dir: str | Path, experiment: str, profile: str | None)
 # ----------------------------------------------------------------------------- fingerprint
 FINGERPRINT = "fingerprint.json"
 PROGRESS = "progress.json"
+WANDB_ID = "wandb_id.json"
 #: generator params that change memory use or speed only, never the fitted model
 NON_MODEL_PARAMS = ("sample_batch", "sample_chunk")
 #: what --force-style reruns discard when the fingerprint differs (the run's model and its products)
-MODEL_ARTIFACTS = ("model", "checkpoints", "samples", "grid.png", "metrics.json", FINGERPRINT, PROGRESS)
+MODEL_ARTIFACTS = ("model", "checkpoints", "samples", "grid.png", "metrics.json", FINGERPRINT, PROGRESS, WANDB_ID)
 
 
 def image_sha256(image) -> str:
@@ -200,6 +202,24 @@ def add_progress(run_dir: str | Path, **seconds: float) -> dict:
         prog[k] = round(float(prog.get(k, 0.0)) + float(v), 2)
     save_json(prog, Path(run_dir) / PROGRESS)
     return prog
+
+
+def logger_run_id(run_dir: str | Path, job_type: str, new) -> str:
+    """The W&B run id of ``job_type``'s job in ``run_dir``: the one stored in ``wandb_id.json`` by an
+    earlier attempt (a requeue, a resume after kill -9), else ``new()``, stored before it is used."""
+    from sinsemi.data.io import save_json
+
+    path = Path(run_dir) / WANDB_ID
+    try:
+        ids = json.loads(path.read_text()) if path.exists() else {}
+    except json.JSONDecodeError as e:
+        raise InputError(f"corrupt {path}: {e} (delete it to start a new W&B run)") from None
+    if not isinstance(ids, dict):
+        raise InputError(f"{path} must map job types to W&B run ids, got {type(ids).__name__} (delete it)")
+    if not ids.get(job_type):
+        ids[job_type] = str(new())
+        save_json(ids, path)
+    return str(ids[job_type])
 
 
 def run_generator(run_dir: str | Path) -> str:

@@ -1,4 +1,4 @@
-"""What every entry point shares: the config dir, error handling, runtime and logger wiring."""
+"""What every entry point shares: the config dir, error handling, the runtime (its logger: :mod:`sinsemi.cli.loggers`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 
+from sinsemi.cli.loggers import finish_logger, make_logger  # noqa: F401  (the logger wiring; re-exported)
 from sinsemi.errors import InputError, Interrupted
 from sinsemi.validation import resolve_device  # noqa: F401  (the one device resolver; re-exported)
 
@@ -298,35 +299,6 @@ def make_callbacks(cbs_cfg: DictConfig | None, *, logger, progress: bool) -> lis
             continue
         out.append(cb)
     return out
-
-
-def make_logger(cfg: DictConfig, run_dir: Path, *, job_type: str):
-    """A Lightning ``WandbLogger`` (offline unless WANDB_API_KEY is set), or None."""
-    lg = cfg.get("logger")
-    if lg is None or lg.get("name", "none") == "none" or os.environ.get("WANDB_MODE") == "disabled":
-        return None
-    from lightning.pytorch.loggers import WandbLogger
-
-    mode = lg.get("mode") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
-    group = lg.get("group") or cfg.get("experiment_name") or cfg.generator.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
-        project=lg.project, entity=lg.get("entity"), group=group, job_type=job_type, save_dir=str(run_dir),
-        mode=mode, name=f"{cfg.generator.name}-{run_dir.name}", config=to_primitive(cfg), reinit="finish_previous",
-    )
-
-
-def finish_logger(logger) -> None:
-    """End the W&B run (between multirun jobs)."""
-    if logger is None:
-        return
-    try:
-        import wandb
-
-        logger.finalize("success")
-        wandb.finish()
-    except Exception as e:  # logging must never fail a finished job
-        log.warning("could not finish the W&B run: %s", e)
 
 
 def load_training_image(data_cfg: DictConfig):

@@ -17,8 +17,10 @@ from omegaconf import DictConfig
 def evaluate_into(cfg: DictConfig, samples: torch.Tensor, out_dir: Path, *, samples_dir: Path | None = None,
                   logger=None) -> dict:
     """Metrics of ``samples`` (N, C, H, W; the bundle in ``samples_dir``, default ``out_dir/samples``),
-    merged into ``out_dir/metrics.json``."""
+    merged into ``out_dir/metrics.json``; reported to ``logger`` (summary, figures, per-sample table,
+    the U-Net's epochs) when given."""
     from sinsemi.cli.eval import eval_config
+    from sinsemi.cli.wandb_report import epoch_hook, report_evaluation
     from sinsemi.data.io import load_samples
     from sinsemi.evaluation import ReferenceSpec, evaluate, load_references
 
@@ -31,13 +33,6 @@ def evaluate_into(cfg: DictConfig, samples: torch.Tensor, out_dir: Path, *, samp
     if samples is None:
         samples, _ = load_samples(samples_dir)
     names = [f"{i:05d}.png" for i in range(samples.shape[0])]
-    metrics = evaluate(samples.float(), load_references(ecfg.reference), ecfg, names=names).metrics
-    if logger is not None:
-        import wandb
-
-        row = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
-        logger.experiment.log({"metrics": wandb.Table(columns=list(row), data=[list(row.values())])})
-        for key, png in (("defects/heatmap", "heatmap.png"), ("defects/eval_grid", "eval_grid.png")):
-            if (out_dir / png).exists():
-                logger.log_image(key, [str(out_dir / png)])
-    return metrics
+    result = evaluate(samples.float(), load_references(ecfg.reference), ecfg, names=names, on_epoch=epoch_hook(logger))
+    report_evaluation(logger, result, samples, out_dir, names)
+    return result.metrics

@@ -14,8 +14,10 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from sinsemi.cli._common import (Timer, cli_main, conf_dir, draw_samples, sampler_settings, sampler_tag, task,
-                                 to_primitive)
+from sinsemi.cli._common import (Timer, cli_main, conf_dir, draw_samples, finish_logger, make_logger, sampler_settings,
+                                 sampler_tag, task, to_primitive)
+from sinsemi.cli.loggers import artifacts_wanted, check_logger_settings
+from sinsemi.cli.wandb_report import log_artifacts, log_images, report_metrics
 from sinsemi.errors import InputError
 
 log = logging.getLogger("sinsemi.sample")
@@ -58,8 +60,9 @@ def sample(cfg: DictConfig) -> Path:
         raise InputError(f"no trained model in {run_dir} (expected {run_dir / 'model'}): train it first with sinsemi-train")
     _take_run_sampler(cfg, run_dir)
     validate_sample(to_primitive(cfg), name)  # the cheap checks first, before torch is imported
+    check_logger_settings(cfg)
 
-    from sinsemi.data.io import display_range, load_bundle, remove_partials, save_grid, save_json, save_samples
+    from sinsemi.data.io import remove_partials, save_json
     from sinsemi.generators.base import Runtime, load_generator
     from sinsemi.seeding import sample_seeds
 
@@ -77,6 +80,22 @@ def sample(cfg: DictConfig) -> Path:
         log.info("samples in %s are finished (metrics.json present): skipping", out_dir)
         return out_dir
     remove_partials(out_dir)
+    logger = make_logger(cfg, out_dir, job_type="sample")
+    try:
+        metrics = _sample_into(cfg, gen, settings, seeds, out_dir, done, logger)
+        report_metrics(logger, metrics)  # before metrics.json: a rerun after a kill reports again
+        if artifacts_wanted(cfg, evaluates=bool(cfg.evaluate)):
+            log_artifacts(logger, bundle=out_dir / "samples.npz", grid=out_dir / "grid.png")
+        save_json(metrics, out_dir / runs.METRICS)  # last: the samples are finished when this exists
+    finally:
+        finish_logger(logger)
+    return out_dir
+
+
+def _sample_into(cfg: DictConfig, gen, settings: dict, seeds: list[int], out_dir: Path, done: dict | None, logger) -> dict:
+    """Draw (or reuse) the samples in ``out_dir``, evaluate them when ``cfg.evaluate``; the job's metrics."""
+    from sinsemi.data.io import display_range, load_bundle, save_grid, save_samples
+
     info = None
     if (out_dir / "samples.npz").exists():
         samples, meta = load_bundle(out_dir / "samples.npz")
@@ -94,19 +113,14 @@ def sample(cfg: DictConfig) -> Path:
         save_samples(samples, out_dir, seeds=seeds, grid_range=display_range(samples),
                      meta={"generator": gen.name, "sampler": settings, "sample_info": info})
         log.info("wrote %d samples to %s in %.1f s", len(seeds), out_dir, t.seconds)
-    metrics = {"generator": gen.name, "run_dir": str(run_dir), "n_samples": len(seeds), "sample_seconds": seconds,
+    metrics = {"generator": gen.name, "run_dir": str(Path(cfg.run_dir)), "n_samples": len(seeds), "sample_seconds": seconds,
                "sampler": settings, "experiment": cfg.get("experiment_name"), "nfe": (info or {}).get("nfe")}
+    log_images(logger, {"samples/grid": out_dir / "grid.png"})
     if cfg.evaluate:
-        from sinsemi.cli._common import finish_logger, make_logger
         from sinsemi.cli._evaluate import evaluate_into
 
-        logger = make_logger(cfg, out_dir, job_type="sample")
-        try:
-            metrics.update(evaluate_into(cfg, samples, out_dir, samples_dir=out_dir, logger=logger))
-        finally:
-            finish_logger(logger)
-    save_json(metrics, out_dir / runs.METRICS)  # last: the samples are finished when this exists
-    return out_dir
+        metrics.update(evaluate_into(cfg, samples, out_dir, samples_dir=out_dir, logger=logger))
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="sample")

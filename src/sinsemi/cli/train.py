@@ -22,6 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from sinsemi.cli._common import (Timer, check_interrupted, cli_main, conf_dir, draw_samples, finish_logger,
                                  load_training_image, make_runtime, sampler_settings, task, to_primitive)
+from sinsemi.cli.loggers import artifacts_wanted, check_logger_settings
+from sinsemi.cli.wandb_report import log_artifacts, log_images, report_metrics
 from sinsemi.errors import InputError
 
 log = logging.getLogger("sinsemi.train")
@@ -60,6 +62,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 
     plain = to_primitive(cfg)
     validate_train(plain, run_dir)  # before anything heavy is even imported
+    check_logger_settings(cfg)
 
     import contextlib
 
@@ -137,8 +140,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                              grid_range=display_range(image),
                              meta={"generator": gen.name, "sampler": settings, "sample_info": info})
                 runs.add_progress(run_dir, sample_seconds=t_sample.elapsed())
-        if runtime.logger is not None:
-            runtime.logger.log_image("samples/grid", [str(run_dir / "grid.png")])
+        log_images(runtime.logger, {"samples/grid": run_dir / "grid.png"})
         progress = runs.read_progress(run_dir)
         metrics = dict(done or {})
         metrics.update({
@@ -157,6 +159,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             from sinsemi.cli._evaluate import evaluate_into
 
             metrics.update(evaluate_into(cfg, samples, run_dir, logger=runtime.logger))
+        report_metrics(runtime.logger, metrics)  # before metrics.json: a rerun after a kill reports again
+        if artifacts_wanted(cfg, evaluates=bool(cfg.evaluate)):
+            log_artifacts(runtime.logger, model_dir=model_dir, bundle=samples_dir / "samples.npz", grid=run_dir / "grid.png")
         save_json(metrics, run_dir / runs.METRICS)  # last: the run is finished when this exists
         log.info("done: %s (fit %s s, %d samples)", run_dir, metrics["fit_seconds"], len(seeds))
         return metrics

@@ -3,6 +3,7 @@ scored on the test sets."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -74,8 +75,9 @@ def baseline_train_set(refs: References, scfg: SegConfig, seed: int) -> tuple[to
 
 
 def downstream(train_x: torch.Tensor, train_m: torch.Tensor, sets: TestSets, scfg: SegConfig, *, seed: int,
-               train_set: str) -> DownstreamMetrics:
-    """Train the U-Net on (train_x (N, C, H, W), train_m (N, H, W)) and score it on ``sets``."""
+               train_set: str, on_epoch: Callable[[dict], None] | None = None) -> DownstreamMetrics:
+    """Train the U-Net on (train_x (N, C, H, W), train_m (N, H, W)) and score it on ``sets``;
+    ``on_epoch`` gets each training epoch's record (:func:`~sinsemi.metrics.seg_train.train_unet`)."""
     from sinsemi.metrics.seg_train import train_and_score
 
     if scfg.n_train is not None and train_x.shape[0] > scfg.n_train:
@@ -86,7 +88,7 @@ def downstream(train_x: torch.Tensor, train_m: torch.Tensor, sets: TestSets, scf
         train_x, train_m = fill_with_flips(train_x, train_m, scfg.n_train)
     if not sets:
         raise InputError("segmentation is on but no test set is enabled (test_set.paper, test_set.random.n, test_set.dir)")
-    out = train_and_score(train_x, train_m, sets, scfg, seed=seed)
+    out = train_and_score(train_x, train_m, sets, scfg, seed=seed, on_epoch=on_epoch)
     return DownstreamMetrics(train_set=train_set, mask=scfg.mask, iou={k: (r.mean, r.std) for k, r in out.iou.items()}, epochs=out.epochs_run,
                              train_seconds=out.train_seconds, n_train=out.n_train, encoder=scfg.encoder,
                              test_sizes={k: int(v[0].shape[0]) for k, v in sets.items()},

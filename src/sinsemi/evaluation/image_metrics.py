@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -12,7 +12,8 @@ from sinsemi.evaluation.config import EvalConfig
 @dataclass
 class ImageMetrics:
     """Means/stds over the samples; ``weights`` names the pretrained weights used; the pairwise
-    figures are None for a single sample."""
+    figures are None for a single sample. ``sifid_per_image`` / ``lpips_per_image``: one value per
+    sample (N,), for per-sample tables (not in :meth:`to_dict`, so not in metrics.json)."""
 
     sifid_mean: float
     sifid_std: float
@@ -24,6 +25,8 @@ class ImageMetrics:
     pairwise_lpips_std: float | None = None
     pairwise_lpips_exhaustive: bool | None = None
     pixel_diversity: float | None = None
+    sifid_per_image: list[float] = field(default_factory=list, repr=False)
+    lpips_per_image: list[float] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         out = {"sifid_mean": self.sifid_mean, "sifid_std": self.sifid_std, "lpips_mean": self.lpips_mean,
@@ -47,7 +50,8 @@ def image_metrics(samples: torch.Tensor, defect_reference: torch.Tensor, cfg: Ev
     l2r = lpips_to_reference(samples, defect_reference, model=lp, batch_size=bs)
     out = ImageMetrics(sifid_mean=s.mean, sifid_std=s.std, lpips_mean=l2r.mean, lpips_std=l2r.std,
                        weights={"sifid": s.weights, "lpips": l2r.weights},
-                       random_backbone=bool(getattr(inception, "random_backbone", False) or getattr(lp, "random_backbone", False)))
+                       random_backbone=bool(getattr(inception, "random_backbone", False) or getattr(lp, "random_backbone", False)),
+                       sifid_per_image=s.per_image.tolist(), lpips_per_image=l2r.per_image.tolist())
     if samples.shape[0] >= 2:
         pw = pairwise_lpips(samples, model=lp, max_pairs=cfg.metrics.pairwise_max_pairs, batch_size=bs)
         out.pairwise_lpips_mean, out.pairwise_lpips_std, out.pairwise_lpips_exhaustive = pw.mean, pw.std, pw.exhaustive

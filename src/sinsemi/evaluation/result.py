@@ -50,6 +50,23 @@ class EvalResult:
         out["eval_seconds"] = round(self.eval_seconds, 2)
         return out
 
+    def per_sample(self) -> list[dict]:
+        """One row per evaluated sample (mode=samples; [] for mode=reference, which scores one clean
+        image): its index, defect count (border / interior split as in :class:`DefectMetrics`),
+        SIFID and LPIPS against the defect reference."""
+        from sinsemi.evaluation.probe import border_split
+
+        if self.mode != "samples":
+            return []
+        size = tuple(self.labels.masks.shape[-2:])
+        rows = []
+        for i in range(self.n_samples):
+            border, interior = border_split([self.labels.centroids[i]], size, self.defects.border)
+            rows.append({"index": i, "defects": int(self.labels.counts[i]), "defects_border": border,
+                         "defects_interior": interior, "sifid": float(self.image.sifid_per_image[i]),
+                         "lpips": float(self.image.lpips_per_image[i])})
+        return rows
+
 
 def merge_metrics(path: Path, new: dict, drop_prefixes: tuple[str, ...] = ()) -> dict:
     """``new`` over the existing metrics.json at ``path``; keys of a previous downstream run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -21,13 +22,14 @@ log = logging.getLogger("sinsemi.eval")
 
 
 def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConfig, *, names: list[str] | None = None,
-             name: str = "samples") -> EvalResult:
+             name: str = "samples", on_epoch: Callable[[dict], None] | None = None) -> EvalResult:
     """Score ``samples`` (N, C, H, W) against the two ``references``; ``cfg.mode == "reference"``
     scores the clean reference instead (the two-reference row; ``samples`` is ignored).
 
     With ``cfg.out_dir`` set, writes there ``metrics.json`` (merged into an existing one),
     ``row.md``/``row.csv``, ``defects.json``, ``heatmap.png`` and ``eval_grid.png``; the merged dict
-    is ``result.metrics``. ``name`` is the row label when ``cfg.name`` is None.
+    is ``result.metrics``. ``name`` is the row label when ``cfg.name`` is None. ``on_epoch`` gets
+    each downstream U-Net epoch's record (loss; e.g. for a W&B logger).
     """
     from sinsemi.evaluation import outputs
 
@@ -81,7 +83,8 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
             tx, train_set = samples, "samples with the labeller's masks"
             tm = training_masks(samples, refs, lcfg, labels, cfg.downstream.mask)
         with stage(f"eval {name}: downstream U-Net", logger=log):
-            result.downstream = downstream(tx, tm, test_sets, cfg.downstream, seed=cfg.seed, train_set=train_set)
+            result.downstream = downstream(tx, tm, test_sets, cfg.downstream, seed=cfg.seed, train_set=train_set,
+                                           on_epoch=on_epoch)
         if result.downstream.empty:
             log.warning("the U-Net predicts empty masks on >= 90%% of the defect images of %s: it learnt nothing",
                         ", ".join(result.downstream.empty))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -38,9 +39,13 @@ def balance_weight(masks: torch.Tensor, cap: float = 100.0) -> float:
     return float(min(cap, max(1.0, (masks.numel() - pos) / max(pos, 1.0))))
 
 
-def train_unet(images: torch.Tensor, masks: torch.Tensor, cfg: SegConfig, *, seed: int = 0) -> tuple[SegModel, dict]:
+def train_unet(images: torch.Tensor, masks: torch.Tensor, cfg: SegConfig, *, seed: int = 0,
+               on_epoch: Callable[[dict], None] | None = None) -> tuple[SegModel, dict]:
     """Fit a U-Net on images (N, C, H, W) with masks (N, H, W). Returns the model with the weights of
-    the best validation epoch (the last epoch when there is no validation split) and a summary."""
+    the best validation epoch (the last epoch when there is no validation split) and a summary.
+
+    Every epoch's record (epoch, train_loss, val_loss / val_iou with a validation split, seconds)
+    goes to the log (INFO) and to ``on_epoch`` (e.g. a W&B logger) when given."""
     masks = check_masks(masks, images, name="training masks")
     n = images.shape[0]
     if n < 1:
@@ -92,6 +97,7 @@ def train_unet(images: torch.Tensor, masks: torch.Tensor, cfg: SegConfig, *, see
             else:
                 since_best += 1
         history.append(rec)
+        _report_epoch(rec, cfg.epochs, time.perf_counter() - t0, on_epoch)
         if n_val and since_best >= cfg.patience:
             log.info("early stopping after epoch %d (best epoch %d)", epoch, best_epoch)
             break
@@ -105,11 +111,21 @@ def train_unet(images: torch.Tensor, masks: torch.Tensor, cfg: SegConfig, *, see
                    "train_seconds": time.perf_counter() - t0, "n_train": int(x_tr.shape[0]), "history": history}
 
 
+def _report_epoch(rec: dict, epochs: int, seconds: float, on_epoch: Callable[[dict], None] | None) -> None:
+    """One INFO line per epoch (a CPU epoch takes seconds: the loss shows the U-Net is learning)."""
+    parts = [f"train loss {rec['train_loss']:.4f}"]
+    parts += [f"val loss {rec['val_loss']:.4f}"] if "val_loss" in rec else []
+    parts += [f"val IoU {rec['val_iou']:.3f}"] if "val_iou" in rec else []
+    log.info("U-Net epoch %d/%d: %s (%.1f s)", rec["epoch"], epochs, ", ".join(parts), seconds)
+    if on_epoch is not None:
+        on_epoch({**rec, "seconds": round(seconds, 2)})
+
+
 def train_and_score(images: torch.Tensor, masks: torch.Tensor, test_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                    cfg: SegConfig, *, seed: int = 0) -> SegOutcome:
+                    cfg: SegConfig, *, seed: int = 0, on_epoch: Callable[[dict], None] | None = None) -> SegOutcome:
     """Train on (images, masks) and score each named test set (images, masks): per-image IoU and
-    the defect-level scores of :class:`SegScore`."""
-    model, info = train_unet(images, masks, cfg, seed=seed)
+    the defect-level scores of :class:`SegScore`. ``on_epoch``: see :func:`train_unet`."""
+    model, info = train_unet(images, masks, cfg, seed=seed, on_epoch=on_epoch)
     ious, scores = {}, {}
     for name, (x, y) in test_sets.items():
         y = check_masks(y, x, name=f"test-set '{name}' masks")
