@@ -15,6 +15,9 @@ def test_dry_gpu_check_runs_every_section(tmp_path, monkeypatch, capsys):
     kinds = {(r["steps"], r["guidance"]) for r in out["sample"]}
     assert kinds == {(2, 0.0), (2, 1.0), (1, 0.0), (1, 1.0)}
     assert all(r["images_per_s"] > 0 and r["nfe"] == r["steps"] * 3 for r in out["sample"])
+    ddp = out["ddp"]  # DRY: 2 gloo processes through the real CLI
+    assert ddp["accelerator"] == "cpu" and ddp["one"]["fit_seconds"] > 0 and ddp["two"]["fit_seconds"] > 0
+    assert (tmp_path / "gpu_check_runs" / "ddp_2" / "model" / "generator.json").exists()
     assert "DRY" in capsys.readouterr().out
 
 
