@@ -92,12 +92,17 @@ def image(tmp_path_factory) -> Path:
     return write_tiny_png(tmp_path_factory.mktemp("img") / "tiny.png", img)
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, image) -> Path:
-    run_dir = tmp_path_factory.mktemp("ref") / "run"
-    proc = _train(run_dir, image)
+def _uninterrupted(tmp_path_factory, image: Path, name: str, args=FIT) -> Path:
+    """The run every interrupted-and-rerun one must end equal to."""
+    run_dir = tmp_path_factory.mktemp(name) / "run"
+    proc = _train(run_dir, image, args=args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, image) -> Path:
+    return _uninterrupted(tmp_path_factory, image, "ref")
 
 
 @pytest.mark.slow
@@ -153,10 +158,7 @@ CKPT = {"sinsemi": (FIT, "last.ckpt"), "singan": (GAN, "last.pt")}
 
 @pytest.fixture(scope="module")
 def gan_reference(tmp_path_factory, image) -> Path:
-    run_dir = tmp_path_factory.mktemp("gan_ref") / "run"
-    proc = _train(run_dir, image, args=GAN)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
+    return _uninterrupted(tmp_path_factory, image, "gan_ref", GAN)
 
 
 def _kill_in_checkpoint_write(run_dir: Path, image: Path, sig: int, args, nth: int = 2) -> tuple[int, str, Path]:
@@ -294,10 +296,7 @@ GPNN = ["generator=gpnn", "profile=tiny", "logger=none"]
 
 @pytest.fixture(scope="module")
 def gpnn_reference(tmp_path_factory, image) -> Path:
-    run_dir = tmp_path_factory.mktemp("gpnn_ref") / "run"
-    proc = _train(run_dir, image, args=GPNN)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
+    return _uninterrupted(tmp_path_factory, image, "gpnn_ref", GPNN)
 
 
 @pytest.mark.slow
