@@ -55,6 +55,13 @@ def is_finished(metrics: dict | None, *, evaluate: bool = False, segmentation: b
     return all(k in metrics for k in need)
 
 
+def run_finished(run_dir: str | Path, metrics: dict | None, *, evaluate: bool = False, segmentation: bool = False,
+                 job: tuple[str, ...] = ()) -> bool:
+    """The rule sweeps skip a run by, and ``make status`` reports: :func:`is_finished` on its
+    ``metrics`` (read from ``run_dir``) and its ``grid.png`` written (the last picture a job writes)."""
+    return is_finished(metrics, evaluate=evaluate, segmentation=segmentation, job=job) and (Path(run_dir) / "grid.png").exists()
+
+
 def claim_sweep_dir(sweep_dir: str | Path, experiment: str, profile: str | None) -> None:
     """Mark ``sweep_dir`` as ``experiment``'s (first job), or fail if another experiment owns it."""
     sweep_dir = Path(sweep_dir)

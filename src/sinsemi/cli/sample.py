@@ -76,7 +76,7 @@ def sample(cfg: DictConfig) -> Path:
     gen = load_generator(run_dir / runs.MODEL_DIR, runtime=Runtime(device=device, precision=str(cfg.trainer.precision),
                                                                    progress=bool(cfg.trainer.progress)))
     done = runs.read_metrics(out_dir)
-    if runs.is_finished(done, evaluate=bool(cfg.evaluate), job=runs.SAMPLE_KEYS) and (out_dir / "grid.png").exists():
+    if runs.run_finished(out_dir, done, evaluate=bool(cfg.evaluate), segmentation=bool(cfg.get("segmentation")), job=runs.SAMPLE_KEYS):
         log.info("samples in %s are finished (metrics.json present): skipping", out_dir)
         return out_dir
     remove_partials(out_dir)

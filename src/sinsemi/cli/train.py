@@ -94,8 +94,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if zero:
         _check_samples(samples_dir, settings, seeds, force)
     done = runs.read_metrics(run_dir)
-    if runs.is_finished(done, evaluate=bool(cfg.evaluate), segmentation=bool(cfg.get("segmentation")), job=runs.TRAIN_KEYS) \
-            and (run_dir / "grid.png").exists():
+    if runs.run_finished(run_dir, done, evaluate=bool(cfg.evaluate), segmentation=bool(cfg.get("segmentation")), job=runs.TRAIN_KEYS):
         log.info("run %s is finished (metrics.json present): skipping", run_dir)
         return done
     if cfg.evaluate:

@@ -4,8 +4,8 @@ or missing (queued, or never submitted).
 ``python -m sinsemi.report.status SWEEP_DIR [--also RUN_DIR ...]`` (``make status``). The planned runs
 are read back from the sweep's own ``multirun.yaml`` (written by Hydra's sweeper before any job is
 launched) and expanded the way the sweeper expands them, so a job that never started is listed too.
-A run is finished by the same rule the sweeps use to skip it (:func:`sinsemi.runs.is_finished` on its
-``metrics.json``, plus its ``grid.png``). Exit code 0 when every run is finished, 1 otherwise, 2 on
+A run is finished by the same rule the sweeps use to skip it (:func:`sinsemi.runs.run_finished`: its
+``metrics.json`` holds the job's keys and its ``grid.png`` is written). Exit code 0 when every run is finished, 1 otherwise, 2 on
 bad input.
 """
 
@@ -83,8 +83,7 @@ def run_state(run_dir: Path, *, evaluate: bool, segmentation: bool, job: tuple[s
     """finished / started / missing for one run dir (a failure comes from the job's own record)."""
     from sinsemi import runs
 
-    if runs.is_finished(runs.read_metrics(run_dir), evaluate=evaluate, segmentation=segmentation, job=job) \
-            and (run_dir / "grid.png").exists():
+    if runs.run_finished(run_dir, runs.read_metrics(run_dir), evaluate=evaluate, segmentation=segmentation, job=job):
         return FINISHED
     return STARTED if run_dir.is_dir() else MISSING
 
