@@ -101,7 +101,7 @@ def test_bad_inputs(clean_reference):
         label_defects(torch.zeros(2, 1, 32, 32), clean_reference.clean)
     with pytest.raises(InputError, match="unknown labeller"):
         LabellerConfig.from_dict({"thresh": 3})
-    with pytest.raises(InputError, match="invalid labeller"):
+    with pytest.raises(InputError, match="labeller.threshold must be a number > 0"):
         LabellerConfig.from_dict({"threshold": -1})
 
 

@@ -139,10 +139,13 @@ def test_validate_eval_paths(tmp_path):
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("threshold", "abc", "labeller.threshold must be a number, got 'abc'"),
+    ("threshold", "abc", "labeller.threshold must be a number > 0, got 'abc'"),
     ("align", "yes", "labeller.align must be true or false"),
-    ("contrast", "high", "labeller.contrast must be a number \\(or null\\)"),
-    ("min_area", -1, "invalid labeller settings"),
+    ("contrast", "high", "labeller.contrast must be a number > 0 \\(or null\\)"),
+    ("min_area", -1, "labeller.min_area must be an integer >= 0, got -1"),
+    ("mask_rel", 1.0, "labeller.mask_rel must be a number >= 0 and < 1"),
+    ("mask_shape", "blob", "labeller.mask_shape"),
+    ("shift_window", 0, "labeller.shift_window must be an integer >= 1"),
 ])
 def test_labeller_settings_are_checked(key, value, match):
     from sinsemi.metrics.labeller import LabellerConfig

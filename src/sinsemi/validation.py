@@ -23,19 +23,20 @@ INTERNAL_SAMPLER_KEYS = ("allow_random_backbone",)
 
 # ----------------------------------------------------------------------------- numbers
 def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True, integer: bool = False,
-                 allow_none: bool = False, maximum: float | None = None):
-    """``value`` is a number (not a bool, not a string) ``> minimum`` (``>=`` unless ``strict``);
-    with ``integer`` it must be whole. Returns it (an ``int`` when ``integer``)."""
+                 allow_none: bool = False, maximum: float | None = None, strict_maximum: bool = False):
+    """``value`` is a number (not a bool, not a string) ``> minimum`` (``>=`` unless ``strict``) and
+    ``<= maximum`` (``<`` with ``strict_maximum``); with ``integer`` it must be whole. Returns it (an
+    ``int`` when ``integer``)."""
     if value is None and allow_none:
         return None
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     ok = ok and value == value  # NaN
     ok = ok and (not integer or float(value).is_integer())
     ok = ok and (value > minimum if strict else value >= minimum)
-    ok = ok and (maximum is None or value <= maximum)
+    ok = ok and (maximum is None or (value < maximum if strict_maximum else value <= maximum))
     if not ok:
         kind = "an integer" if integer else "a number"
-        rng = f"{'>' if strict else '>='} {minimum:g}" + (f" and <= {maximum:g}" if maximum is not None else "")
+        rng = f"{'>' if strict else '>='} {minimum:g}" + (f" and {'<' if strict_maximum else '<='} {maximum:g}" if maximum is not None else "")
         raise InputError(f"{name} must be {kind} {rng}{' (or null)' if allow_none else ''}, got {value!r}")
     return int(value) if integer else value
 

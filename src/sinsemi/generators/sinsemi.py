@@ -236,11 +236,9 @@ class SinSEMI:
 
         self._require_fitted()
         seeds = check_seeds(seeds)
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps <= 0:
-            raise InputError(f"sampler steps must be a positive integer, got {steps!r}")
+        steps = check_number("sampler steps", steps, integer=True)
         check_kind(kind, coarse)
-        if coarse_steps is not None and (not isinstance(coarse_steps, int) or isinstance(coarse_steps, bool) or coarse_steps <= 0):
-            raise InputError(f"sampler coarse_steps must be a positive integer or null, got {coarse_steps!r}")
+        coarse_steps = check_number("sampler coarse_steps", coarse_steps, integer=True, allow_none=True)
         check_number("guidance strength", guidance, strict=False)
         noise = self.params["sigma"] if noise is None else noise
         check_number("sampler noise", noise, strict=False)

@@ -67,24 +67,35 @@ class LabellerConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> LabellerConfig:
+        """The config from a mapping (the ``labeller`` block of the eval config), every key checked:
+        one :class:`InputError` naming the first bad setting and its allowed range."""
+        from sinsemi.validation import check_bool, check_choice, check_number
+
         d = dict(d or {})
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise InputError(f"unknown labeller setting(s): {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
         for key, value in d.items():
-            default = cls.__dataclass_fields__[key].default
-            number = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-            if isinstance(default, bool) and not isinstance(value, bool):
-                raise InputError(f"labeller.{key} must be true or false, got {value!r}")
-            if ((isinstance(default, (int, float)) and not isinstance(default, bool)) or (default is None and value is not None)) \
-                    and not number:
-                raise InputError(f"labeller.{key} must be a number{' (or null)' if default is None else ''}, got {value!r}")
-        cfg = cls(**d)
-        if not (cfg.threshold > 0 and cfg.blur_sigma >= 0 and cfg.min_area >= 0 and cfg.max_shift >= 0
-                and cfg.shift_step > 0 and cfg.shift_window >= 1 and 0 <= cfg.mask_rel < 1 and cfg.peak_window >= 1
-                and cfg.mask_shape in ("lines", "region") and 0 < cfg.row_rel < 1 and cfg.border >= 0):
-            raise InputError(f"invalid labeller settings: {cfg}")
-        return cfg
+            name = f"labeller.{key}"
+            if key == "mask_shape":
+                check_choice(name, value, ("lines", "region"))
+            elif isinstance(cls.__dataclass_fields__[key].default, bool):
+                check_bool(name, value)
+            else:
+                check_number(name, value, **_LABELLER_RANGES.get(key, {}))
+        return cls(**d)
+
+
+#: allowed range of each numeric labeller setting (``check_number`` keywords; default: > 0)
+_LABELLER_RANGES: dict[str, dict] = {
+    "blur_sigma": {"strict": False}, "min_area": {"strict": False, "integer": True},
+    "min_circularity": {"strict": False, "maximum": 1.0}, "max_shift": {"strict": False},
+    "profile_sigma": {"strict": False}, "shift_window": {"minimum": 1, "strict": False, "integer": True},
+    "mask_rel": {"strict": False, "maximum": 1.0, "strict_maximum": True},
+    "peak_window": {"minimum": 1, "strict": False, "integer": True},
+    "row_rel": {"maximum": 1.0, "strict_maximum": True}, "contrast": {"allow_none": True},
+    "mass_window": {"strict": False, "integer": True}, "border": {"strict": False, "integer": True},
+}
 
 
 @dataclass
