@@ -72,10 +72,23 @@ REF_ARGS  = mode=reference profile=$(PROFILE) out_dir=$(REF_DIR)
 # The ablations re-sample ONE trained SinSEMI run: in the quick profile that is the demo's run.
 ABL_RUN   ?= $(if $(filter quick,$(PROFILE)),outputs/demo,outputs/ablation/sinsemi_$(PROFILE))
 
-table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained + sampled + evaluated; then collected (WAIT=0: submit only)
+table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained + sampled + evaluated, + the SinSEMI+energy rows; then collected (WAIT=0: submit only)
 	$(MAKE) --no-print-directory reference
 	$(VENV)/bin/sinsemi-train experiment=$@ $(SWEEP_ARGS)
-	$(if $(filter 0,$(WAIT)),@echo "submitted; follow with: make status PROFILE=$(PROFILE) (writes the tables once every run is finished)",$(MAKE) --no-print-directory status)
+	$(if $(filter 0,$(WAIT)),@echo "submitted; when every run is finished: make energy status PROFILE=$(PROFILE)$(if $(filter table3,$@), SEG=true) (writes the tables)",$(MAKE) --no-print-directory energy status SEG=$(if $(filter table3,$@),true,false))
+
+# SinSEMI+energy = each trained SinSEMI run of the sweep re-sampled with LPIPS guidance (eq. 5) at w = ENERGY,
+# the same per-sample seeds, evaluated like the sweep: only the guidance differs from the plain row.
+ENERGY ?= 1.0
+SEG    ?= false
+energy: $(STAMP) ## SinSEMI+energy rows: every SinSEMI run of SWEEP re-sampled with guidance w=ENERGY (paper: 1.0; 0 skips), evaluated (SEG=true: + U-Net)
+	@if [ -n "$(filter 0 0. 0.0,$(ENERGY))" ]; then echo "ENERGY=$(ENERGY): no SinSEMI+energy rows"; exit 0; fi; \
+	runs=$$(ls -d $(SWEEP)/sinsemi_seed* 2>/dev/null); \
+	if [ -z "$$runs" ]; then echo "no SinSEMI runs under $(SWEEP) (train them first: make table1 PROFILE=$(PROFILE))"; exit 0; fi; \
+	for d in $$runs; do \
+	  if [ "$(LAUNCHER)" = local ]; then $(VENV)/bin/sinsemi-sample run_dir=$$d sampler.guidance=$(ENERGY) evaluate=true segmentation=$(SEG) $(ARGS) || exit $$?; \
+	  else $(VENV)/bin/sinsemi-sample -m run_dir=$$d sampler.guidance=$(ENERGY) evaluate=true segmentation=$(SEG) launcher=$(LAUNCHER) hydra.sweep.dir=$$d/samples/.energy_sweep $(ARGS) || exit $$?; fi; \
+	done
 
 reference: $(STAMP) ## The two-reference row (outputs/reference_PROFILE); with LAUNCHER=slurm as a cluster job
 	@if test -f $(REF_DIR)/metrics.json; then echo "two-reference row: $(REF_DIR)/metrics.json is there"; \
@@ -84,18 +97,18 @@ reference: $(STAMP) ## The two-reference row (outputs/reference_PROFILE); with L
 
 status: $(STAMP) ## Collect step: finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE, + the reference row; all finished: writes Tables 1-3)
 	$(PY) -m sinsemi.report.status $(SWEEP) $(if $(filter outputs/compare_$(PROFILE),$(SWEEP)),--also $(REF_DIR))
-	$(if $(filter outputs/compare_$(PROFILE),$(SWEEP)),$(PY) -m sinsemi.report.tables --runs $(SWEEP) $(REF_DIR) --out experiments/results)
+	$(if $(filter outputs/compare_$(PROFILE),$(SWEEP)),$(PY) -m sinsemi.report.tables --runs $(SWEEP) $(REF_DIR) --out experiments/results/$(PROFILE))
 
 ablation-run: $(STAMP)
 	$(VENV)/bin/sinsemi-train profile=$(PROFILE) hydra.run.dir=$(ABL_RUN)
 
 ablate-steps: ablation-run ## Table 4: EM steps per scale (10/50/100/300) from one trained checkpoint
 	$(VENV)/bin/sinsemi-sample ablation=steps run_dir=$(ABL_RUN) profile=$(PROFILE) launcher=$(LAUNCHER)
-	$(PY) -m sinsemi.report.ablations steps --runs outputs/ablation/steps_$(PROFILE) --out experiments/results
+	$(PY) -m sinsemi.report.ablations steps --runs outputs/ablation/steps_$(PROFILE) --out experiments/results/$(PROFILE)
 
 ablate-guidance: ablation-run ## Table 5: LPIPS guidance strength (0/0.1/0.5/1) from one trained checkpoint
 	$(VENV)/bin/sinsemi-sample ablation=guidance run_dir=$(ABL_RUN) profile=$(PROFILE) launcher=$(LAUNCHER)
-	$(PY) -m sinsemi.report.ablations guidance --runs outputs/ablation/guidance_$(PROFILE) --out experiments/results
+	$(PY) -m sinsemi.report.ablations guidance --runs outputs/ablation/guidance_$(PROFILE) --out experiments/results/$(PROFILE)
 
 wandb-sync: $(STAMP) ## Upload every offline W&B run under DIR (default outputs; `wandb login` first); fails when one does not upload
 	$(PY) -m sinsemi.cli.wandb_sync $(or $(DIR),outputs)

@@ -82,7 +82,8 @@ def test_paper_values_and_ratios_beside_ours(runs, paper_file):
     assert t1["sinsemi"]["paper: defects / image"] == "0.80" and t1["sinddm"]["paper: defects / image"] == ""
     guided = {**next(r for r in rows if r["name"] == "sinsemi"), "sampler": {"guidance": 1.0}}  # a guided SinSEMI row is the paper's SinSEMI+energy
     _, cs1 = render("table1", [guided])
-    assert list(csv.DictReader(cs1.splitlines()))[0]["paper: defects / image"] == "0.70"
+    guided_row = list(csv.DictReader(cs1.splitlines()))[0]
+    assert guided_row["paper: defects / image"] == "0.70" and guided_row["method"] == "sinsemi+energy (w=1)"
     assert str(paper_file) in md3
     s3 = t3["sinsemi"]
     assert s3["IoU defect images (paper set)"] == "0.620" and s3["detection recall (paper set)"] == "1.000"

@@ -7,6 +7,8 @@
     trains SinSEMI with the quick profile's settings overridden by ``key=value`` (generator params),
     keeping a checkpoint every ``--every`` steps, then samples and evaluates each checkpoint's EMA net:
     one training run per setting gives the whole quality-vs-fit-CPU-minutes curve.
+``python -m sinsemi.bench.study checkpoints RUN_DIR --name NAME [--steps 20] [--coarse-steps K]``
+    the same curve from a run trained with ``callbacks=keep_all`` (e.g. a sweep's SinSEMI run).
 ``python -m sinsemi.bench.study scales RUN_DIR [--steps 20] [--n 64]``
     where the samples lose quality: samples from scale s on, started from the training image's own
     level s - 1 (s = 0: the normal sampler from noise), each set evaluated like the others. If the
@@ -155,6 +157,31 @@ def samplers(run_dir: Path, steps: int, n: int, name: str | None = None) -> None
            f"LPIPS {ref['lpips_mean']:.4f}. CPU: {_cpu()}, 2 threads, shared with other jobs (times are upper bounds).")
 
 
+def _ema_checkpoints(run: Path, every: int = 1) -> list[tuple[int, Path]]:
+    """(step, file) of the kept ``checkpoints/step<k>.ckpt`` of a SinSEMI run whose step is a multiple
+    of ``every``, in step order."""
+    cks = [(int(p.stem[4:]), p) for p in (run / "checkpoints").glob("step*.ckpt") if p.stem[4:].isdigit()]
+    return sorted(c for c in cks if c[0] % every == 0)
+
+
+def _curve_rows(gen, run: Path, t0: float, n: int, settings: dict, clean: torch.Tensor, name: str,
+                every: int = 1) -> list[list[str]]:
+    """One row per kept checkpoint of ``run``: its EMA net sampled with ``settings`` and evaluated;
+    minutes = the checkpoint's mtime - ``t0`` (the fit's start)."""
+    ref = reference_row()
+    rows = []
+    for step, ck in _ema_checkpoints(run, every):
+        minutes = (ck.stat().st_mtime - t0) / 60
+        sd = torch.load(ck, map_location="cpu", weights_only=True)["state_dict"]
+        gen.net.load_state_dict({k[len("ema.module."):]: v for k, v in sd.items() if k.startswith("ema.module.")})
+        m = _sample_and_eval(gen, STUDY / name / f"samples_step{step}", f"{name}@{step}", n, settings, clean)
+        rows.append([str(step), f"{minutes:.1f}", *_fmt(m, ref)])
+    return rows
+
+
+CURVE_HEAD = ["step", "fit CPU-min", "SIFID ↓", "LPIPS", "ratio to 2-ref", "pairwise LPIPS", "defects / img", "straightness (px)"]
+
+
 def curve(name: str, overrides: list[str], every: int, iterations: int, n: int, steps: int, kind: str) -> None:
     import yaml
 
@@ -179,20 +206,33 @@ def curve(name: str, overrides: list[str], every: int, iterations: int, n: int, 
     gen.fit(pair.defect, seed=0, out_dir=run)
     fit = time.time() - t0
     gen.save(run / "model")  # the final EMA net, for `study samplers`
-    ref = reference_row()
-    rows = []
-    for ck in sorted((run / "checkpoints").glob("step*.ckpt"), key=lambda p: int(p.stem[4:])):
-        step = int(ck.stem[4:])
-        minutes = (ck.stat().st_mtime - t0) / 60
-        sd = torch.load(ck, map_location="cpu", weights_only=True)["state_dict"]
-        ema = {k[len("ema.module."):]: v for k, v in sd.items() if k.startswith("ema.module.")}
-        gen.net.load_state_dict(ema)
-        m = _sample_and_eval(gen, run / f"samples_step{step}", f"{name}@{step}", n, {"kind": kind, "steps": steps}, pair.clean)
-        rows.append([str(step), f"{minutes:.1f}", *_fmt(m, ref)])
-    head = ["step", "fit CPU-min", "SIFID ↓", "LPIPS", "ratio to 2-ref", "pairwise LPIPS", "defects / img", "straightness (px)"]
-    _table(f"Training curve {name}: {' '.join(overrides) or 'quick profile'}", head, rows, RESULTS / f"study_{name}.md",
+    rows = _curve_rows(gen, run, t0, n, {"kind": kind, "steps": steps}, pair.clean, name)
+    _table(f"Training curve {name}: {' '.join(overrides) or 'quick profile'}", CURVE_HEAD, rows, RESULTS / f"study_{name}.md",
            f"{iterations} iterations in {fit / 60:.1f} min; EMA net of each checkpoint, {n} samples, sampler {kind} "
            f"{steps} steps/scale. CPU: {_cpu()}, 2 threads, shared with other jobs (minutes are upper bounds).")
+
+
+def checkpoints(run_dir: Path, n: int, name: str, settings: dict, every: int = 1) -> None:
+    """The training curve of an existing SinSEMI run trained with ``callbacks=keep_all`` (every
+    ``trainer.checkpoint_every`` steps kept): each checkpoint's EMA net sampled with the run's own
+    sampler settings, overridden by ``settings``; minutes from the run's start (its fingerprint)."""
+    from sinsemi.data.optics import make_reference_pair
+    from sinsemi.generators.base import Runtime, load_generator
+
+    gen = load_generator(run_dir / "model", runtime=Runtime(progress=False))
+    if gen.name != "sinsemi":
+        raise SystemExit(f"{run_dir}: the checkpoint curve needs a SinSEMI run, found {gen.name}")
+    if not _ema_checkpoints(run_dir, every):
+        raise SystemExit(f"{run_dir}/checkpoints has no step<k>.ckpt: train it with callbacks=keep_all")
+    params = json.loads((run_dir / "model" / "generator.json").read_text()).get("params", {})
+    recipe = {k: params.get(k) for k in ("width", "batch_size", "iterations", "lr", "milestones", "scale_weights", "t_sampling")}
+    t0 = (run_dir / "fingerprint.json").stat().st_mtime
+    rows = _curve_rows(gen, run_dir, t0, n, settings, make_reference_pair("line_pair", seed=0).clean, name, every)
+    _table(f"Training curve of {run_dir} (checkpoints kept by callbacks=keep_all)", CURVE_HEAD, rows,
+           RESULTS / f"study_{name}.md",
+           f"EMA net of each checkpoint, {n} samples, seeds 0-{n - 1}, sampler {settings}; "
+           f"recipe {json.dumps(recipe)}. Minutes: the checkpoint's write time since the run "
+           f"started. CPU: {_cpu()}, 2 threads, shared with other jobs (minutes are upper bounds).")
 
 
 def scales(run_dir: Path, steps: int, n: int, kind: str, coarse_steps: int | None = None,
@@ -256,6 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--n", type=int, default=64)
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--kind", default="bridge")
+    k = sub.add_parser("checkpoints", help="the curve of a run trained with callbacks=keep_all")
+    k.add_argument("run_dir", type=Path)
+    k.add_argument("--name", required=True, help="results: experiments/results/study_<name>.md")
+    k.add_argument("--n", type=int, default=64)
+    k.add_argument("--steps", type=int, default=20)
+    k.add_argument("--coarse-steps", type=int, default=None)
+    k.add_argument("--guidance", type=float, default=0.0)
+    k.add_argument("--every", type=int, default=1, help="only the checkpoints whose step is a multiple of this")
     c = sub.add_parser("scales")
     c.add_argument("run_dir", type=Path)
     c.add_argument("--steps", type=int, default=20)
@@ -266,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.cmd == "samplers":
         samplers(args.run_dir, args.steps, args.n)
+    elif args.cmd == "checkpoints":
+        checkpoints(args.run_dir, args.n, args.name, {"kind": "bridge", "steps": args.steps,
+                                                      "coarse_steps": args.coarse_steps, "guidance": args.guidance}, args.every)
     elif args.cmd == "scales":
         scales(args.run_dir, args.steps, args.n, args.kind, args.coarse_steps, args.starts)
     else:

@@ -97,6 +97,14 @@ def _cell(m: dict, key: str, kind: str | None) -> str:
     return str(v)
 
 
+def row_label(m: dict) -> str:
+    """The method column: the run's generator name, ``sinsemi+energy (w=W)`` for a SinSEMI row sampled
+    with LPIPS guidance (the paper's "SinSEMI+energy"; the same net and per-sample seeds as the plain row)."""
+    name = str(m.get("name", "?"))
+    w = float((m.get("sampler") or {}).get("guidance") or 0)
+    return f"{name}+energy (w={w:g})" if w > 0 else name
+
+
 def _has(m: dict, table: str) -> bool:
     return {"table1": "defect_count_mean", "table2": "sifid_mean", "table3": "iou_mean"}[table] in m
 
@@ -113,7 +121,7 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
     all_rows = rows
     rows = [r for r in rows if _has(r, table)]
     header = ["method"] + [c[1] for c in cols] + PAPER_HEADERS[table]
-    body = [[str(r.get("name", "?"))] + [_cell(r, k, kind) for k, _, kind in cols] + _paper_cells(table, r, all_rows, paper)
+    body = [[row_label(r)] + [_cell(r, k, kind) for k, _, kind in cols] + _paper_cells(table, r, all_rows, paper)
             for r in rows]
     md = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(c or "–" for c in row) + " |" for row in body]
@@ -191,7 +199,7 @@ def write_row(metrics: dict, out_dir: Path) -> None:
 
     cols = [(k, label, kind) for t in TABLES for k, label, kind in TABLES[t][1]]
     header = ["method"] + [c[1] for c in cols]
-    row = [str(metrics.get("name", "?"))] + [_cell(metrics, k, kind) for k, _, kind in cols]
+    row = [row_label(metrics)] + [_cell(metrics, k, kind) for k, _, kind in cols]
     md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n| " + " | ".join(c or "–" for c in row) + " |\n"
     buf = io.StringIO()
     csv.writer(buf).writerows([header, row])
