@@ -138,8 +138,6 @@ def test_fit_uses_the_fast_path(eager_weight_grad, tmp_path, tiny_image, monkeyp
     gen = SinSEMI(runtime=Runtime(progress=False, max_steps=2), **tiny_params(fast_kernels=True))
     gen.fit(tiny_image, seed=0, out_dir=tmp_path)
     assert calls and gen.module.net.blocks[0].fast_kernels
-    assert isinstance(gen.module.optimizers().optimizer, torch.optim.Adam)
-    assert gen.module.optimizers().optimizer.param_groups[0]["fused"] is True
 
 
 # ----------------------------------------------------------------------------- precision=auto
@@ -210,7 +208,7 @@ def test_auto_fit_trains_in_the_probed_precision(native_bf16, eager_weight_grad,
                   **tiny_params(scale_weights=[0.1, 0.1, 0.8], fast_kernels=True, channels_last=True))
     gen.fit(tiny_image, seed=0, out_dir=tmp_path)
     assert seen["size"] == (32, 32) and seen["width"] == 16 and seen["batch"] == 2
-    assert seen["path"] == SpeedPath(channels_last=True, fast_kernels=True, fused_adam=True)
+    assert seen["path"] == SpeedPath(channels_last=True, fast_kernels=True)
     assert gen.module.trainer.precision == "32-true"
 
 
@@ -237,3 +235,21 @@ def test_speed_keys_must_be_booleans(key):
     SinSEMI(**{key: True})
     with pytest.raises(InputError, match=f"{key} must be true or false"):
         SinSEMI(**{key: "yes"})
+
+
+def test_auto_resume_keeps_the_checkpoint_s_precision(native_bf16, eager_weight_grad, tmp_path, tiny_image, monkeypatch):
+    from sinsemi.generators.base import Runtime
+    from sinsemi.generators.sinsemi import SinSEMI
+
+    from tests.test_sinsemi import tiny_params
+
+    probes = []
+    monkeypatch.setattr(speed, "probe_timer", lambda path, **kw: probes.append(kw) or FakeTimer(1.0, 2.0))
+    first = SinSEMI(runtime=Runtime(progress=False, max_steps=2, precision="auto", checkpoint_every=1), **tiny_params())
+    first.fit(tiny_image, seed=0, out_dir=tmp_path)
+    assert first.module.hparams.precision == "32-true" and len(probes) == 1
+    monkeypatch.setattr(speed, "_AUTO_CACHE", {})
+    monkeypatch.setattr(speed, "probe_timer", lambda path, **kw: probes.append(kw) or FakeTimer(1.0, 0.1))  # would pick bf16
+    again = SinSEMI(runtime=Runtime(progress=False, max_steps=3, precision="auto", checkpoint_every=1), **tiny_params())
+    again.fit(tiny_image, seed=0, out_dir=tmp_path)
+    assert again.module.trainer.precision == "32-true" and len(probes) == 1

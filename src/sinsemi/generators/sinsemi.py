@@ -152,8 +152,8 @@ class SinSEMI:
         last = ckpt_dir / "last.ckpt"
         src = resume_source(last, rt)  # this run's last.ckpt, else ckpt_path=<file>
         ckpt_path = str(src) if src is not None else None
-        if src is not None:
-            self._check_checkpoint(src, hparams)
+        old = self._check_checkpoint(src, hparams) if src is not None else {}
+        hparams["precision"] = self._precision(world, old.get("precision"))  # recorded: a resume keeps it
         L.seed_everything(int(seed), workers=True, verbose=False)
         module = SinSEMIModule(**hparams)
         dm = PyramidDataModule(list(self.pyramid.levels), list(self.pyramid.conditions), steps)
@@ -163,7 +163,7 @@ class SinSEMI:
             accelerator="gpu" if cuda else "cpu", devices=devices, num_nodes=nodes,
             # every rank iterates the whole one-item-per-step dataset; the rank slices its rows itself
             strategy="ddp" if world > 1 else "auto", use_distributed_sampler=False,
-            precision=self._precision(world), max_steps=steps, max_epochs=-1,
+            precision=hparams["precision"], max_steps=steps, max_epochs=-1,
             gradient_clip_val=p["grad_clip"], gradient_clip_algorithm="norm",
             logger=rt.logger if rt.logger is not None else False, log_every_n_steps=max(1, rt.log_every),
             enable_progress_bar=rt.progress, enable_model_summary=False, num_sanity_val_steps=0, detect_anomaly=rt.detect_anomaly,
@@ -180,20 +180,23 @@ class SinSEMI:
         # a rank samples on its own device (Lightning's root device: cuda:<local rank>), one process on rt.device
         self._device = trainer.strategy.root_device if world > 1 else torch.device(rt.device)
 
-    def _precision(self, world: int) -> str:
+    def _precision(self, world: int, resumed: str | None = None) -> str:
         """The Lightning precision of this fit: ``runtime.precision``, with ``auto`` resolved by a probe
-        of this net at the size that costs the most time (:mod:`sinsemi.generators.speed`). Several CPU
-        ranks would each probe and could disagree: there ``auto`` is 32-true."""
+        of this net at the size that costs the most time (:mod:`sinsemi.generators.speed`), or, when
+        resuming, the precision the checkpoint's run trained in (``resumed``: a resumed run continues as
+        it started). Several CPU ranks would each probe and could disagree: there ``auto`` is 32-true."""
         from sinsemi.generators.speed import SpeedPath, dominant_size, resolve_precision
 
         p, rt = self.params, self.runtime
         cpu = not str(rt.device).startswith("cuda")
+        if rt.precision == "auto" and resumed:
+            log.info("precision=auto: %s (what the resumed checkpoint's run trained in)", resumed)
+            return str(resumed)
         if rt.precision == "auto" and cpu and world > 1:
             log.info("precision=auto: 32-true (%d CPU ranks would each probe, and could disagree)", world)
             return "32-true"
         size = dominant_size(list(self.pyramid.sizes), p["scale_weights"], p["crop"])
-        path = SpeedPath(channels_last=p["channels_last"], fast_kernels=p["fast_kernels"] and cpu,
-                         fused_adam=p["fast_kernels"] and cpu)
+        path = SpeedPath(channels_last=p["channels_last"], fast_kernels=p["fast_kernels"] and cpu)
         return resolve_precision(rt.precision, str(rt.device), width=p["width"], batch=p["batch_size"] // world,
                                  size=size, channels=int(self.pyramid.levels[0].shape[0]), path=path)
 
@@ -215,8 +218,9 @@ class SinSEMI:
         return list(rt.callbacks)
 
     @staticmethod
-    def _check_checkpoint(path: Path, hparams: dict) -> None:
-        """A last.ckpt from another model/width/image raises one clear error instead of a shape dump."""
+    def _check_checkpoint(path: Path, hparams: dict) -> dict:
+        """A last.ckpt from another model/width/image raises one clear error instead of a shape dump;
+        returns the checkpoint's hyper-parameters."""
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
@@ -227,6 +231,7 @@ class SinSEMI:
             if old.get(key, legacy.get(key)) != hparams[key]:
                 raise InputError(f"checkpoint {path} does not match this run: {key}={old.get(key)!r} there, "
                                  f"{hparams[key]!r} here (another model/width/image? use a new run dir or ckpt_path=null)")
+        return old
 
     # ------------------------------------------------------------------ sampling
     def _require_fitted(self) -> None:

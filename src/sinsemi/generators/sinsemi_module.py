@@ -97,7 +97,7 @@ class SinSEMIModule(L.LightningModule):
                  milestones: list[int], lr_gamma: float, sigma: float, t_eps: float, ema_decay: float,
                  seed: int, channels_last: bool = False, crop: int = 0, t_sampling: str = "uniform",
                  padding_mode: str = "zeros", scale_weights: list[float] | None = None, image_sha256: str = "",
-                 fast_kernels: bool = False, compile: bool = False):
+                 fast_kernels: bool = False, compile: bool = False, precision: str = ""):
         super().__init__()
         self.save_hyperparameters()
         self.net = SinDDMNet(channels, width, multiscale=True, padding_mode=padding_mode)
@@ -171,8 +171,6 @@ class SinSEMIModule(L.LightningModule):
         self.ema.update_parameters(self.net)
 
     def configure_optimizers(self):
-        # fused Adam (one kernel for all parameters) with the CPU speed path: fewer ops per step
-        fused = True if self.hparams.get("fast_kernels") and self.device.type == "cpu" else None
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr, fused=fused)
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(self.hparams.milestones), gamma=self.hparams.lr_gamma)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

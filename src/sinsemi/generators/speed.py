@@ -3,7 +3,7 @@
 A "step" here is what :class:`~sinsemi.generators.sinsemi_module.SinSEMIModule` does per iteration:
 the net's forward on (B, C, S, S), the MSE loss, backward, gradient-norm clip, Adam. ``SpeedPath``
 names a way to run it (memory format, bf16 autocast, the fused CPU kernels of
-:mod:`sinsemi.nets.fastconv`, torch.compile of the net's forward, fused Adam); the published
+:mod:`sinsemi.nets.fastconv`, torch.compile of the net's forward); the published
 implementation's way is ``SpeedPath()`` (fp32, NCHW, eager, aten kernels).
 
 ``auto`` (:func:`resolve_precision`): bf16-mixed on CUDA; on a CPU without native bf16, 32-true; on a
@@ -37,12 +37,10 @@ class SpeedPath:
     bf16: bool = False
     fast_kernels: bool = False
     compile: bool = False
-    fused_adam: bool = False
 
     def label(self) -> str:
         parts = ["bf16" if self.bf16 else "fp32", "channels_last" if self.channels_last else "NCHW"]
-        parts += [n for n, on in (("fast kernels", self.fast_kernels), ("compile", self.compile),
-                                  ("fused Adam", self.fused_adam)) if on]
+        parts += [n for n, on in (("fast kernels", self.fast_kernels), ("compile", self.compile)) if on]
         return " + ".join(parts)
 
 
@@ -60,7 +58,7 @@ def make_step(path: SpeedPath, *, size: int | tuple[int, int], width: int, batch
     if path.channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, fused=True if path.fused_adam else None)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     forward = torch.compile(net.forward) if path.compile else net
     dev_type = "cuda" if str(device).startswith("cuda") else "cpu"
 
