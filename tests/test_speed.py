@@ -253,3 +253,12 @@ def test_auto_resume_keeps_the_checkpoint_s_precision(native_bf16, eager_weight_
     again = SinSEMI(runtime=Runtime(progress=False, max_steps=3, precision="auto", checkpoint_every=1), **tiny_params())
     again.fit(tiny_image, seed=0, out_dir=tmp_path)
     assert again.module.trainer.precision == "32-true" and len(probes) == 1
+
+
+def test_speed_keys_are_not_part_of_a_run_s_fingerprint(tiny_image):
+    """A run started without (or with other) speed settings resumes: they change speed, not the model."""
+    from sinsemi.runs import make_fingerprint
+
+    a = make_fingerprint("sinsemi", {"width": 16}, tiny_image, seed=0, max_steps=2)
+    b = make_fingerprint("sinsemi", {"width": 16, "fast_kernels": True, "compile": True}, tiny_image, seed=0, max_steps=2)
+    assert a == b
