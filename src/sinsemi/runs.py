@@ -85,7 +85,8 @@ FINGERPRINT = "fingerprint.json"
 PROGRESS = "progress.json"
 WANDB_ID = "wandb_id.json"
 #: generator params that change memory use or speed only, never the fitted model
-NON_MODEL_PARAMS = ("sample_batch", "sample_chunk")
+#: (fast_kernels / compile: how fast, not what is learnt; a run started before these keys resumes)
+NON_MODEL_PARAMS = ("sample_batch", "sample_chunk", "fast_kernels", "compile")
 #: what --force-style reruns discard when the fingerprint differs (the run's model and its products)
 MODEL_ARTIFACTS = ("model", "checkpoints", "samples", "grid.png", "metrics.json", FINGERPRINT, PROGRESS, WANDB_ID)
 

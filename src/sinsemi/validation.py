@@ -15,7 +15,9 @@ from typing import Any
 
 from sinsemi.errors import InputError
 
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true")
+#: Lightning's names, plus ``auto``: SinSEMI probes bf16 against fp32 (sinsemi.generators.speed); on
+#: CUDA it is bf16-mixed everywhere; the other generators on CPU train in fp32 with it
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true", "auto")
 ACCELERATORS = ("cpu", "gpu", "auto")
 #: sampler keys a job adds itself (not the user's): accepted whenever the generator takes them.
 INTERNAL_SAMPLER_KEYS = ("allow_random_backbone",)

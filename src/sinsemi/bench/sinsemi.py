@@ -1,28 +1,36 @@
-"""``python -m sinsemi.bench sinsemi``: SinSEMI net speed at the paper's settings (width 160, batch 32).
+"""``python -m sinsemi.bench sinsemi`` (``make bench``): SinSEMI training-step speed, ours against the
+published implementation's path, in one run.
 
-Prints, per pyramid scale of the 96x96 image (55/73/96 px): the training step time (forward +
-backward + Adam) in fp32 NCHW, fp32 channels_last and, where the hardware has native bf16, bf16
-autocast + channels_last; the achieved GFLOP/s (counted with torch's FlopCounterMode); and the
-sampling throughput (images per second per Euler–Maruyama step, EMA net, no grad). With CUDA the same
-on the GPU in bf16 (steps/s and % of the card's dense bf16 peak where known).
-Reference on the 2-core dev CPU: the published implementation took 5.0 / 7.8 / 14.2 s per step (fp32).
-Timings on a shared machine are inflated by whatever else runs: read them with ``uptime``.
+Per pyramid scale of the 96x96 image (55/73/96 px), for the paper's net (width 160, batch 32) and the
+quick net (width 32, batch 8): ms per training step (forward + backward + clip + Adam) of eager fp32
+NCHW with aten's kernels (= the published implementation) and of our candidate paths
+(:class:`sinsemi.generators.speed.SpeedPath`: channels_last + the fused CPU kernels, in fp32 and, where
+the CPU has native bf16, bf16 autocast; torch.compile of the forward with ``SINSEMI_BENCH_COMPILE=1``,
+which adds minutes of compiling), all timed in the same interleaved rounds; the ratio is the median
+over rounds of (published / ours), and "best" is the candidate with the highest ratio. The overall
+ratio weights each scale's step time as the recipe draws the scales (paper: uniform; quick: 0.8/0.1/0.1).
+Then the sampling throughput (images per second per Euler-Maruyama step) and, with CUDA, the GPU.
+Timings on a shared machine are inflated by whatever else runs; interleaving keeps the ratios fair.
 """
 
 from __future__ import annotations
 
 import os
+import platform
+import statistics
 import time
+from dataclasses import replace
 
 import torch
 
 from sinsemi.data.pyramid import pyramid_sizes
 from sinsemi.generators.sinsemi import cpu_bf16_supported
+from sinsemi.generators.speed import SpeedPath, make_step, paired_ratio, time_interleaved
 from sinsemi.nets.sinddm import SinDDMNet
 
 WIDTH, BATCH, SAMPLE_BATCH = 160, 32, 16
-PUBLISHED_CPU = {55: 5.0, 73: 7.8, 96: 14.2}
-TARGET_CPU = {55: 1.7, 73: 2.6, 96: 4.7}
+#: (name, width, batch, scale weights, rounds): the nets of the ratio table
+NETS = (("quick net", 32, 8, (0.8, 0.1, 0.1), 8), ("paper net", WIDTH, BATCH, (1.0, 1.0, 1.0), 3))
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "L40S": 362.0}
 
 
@@ -96,54 +104,71 @@ def sample_throughput(size: int, *, device: str = "cpu", channels_last: bool = F
     return batch * reps / (time.perf_counter() - t0)
 
 
-def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
-    """fp32 GFLOP/s of a large square matmul: what this CPU's BLAS reaches at best (the roofline a
-    convolution step cannot beat), so a step time can be compared with the hardware's floor."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+def cpu_header() -> str:
+    """'CPU: <model>, N threads, flags: avx512_bf16 yes|no, amx yes|no, load average L' (Linux /proc/cpuinfo)."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and model in ("unknown", "x86_64", ""):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    amx = any(f.startswith("amx") for f in flags)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"CPU: {model}; torch threads {torch.get_num_threads()}; avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
+            f"amx {'yes' if amx else 'no'}; native bf16 (oneDNN) {'yes' if cpu_bf16_supported() else 'no'}; "
+            f"load average {load:.1f}")
 
 
-def quick_net_ratios(sizes: list[int], crop: int = 48, reps: int = 5) -> None:
-    """The quick net (width 32, batch 8): per scale, the published step (fp32 NCHW, full level) against
-    ours (channels_last, and the quick recipe's ``crop`` px training window), as ratios of one run.
-    The window is a recipe change (fewer pixels per step), not the same work done faster: said so."""
-    print(f"Quick net (width 32, batch 8): ms per training step; ratios to fp32 NCHW full level (published)", flush=True)
-    tot = {"nchw": 0.0, "cl": 0.0, "crop": 0.0}
-    for size in sizes:
-        a = time_train_step(size, width=32, batch=8, reps=reps)[0]
-        b = time_train_step(size, width=32, batch=8, reps=reps, channels_last=True)[0]
-        c = time_train_step(min(size, crop), width=32, batch=8, reps=reps, channels_last=True)[0]
-        for k, v in zip(tot, (a, b, c)):
-            tot[k] += v
-        print(f"  {size:>3} px  fp32 NCHW {1e3 * a:6.0f}  channels_last {1e3 * b:6.0f} ({a / b:4.2f}x)  "
-              f"{crop} px window + channels_last {1e3 * c:6.0f} ({a / c:4.2f}x)", flush=True)
-    print(f"  mean over the scales (uniform draw): channels_last {tot['nchw'] / tot['cl']:.2f}x, "
-          f"{crop} px window {tot['nchw'] / tot['crop']:.2f}x per step", flush=True)
+def candidates(width: int) -> list[SpeedPath]:
+    """Our paths to try (the fastest wins): channels_last + fast kernels in fp32 and, with native bf16,
+    in bf16; plus the best precision compiled for the quick net (where per-op overhead counts; at width
+    160 the step is compute-bound, so compiling is only tried with ``SINSEMI_BENCH_COMPILE=1``)."""
+    fast = SpeedPath(channels_last=True, fast_kernels=True)
+    out = [fast] + ([SpeedPath(channels_last=True, bf16=True, fast_kernels=True)] if cpu_bf16_supported() else [])
+    if width < WIDTH or os.environ.get("SINSEMI_BENCH_COMPILE") == "1":
+        out.append(replace(out[-1], compile=True))
+    return out
+
+
+def ratio_table(sizes: list[int]) -> None:
+    """The published path against each candidate, per scale and net; prints the table."""
+    print(f"Training step, ms (rounds of interleaved steps after 1 warm-up (compiling, for compiled paths); "
+          f"ratio = median over rounds of published / ours). Published = {SpeedPath().label()}, eager aten.", flush=True)
+    for name, width, batch, weights, rounds in NETS:
+        cands = candidates(width)
+        print(f"  {name} (width {width}, batch {batch}; {rounds} rounds): "
+              + "; ".join(f"[{i + 1}] {c.label()}" for i, c in enumerate(cands)), flush=True)
+        tot_pub, tot_best = 0.0, 0.0
+        for size, wt in zip(sizes, weights):
+            steps = [make_step(p, size=size, width=width, batch=batch) for p in [SpeedPath(), *cands]]
+            times = time_interleaved(steps, reps=rounds, warmup=1)
+            med = [statistics.median(t) for t in times]
+            ratios = [paired_ratio(times[0], t) for t in times[1:]]
+            best = max(range(len(cands)), key=ratios.__getitem__)
+            tot_pub += wt * med[0]
+            tot_best += wt * med[1 + best]
+            cells = "  ".join(f"[{i + 1}] {1e3 * m:7.1f} ({r:4.2f}x)" for i, (m, r) in enumerate(zip(med[1:], ratios)))
+            print(f"    {size:>3} px  published {1e3 * med[0]:7.1f}  {cells}  best [{best + 1}] {ratios[best]:4.2f}x", flush=True)
+        wlabel = "uniform" if len(set(weights)) == 1 else "/".join(f"{w:g}" for w in weights)
+        print(f"    overall (scales drawn {wlabel}, step times weighted alike): published {1e3 * tot_pub / sum(weights):.1f} "
+              f"ms/step, best {1e3 * tot_best / sum(weights):.1f} ms/step: {tot_pub / tot_best:.2f}x", flush=True)
 
 
 def run() -> None:
     sizes = [h for h, _ in pyramid_sizes(96, 96, 1.4)]
-    quick_net_ratios(sizes)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"SinSEMI net, width {WIDTH} ({sum(p.numel() for p in SinDDMNet(1, WIDTH).parameters()) / 1e6:.2f} M params), "
-          f"batch {BATCH}, scales {sizes}; CPU threads {torch.get_num_threads()}, load average {load:.1f}", flush=True)
-    cpu_peak = matmul_peak_gflops()
-    print(f"  fp32 matmul peak here: {cpu_peak:.0f} GFLOP/s (2048^3; the floor of a step is its FLOPs / this)", flush=True)
+    print(cpu_header(), flush=True)
+    t0 = time.perf_counter()
+    ratio_table(sizes)
+    print(f"  (table took {time.perf_counter() - t0:.0f} s)", flush=True)
+    print(f"SinSEMI net, width {WIDTH} ({sum(p.numel() for p in SinDDMNet(1, WIDTH).parameters()) / 1e6:.2f} M params): "
+          f"sampling, scales {sizes}", flush=True)
     configs = [("fp32", False, False), ("fp32+channels_last", True, False)]
     if cpu_bf16_supported():
         configs.append(("bf16+channels_last", True, True))
-    else:
-        print("  bf16: skipped on this CPU (no AVX512-BF16/AMX: bf16 convs are emulated, ~10x slower than fp32)")
-    for size in sizes:
-        for label, cl, bf in configs:
-            sec, flops = time_train_step(size, channels_last=cl, bf16=bf)
-            ref = (f"; published {PUBLISHED_CPU[size]:.1f} s, target <= {TARGET_CPU[size]:.1f} s, "
-                   f"floor at the matmul peak {flops / cpu_peak / 1e9:.1f} s" if size in PUBLISHED_CPU else "")
-            print(f"  train {size:>3} px  {label:<20} {sec:7.2f} s/step  ({flops / sec / 1e9:6.1f} GFLOP/s{ref})", flush=True)
     for size in sizes:
         for label, cl, bf in configs:
             ips = sample_throughput(size, channels_last=cl, bf16=bf)

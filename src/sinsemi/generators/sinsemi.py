@@ -23,7 +23,7 @@ from sinsemi.data.pyramid import Pyramid, build_pyramid, pyramid_sizes
 from sinsemi.errors import InputError
 from sinsemi.generators.base import (Runtime, SampleOutput, Standardizer, check_seeds, clamp_counted, read_model,
                                      resume_source, write_model)
-from sinsemi.validation import check_choice, check_number
+from sinsemi.validation import check_bool, check_choice, check_number
 
 log = logging.getLogger("sinsemi.generators.sinsemi")
 
@@ -39,7 +39,11 @@ def cpu_bf16_supported() -> bool:
 
 
 def effective_precision(precision: str, device: str) -> str:
-    """``runtime.precision`` unless it asks for bf16 on a CPU without native bf16 (then fp32)."""
+    """``runtime.precision`` unless it asks for bf16 on a CPU without native bf16 (then fp32).
+    ``auto`` (outside a fit, i.e. sampling): bf16-mixed on CUDA, 32-true on CPU; a fit resolves
+    ``auto`` itself (:func:`sinsemi.generators.speed.resolve_precision`)."""
+    if precision == "auto":
+        return "bf16-mixed" if str(device).startswith("cuda") else "32-true"
     if precision.startswith("bf16") and not str(device).startswith("cuda") and not cpu_bf16_supported():
         warnings.warn("bf16 requested but this CPU has no native bf16 (it would run ~10x slower): using fp32", stacklevel=3)
         return "32-true"
@@ -64,7 +68,7 @@ class SinSEMI:
                  grad_clip: float = 1.0, scale_factor: float = 1.4, min_coarse: int = 42, max_coarse: int = 55,
                  coarse_area: float = 3000.0, channels_last: bool = False, sample_batch: int = 16,
                  crop: int = 0, t_sampling: str = "uniform", padding_mode: str = "zeros",
-                 scale_weights: Sequence[float] = ()):
+                 scale_weights: Sequence[float] = (), fast_kernels: bool = False, compile: bool = False):
         check_number("width", width, integer=True)
         if width % 2:
             raise InputError(f"width must be even, got {width}")
@@ -81,6 +85,8 @@ class SinSEMI:
             raise InputError(f"crop must be 0 (full levels) or >= 16 px, got {crop}")
         check_choice("t_sampling", t_sampling, ("uniform", "ends"))
         check_choice("padding_mode", padding_mode, ("zeros", "reflect", "replicate"))
+        check_bool("fast_kernels", fast_kernels)
+        check_bool("compile", compile)
         scale_weights = [float(w) for w in (scale_weights or ())]
         for i, w in enumerate(scale_weights):
             check_number(f"scale_weights[{i}]", w, strict=False)
@@ -98,7 +104,8 @@ class SinSEMI:
                            scale_factor=float(scale_factor), min_coarse=int(min_coarse), max_coarse=int(max_coarse),
                            coarse_area=float(coarse_area), channels_last=bool(channels_last),
                            sample_batch=int(sample_batch), crop=int(crop), t_sampling=str(t_sampling),
-                           padding_mode=str(padding_mode), scale_weights=scale_weights)
+                           padding_mode=str(padding_mode), scale_weights=scale_weights,
+                           fast_kernels=bool(fast_kernels), compile=bool(compile))
         self.standardizer: Standardizer | None = None
         self.pyramid: Pyramid | None = None  # standardised levels/conditions
         self.net: torch.nn.Module | None = None  # the EMA net used for sampling
@@ -140,12 +147,13 @@ class SinSEMI:
                        batch_size=p["batch_size"], lr=p["lr"], milestones=p["milestones"], lr_gamma=p["lr_gamma"],
                        sigma=p["sigma"], t_eps=p["t_eps"], ema_decay=p["ema_decay"], seed=int(seed),
                        channels_last=p["channels_last"], crop=p["crop"], t_sampling=p["t_sampling"],
-                       padding_mode=p["padding_mode"], scale_weights=p["scale_weights"], image_sha256=image_sha256(image))
+                       padding_mode=p["padding_mode"], scale_weights=p["scale_weights"], image_sha256=image_sha256(image),
+                       fast_kernels=p["fast_kernels"], compile=p["compile"])
         last = ckpt_dir / "last.ckpt"
         src = resume_source(last, rt)  # this run's last.ckpt, else ckpt_path=<file>
         ckpt_path = str(src) if src is not None else None
-        if src is not None:
-            self._check_checkpoint(src, hparams)
+        old = self._check_checkpoint(src, hparams) if src is not None else {}
+        hparams["precision"] = self._precision(world, old.get("precision"))  # recorded: a resume keeps it
         L.seed_everything(int(seed), workers=True, verbose=False)
         module = SinSEMIModule(**hparams)
         dm = PyramidDataModule(list(self.pyramid.levels), list(self.pyramid.conditions), steps)
@@ -155,7 +163,7 @@ class SinSEMI:
             accelerator="gpu" if cuda else "cpu", devices=devices, num_nodes=nodes,
             # every rank iterates the whole one-item-per-step dataset; the rank slices its rows itself
             strategy="ddp" if world > 1 else "auto", use_distributed_sampler=False,
-            precision=effective_precision(rt.precision, rt.device), max_steps=steps, max_epochs=-1,
+            precision=hparams["precision"], max_steps=steps, max_epochs=-1,
             gradient_clip_val=p["grad_clip"], gradient_clip_algorithm="norm",
             logger=rt.logger if rt.logger is not None else False, log_every_n_steps=max(1, rt.log_every),
             enable_progress_bar=rt.progress, enable_model_summary=False, num_sanity_val_steps=0, detect_anomaly=rt.detect_anomaly,
@@ -171,6 +179,26 @@ class SinSEMI:
         self.net = module.ema.module.float().eval()
         # a rank samples on its own device (Lightning's root device: cuda:<local rank>), one process on rt.device
         self._device = trainer.strategy.root_device if world > 1 else torch.device(rt.device)
+
+    def _precision(self, world: int, resumed: str | None = None) -> str:
+        """The Lightning precision of this fit: ``runtime.precision``, with ``auto`` resolved by a probe
+        of this net at the size that costs the most time (:mod:`sinsemi.generators.speed`), or, when
+        resuming, the precision the checkpoint's run trained in (``resumed``: a resumed run continues as
+        it started). Several CPU ranks would each probe and could disagree: there ``auto`` is 32-true."""
+        from sinsemi.generators.speed import SpeedPath, dominant_size, resolve_precision
+
+        p, rt = self.params, self.runtime
+        cpu = not str(rt.device).startswith("cuda")
+        if rt.precision == "auto" and resumed:
+            log.info("precision=auto: %s (what the resumed checkpoint's run trained in)", resumed)
+            return str(resumed)
+        if rt.precision == "auto" and cpu and world > 1:
+            log.info("precision=auto: 32-true (%d CPU ranks would each probe, and could disagree)", world)
+            return "32-true"
+        size = dominant_size(list(self.pyramid.sizes), p["scale_weights"], p["crop"])
+        path = SpeedPath(channels_last=p["channels_last"], fast_kernels=p["fast_kernels"] and cpu)
+        return resolve_precision(rt.precision, str(rt.device), width=p["width"], batch=p["batch_size"] // world,
+                                 size=size, channels=int(self.pyramid.levels[0].shape[0]), path=path)
 
     def _callbacks(self, ckpt_dir: Path) -> list:
         """``runtime.callbacks`` (the ``callbacks`` config group) with every ModelCheckpoint that names
@@ -190,8 +218,9 @@ class SinSEMI:
         return list(rt.callbacks)
 
     @staticmethod
-    def _check_checkpoint(path: Path, hparams: dict) -> None:
-        """A last.ckpt from another model/width/image raises one clear error instead of a shape dump."""
+    def _check_checkpoint(path: Path, hparams: dict) -> dict:
+        """A last.ckpt from another model/width/image raises one clear error instead of a shape dump;
+        returns the checkpoint's hyper-parameters."""
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
@@ -202,6 +231,7 @@ class SinSEMI:
             if old.get(key, legacy.get(key)) != hparams[key]:
                 raise InputError(f"checkpoint {path} does not match this run: {key}={old.get(key)!r} there, "
                                  f"{hparams[key]!r} here (another model/width/image? use a new run dir or ckpt_path=null)")
+        return old
 
     # ------------------------------------------------------------------ sampling
     def _require_fitted(self) -> None:

@@ -96,7 +96,8 @@ class SinSEMIModule(L.LightningModule):
     def __init__(self, channels: int, width: int, n_scales: int, batch_size: int, lr: float,
                  milestones: list[int], lr_gamma: float, sigma: float, t_eps: float, ema_decay: float,
                  seed: int, channels_last: bool = False, crop: int = 0, t_sampling: str = "uniform",
-                 padding_mode: str = "zeros", scale_weights: list[float] | None = None, image_sha256: str = ""):
+                 padding_mode: str = "zeros", scale_weights: list[float] | None = None, image_sha256: str = "",
+                 fast_kernels: bool = False, compile: bool = False, precision: str = ""):
         super().__init__()
         self.save_hyperparameters()
         self.net = SinDDMNet(channels, width, multiscale=True, padding_mode=padding_mode)
@@ -106,6 +107,14 @@ class SinSEMIModule(L.LightningModule):
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
             self.ema.to(memory_format=torch.channels_last)
+        self._forward = self.net.forward  # a bound method, not a module: the state_dict keeps one copy
+
+    def on_fit_start(self) -> None:
+        # the speed path (generator.fast_kernels / compile): CPU only; same weights, same state_dict keys
+        cpu = self.device.type == "cpu"
+        self.net.set_fast_kernels(bool(self.hparams.get("fast_kernels")) and cpu)
+        if self.hparams.get("compile"):
+            self._forward = torch.compile(self.net.forward)  # compiles the forward; the weights stay self.net's
 
     # -- draws of one step: a pure function of (seed, step), this rank's rows of them
     def _draws(self, step: int, batch: dict, rank: int = 0, world: int = 1
@@ -147,7 +156,7 @@ class SinSEMIModule(L.LightningModule):
         s, x0, x1, t, z = self._draws(self.global_step, batch, self.global_rank, self.trainer.world_size)
         p = bridge_point(x0, x1, t, z, sigma=self.hparams.sigma, eps=self.hparams.t_eps)
         x_t = p.x_t.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else p.x_t
-        v = self.net(x_t, t, torch.full_like(t, s))
+        v = self._forward(x_t, t, torch.full_like(t, s))
         loss = F.mse_loss(v.float(), p.u_t)  # eq. 3
         self.scale_counts[s] += 1
         # sync_dist: the mean over ranks = the loss of the global batch (what one process would log)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -34,6 +35,11 @@ class SinusoidalEmbedding(nn.Module):
 class ConvBlock(nn.Module):
     """5x5 depthwise conv, + embedding, 3x3 conv, GELU, 3x3 conv; plus a 1x1 residual."""
 
+    #: True: the CPU speed path (set by :meth:`SinDDMNet.set_fast_kernels`; same maths, not saved: the
+    #: state_dict is the same either way): the depthwise conv's weight gradient from
+    #: :mod:`sinsemi.nets.fastconv`, and a channels_last 1x1 residual as one matmul
+    fast_kernels = False
+
     def __init__(self, dim_in: int, dim_out: int, emb_dim: int, kernel: int = 5, padding_mode: str = "zeros"):
         super().__init__()
         self.emb = nn.Sequential(nn.GELU(), nn.Linear(emb_dim, dim_in))
@@ -46,8 +52,23 @@ class ConvBlock(nn.Module):
         self.residual = nn.Conv2d(dim_in, dim_out, 1) if dim_in != dim_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.depthwise(x) + self.emb(emb)[:, :, None, None]
-        return self.net(h) + self.residual(x)
+        if self.fast_kernels and self.depthwise.padding_mode == "zeros":
+            from sinsemi.nets.fastconv import depthwise_conv
+
+            h = depthwise_conv(x, self.depthwise.weight, self.depthwise.bias)
+        else:
+            h = self.depthwise(x)
+        h = h + self.emb(emb)[:, :, None, None]
+        return self.net(h) + conv1x1(self.residual, x, self.fast_kernels)
+
+
+def conv1x1(conv: nn.Module, x: torch.Tensor, fast: bool) -> torch.Tensor:
+    """``conv(x)``; with ``fast`` and a channels_last x, a 1x1 Conv2d as one matmul over the channel
+    axis (aten sends a channels_last fp32 1x1 conv to its slow kernel). (N, C, H, W) -> (N, O, H, W)."""
+    if fast and isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and x.is_contiguous(memory_format=torch.channels_last):
+        w = conv.weight.view(conv.out_channels, conv.in_channels)
+        return F.linear(x.permute(0, 2, 3, 1), w, conv.bias).permute(0, 3, 1, 2)
+    return conv(x)
 
 
 class SinDDMNet(nn.Module):
@@ -83,6 +104,12 @@ class SinDDMNet(nn.Module):
         ])
         self.out = nn.Conv2d(half, out_channels, 1)
 
+    def set_fast_kernels(self, on: bool = True) -> "SinDDMNet":
+        """Use (or not) the CPU speed path in every block (:attr:`ConvBlock.fast_kernels`); returns self."""
+        for b in self.blocks:
+            b.fast_kernels = bool(on)
+        return self
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
         t = torch.as_tensor(t, device=x.device, dtype=torch.float32).expand(n) if torch.as_tensor(t).ndim == 0 else t.to(x.device)
@@ -96,7 +123,7 @@ class SinDDMNet(nn.Module):
         h = x
         for block in self.blocks:
             h = block(h, e)
-        return self.out(h)
+        return conv1x1(self.out, h, self.blocks[0].fast_kernels)
 
 
 def receptive_field(n_blocks: int = 4, kernel: int = 5) -> int:

@@ -222,7 +222,7 @@ def _autocast(runtime, device: str):
     (see sinsemi.bench / the generators' report), so "bf16-mixed" on CPU trains in fp32."""
     import contextlib
 
-    if device.startswith("cuda") and str(runtime.precision).startswith("bf16"):
+    if device.startswith("cuda") and (str(runtime.precision).startswith("bf16") or runtime.precision == "auto"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     if device.startswith("cuda") and str(runtime.precision).startswith("16"):
         return torch.autocast("cuda", dtype=torch.float16)
