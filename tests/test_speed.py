@@ -102,15 +102,17 @@ def test_compiled_depthwise_weight_grad_matches():
     torch.testing.assert_close(out, fastconv.depthwise_weight_grad(go, x, 5), rtol=1e-5, atol=1e-5)
 
 
-def test_compiled_forward_matches_eager_and_keeps_state_dict():
-    """generator.compile: the module compiles the net's forward; loss, outputs and gradients are
-    eager's, and the state_dict (checkpoints) has the same keys as without compile."""
+@pytest.mark.parametrize("fast", [False, True])
+def test_compiled_forward_matches_eager_and_keeps_state_dict(fast):
+    """generator.compile (alone, and with fast_kernels: inside the compiled forward the plain conv is
+    traced): the module compiles the net's forward; loss, outputs and gradients are eager's, and the
+    state_dict (checkpoints) has the same keys as without compile."""
     from sinsemi.generators.sinsemi_module import SinSEMIModule
 
     kw = dict(channels=1, width=8, n_scales=3, batch_size=3, lr=1e-3, milestones=[10], lr_gamma=0.5, sigma=0.35,
               t_eps=0.01, ema_decay=0.9, seed=0)
     torch.manual_seed(0)
-    plain, comp = SinSEMIModule(**kw), SinSEMIModule(**kw, compile=True)
+    plain, comp = SinSEMIModule(**kw), SinSEMIModule(**kw, compile=True, fast_kernels=fast)
     comp.load_state_dict(plain.state_dict())
     plain.on_fit_start()
     comp.on_fit_start()

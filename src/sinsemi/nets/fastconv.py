@@ -141,6 +141,8 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     """Zero-padded stride-1 depthwise conv (N, C, H, W) -> (N, C, H, W), weight (C, 1, k, k): as
     ``F.conv2d(x, weight, bias, padding=k // 2, groups=C)`` (in autocast's dtype inside autocast),
     with the fused weight gradient."""
+    if torch.compiler.is_compiling():  # inside a whole-net torch.compile: inductor writes its own backward
+        return F.conv2d(x, weight, bias, 1, weight.shape[-1] // 2, 1, weight.shape[0])
     dev = x.device.type
     dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
     with torch.autocast(dev, enabled=False):  # autocast does not look inside a Function: cast here
