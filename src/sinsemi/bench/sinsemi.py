@@ -39,40 +39,17 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _train_step_flops(net, x, t, s) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as fc:
-        v = net(x, t, s)
-        (v.float() - x.float()).pow(2).mean().backward()
-    net.zero_grad(set_to_none=True)
-    return float(fc.get_total_flops())
-
-
 def time_train_step(size: int, *, device: str = "cpu", channels_last: bool = False, bf16: bool = False,
                     reps: int = 2, batch: int = BATCH, width: int = WIDTH) -> tuple[float, float]:
-    """(median seconds per training step, FLOPs per step) at (size x size), batch ``batch``."""
-    torch.manual_seed(0)
-    net = SinDDMNet(1, width).to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    x = torch.randn(batch, 1, size, size, device=device)
-    t, s = torch.rand(batch, device=device), torch.zeros(batch, device=device)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    dev_type = "cuda" if device.startswith("cuda") else "cpu"
-    flops = _train_step_flops(net, x, t, s)
+    """(median seconds per training step, FLOPs per step) at (size x size), batch ``batch``: the step of
+    :func:`sinsemi.generators.speed.make_step` (forward, loss, backward, clip, Adam), FLOPs counted by
+    torch's FlopCounterMode over its first (warm-up) call."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def step():
-        with torch.autocast(dev_type, dtype=torch.bfloat16, enabled=bf16):
-            v = net(x, t, s)
-        loss = (v.float() - x).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-
-    step()  # warm-up (oneDNN/cuDNN primitive creation)
+    step = make_step(SpeedPath(channels_last=channels_last, bf16=bf16), size=size, width=width, batch=batch, device=device)
+    with FlopCounterMode(display=False) as fc:
+        step()  # warm-up (oneDNN/cuDNN primitive creation)
+    flops = float(fc.get_total_flops())
     times = []
     for _ in range(reps):
         _sync(device)
