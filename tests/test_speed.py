@@ -32,21 +32,28 @@ def _inputs(cl: bool, size: int = 12, batch: int = 3):
 
 
 @pytest.fixture
-def eager_weight_grad(monkeypatch):
+def eager_param_grads(monkeypatch):
     """The fused kernel's maths without inductor (fast; the compiled kernel has its own test)."""
-    monkeypatch.setattr(fastconv, "_compiled_weight_grad", lambda: fastconv.depthwise_weight_grad)
+    monkeypatch.setattr(fastconv, "_compiled_param_grads", lambda: fastconv.depthwise_param_grads)
 
 
-def test_depthwise_weight_grad_is_aten_s():
+def test_depthwise_param_grads_are_aten_s():
     g = torch.Generator().manual_seed(0)
     x, go, w = torch.randn(2, 4, 9, 7, generator=g), torch.randn(2, 4, 9, 7, generator=g), torch.randn(4, 1, 5, 5, generator=g)
-    ref = torch.ops.aten.convolution_backward(go, x, w, None, [1, 1], [2, 2], [1, 1], False, [0, 0], 4,
-                                              [False, True, False])[1]
-    torch.testing.assert_close(fastconv.depthwise_weight_grad(go, x, 5), ref, rtol=1e-5, atol=1e-5)
+    _, ref_w, ref_b = torch.ops.aten.convolution_backward(go, x, w, [4], [1, 1], [2, 2], [1, 1], False, [0, 0], 4,
+                                                          [False, True, True])
+    gw, gb = fastconv.depthwise_param_grads(go, x, 5)
+    torch.testing.assert_close(gw, ref_w, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gb, ref_b, rtol=1e-5, atol=1e-5)
+    # and the aten fallback returns the same pair, in float32 also for bf16 inputs
+    for got, ref in zip(fastconv._aten_param_grads(go, x, w), (ref_w, ref_b)):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    bw, bb = fastconv._aten_param_grads(go.bfloat16(), x.bfloat16(), w.bfloat16())
+    assert bw.dtype == bb.dtype == torch.float32 and bb.shape == (4,)
 
 
 @pytest.mark.parametrize("cl", [False, True])
-def test_fast_kernels_match_eager(eager_weight_grad, cl):
+def test_fast_kernels_match_eager(eager_param_grads, cl):
     torch.manual_seed(0)
     ref_net = SinDDMNet(1, 8)
     fast_net = SinDDMNet(1, 8).set_fast_kernels(True)
@@ -63,7 +70,7 @@ def test_fast_kernels_match_eager(eager_weight_grad, cl):
         torch.testing.assert_close(g1[k], g0[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
-def test_fast_kernels_under_bf16_autocast(eager_weight_grad):
+def test_fast_kernels_under_bf16_autocast(eager_param_grads):
     """bf16: the same as aten's bf16 path within bf16 rounding; the weight gradient stays float32."""
     torch.manual_seed(0)
     ref_net, fast_net = SinDDMNet(1, 8), SinDDMNet(1, 8).set_fast_kernels(True)
@@ -94,12 +101,12 @@ def _run_or_skip(fn, *args):
         raise
 
 
-def test_compiled_depthwise_weight_grad_matches():
+def test_compiled_depthwise_param_grads_match():
     g = torch.Generator().manual_seed(0)
     x, go = torch.randn(2, 4, 9, 7, generator=g), torch.randn(2, 4, 9, 7, generator=g)
-    fn = _compile_or_skip(fastconv.depthwise_weight_grad)
-    out = _run_or_skip(fn, go, x, 5)
-    torch.testing.assert_close(out, fastconv.depthwise_weight_grad(go, x, 5), rtol=1e-5, atol=1e-5)
+    fn = _compile_or_skip(fastconv.depthwise_param_grads)
+    for got, ref in zip(_run_or_skip(fn, go, x, 5), fastconv.depthwise_param_grads(go, x, 5)):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("fast", [False, True])
@@ -127,7 +134,7 @@ def test_compiled_forward_matches_eager_and_keeps_state_dict(fast):
         torch.testing.assert_close(g1[k], g0[k], rtol=1e-3, atol=1e-5, msg=k)
 
 
-def test_fit_uses_the_fast_path(eager_weight_grad, tmp_path, tiny_image, monkeypatch):
+def test_fit_uses_the_fast_path(eager_param_grads, tmp_path, tiny_image, monkeypatch):
     """generator.fast_kernels=true reaches the real fit: the trained net runs the fused kernels."""
     from sinsemi.generators.base import Runtime
     from sinsemi.generators.sinsemi import SinSEMI
@@ -135,8 +142,8 @@ def test_fit_uses_the_fast_path(eager_weight_grad, tmp_path, tiny_image, monkeyp
     from tests.test_sinsemi import tiny_params
 
     calls = []
-    real = fastconv.depthwise_weight_grad
-    monkeypatch.setattr(fastconv, "_compiled_weight_grad", lambda: lambda *a: calls.append(1) or real(*a))
+    real = fastconv.depthwise_param_grads
+    monkeypatch.setattr(fastconv, "_compiled_param_grads", lambda: lambda *a: calls.append(1) or real(*a))
     gen = SinSEMI(runtime=Runtime(progress=False, max_steps=2), **tiny_params(fast_kernels=True))
     gen.fit(tiny_image, seed=0, out_dir=tmp_path)
     assert calls and gen.module.net.blocks[0].fast_kernels
@@ -193,7 +200,7 @@ def test_auto_without_probe_on_cuda_and_on_cpus_without_bf16(monkeypatch):
     assert timer.calls == []
 
 
-def test_auto_fit_trains_in_the_probed_precision(native_bf16, eager_weight_grad, tmp_path, tiny_image, monkeypatch):
+def test_auto_fit_trains_in_the_probed_precision(native_bf16, eager_param_grads, tmp_path, tiny_image, monkeypatch):
     from sinsemi.generators.base import Runtime
     from sinsemi.generators.sinsemi import SinSEMI
 
@@ -239,7 +246,7 @@ def test_speed_keys_must_be_booleans(key):
         SinSEMI(**{key: "yes"})
 
 
-def test_auto_resume_keeps_the_checkpoint_s_precision(native_bf16, eager_weight_grad, tmp_path, tiny_image, monkeypatch):
+def test_auto_resume_keeps_the_checkpoint_s_precision(native_bf16, eager_param_grads, tmp_path, tiny_image, monkeypatch):
     from sinsemi.generators.base import Runtime
     from sinsemi.generators.sinsemi import SinSEMI
 
@@ -264,3 +271,17 @@ def test_speed_keys_are_not_part_of_a_run_s_fingerprint(tiny_image):
     a = make_fingerprint("sinsemi", {"width": 16}, tiny_image, seed=0, max_steps=2)
     b = make_fingerprint("sinsemi", {"width": 16, "fast_kernels": True, "compile": True}, tiny_image, seed=0, max_steps=2)
     assert a == b
+
+
+def test_bench_net_selection(monkeypatch):
+    from sinsemi.bench import sinsemi as bench
+
+    monkeypatch.delenv("SINSEMI_BENCH_NETS", raising=False)
+    assert bench.selected_nets() == bench.NETS
+    monkeypatch.setenv("SINSEMI_BENCH_NETS", "paper")
+    assert [row[1] for row in bench.selected_nets()] == [bench.WIDTH]
+    monkeypatch.setenv("SINSEMI_BENCH_NETS", "quick, paper")
+    assert bench.selected_nets() == bench.NETS
+    monkeypatch.setenv("SINSEMI_BENCH_NETS", "papr")
+    with pytest.raises(InputError, match="SINSEMI_BENCH_NETS='papr'"):
+        bench.selected_nets()

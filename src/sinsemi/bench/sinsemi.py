@@ -6,8 +6,8 @@ quick net (width 32, batch 8): ms per training step (forward + backward + clip +
 NCHW with aten's kernels (= the published implementation) and of our candidate paths
 (:class:`sinsemi.generators.speed.SpeedPath`: channels_last + the fused CPU kernels, in fp32 and, where
 the CPU has native bf16, bf16 autocast; torch.compile of the forward with ``SINSEMI_BENCH_COMPILE=1``,
-which adds minutes of compiling), all timed in the same interleaved rounds; the ratio is the median
-over rounds of (published / ours), and "best" is the candidate with the highest ratio. The overall
+which adds minutes of compiling), all timed in the same interleaved rounds (``SINSEMI_BENCH_NETS=quick``
+or ``paper``: one net only); the ratio is the median over rounds of (published / ours), and "best" is the candidate with the highest ratio. The overall
 ratio weights each scale's step time as the recipe draws the scales (paper: uniform; quick: 0.8/0.1/0.1).
 Then the sampling throughput (images per second per Euler-Maruyama step) and, with CUDA, the GPU.
 Timings on a shared machine are inflated by whatever else runs; interleaving keeps the ratios fair.
@@ -24,6 +24,7 @@ from dataclasses import replace
 import torch
 
 from sinsemi.data.pyramid import pyramid_sizes
+from sinsemi.errors import InputError
 from sinsemi.generators.sinsemi import cpu_bf16_supported
 from sinsemi.generators.speed import SpeedPath, make_step, paired_ratio, time_interleaved
 from sinsemi.nets.sinddm import SinDDMNet
@@ -82,7 +83,9 @@ def sample_throughput(size: int, *, device: str = "cpu", channels_last: bool = F
 
 
 def cpu_header() -> str:
-    """'CPU: <model>, N threads, flags: avx512_bf16 yes|no, amx yes|no, load average L' (Linux /proc/cpuinfo)."""
+    """'CPU: <model>, N threads, flags: avx512_bf16 yes|no, amx yes|no, load average L, GLIBC_TUNABLES'
+    (Linux /proc/cpuinfo). The allocator setting is printed because it moves the published fp32 step
+    by ~2x at width 160 (experiments/README.md, "Speed")."""
     model, flags = platform.processor() or "unknown", set()
     try:
         for line in open("/proc/cpuinfo"):
@@ -97,7 +100,7 @@ def cpu_header() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (f"CPU: {model}; torch threads {torch.get_num_threads()}; avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, "
             f"amx {'yes' if amx else 'no'}; native bf16 (oneDNN) {'yes' if cpu_bf16_supported() else 'no'}; "
-            f"load average {load:.1f}")
+            f"load average {load:.1f}; GLIBC_TUNABLES {os.environ.get('GLIBC_TUNABLES') or '(unset)'}")
 
 
 def candidates(width: int) -> list[SpeedPath]:
@@ -111,11 +114,24 @@ def candidates(width: int) -> list[SpeedPath]:
     return out
 
 
+def selected_nets() -> tuple:
+    """The rows of :data:`NETS` named in ``SINSEMI_BENCH_NETS`` (comma list of ``quick``, ``paper``; unset:
+    all), e.g. to time the paper net alone under another allocator setting."""
+    want = os.environ.get("SINSEMI_BENCH_NETS")
+    if not want:
+        return NETS
+    names = {w.strip() for w in want.split(",") if w.strip()}
+    known = {n.split()[0] for n, *_ in NETS}
+    if not names or names - known:
+        raise InputError(f"SINSEMI_BENCH_NETS={want!r}: expected a comma list of {sorted(known)}")
+    return tuple(row for row in NETS if row[0].split()[0] in names)
+
+
 def ratio_table(sizes: list[int]) -> None:
     """The published path against each candidate, per scale and net; prints the table."""
     print(f"Training step, ms (rounds of interleaved steps after 1 warm-up (compiling, for compiled paths); "
           f"ratio = median over rounds of published / ours). Published = {SpeedPath().label()}, eager aten.", flush=True)
-    for name, width, batch, weights, rounds in NETS:
+    for name, width, batch, weights, rounds in selected_nets():
         cands = candidates(width)
         print(f"  {name} (width {width}, batch {batch}; {rounds} rounds): "
               + "; ".join(f"[{i + 1}] {c.label()}" for i, c in enumerate(cands)), flush=True)
