@@ -266,6 +266,25 @@ def test_reflect_padding_trains_saves_and_loads(tiny_image, tmp_path):
         SinSEMI(**tiny_params(crop=4))
 
 
+def test_kernel_7_trains_saves_loads_and_guards_resume(tiny_image, tmp_path):
+    """generator.kernel: a 7x7 depthwise conv per block (receptive field 41 px), kept through save/load;
+    a kernel-5 run dir does not resume a kernel-7 fit (one clear error), bad sizes are refused."""
+    from sinsemi.nets.sinddm import receptive_field
+
+    gen = fit(tiny_image, tmp_path, max_steps=3, kernel=7)
+    assert tuple(gen.net.blocks[0].depthwise.weight.shape[-2:]) == (7, 7) and receptive_field(4, 7) == 41
+    gen.save(tmp_path / "model")
+    loaded = SinSEMI.load(tmp_path / "model", runtime=Runtime(progress=False))
+    assert loaded.params["kernel"] == 7 and loaded.net.blocks[3].depthwise.kernel_size == (7, 7)
+    s = tiny_sampler()
+    torch.testing.assert_close(loaded.sample([0], **s).samples, gen.sample([0], **s).samples)
+    with pytest.raises(InputError, match="kernel=7 there, 5 here"):
+        fit(tiny_image, tmp_path, max_steps=6)
+    for bad in (4, 11, 7.5, True):
+        with pytest.raises(InputError, match="kernel must be one of 3, 5, 7, 9"):
+            SinSEMI(**tiny_params(kernel=bad))
+
+
 def test_resume_from_a_checkpoint_of_another_image_of_the_same_size(trained, tiny_image):
     _, out, _ = trained  # its last.ckpt was trained on the fixture's image
     other = tiny_image.flip(-1)

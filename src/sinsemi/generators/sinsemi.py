@@ -28,6 +28,8 @@ from sinsemi.validation import check_bool, check_choice, check_number
 log = logging.getLogger("sinsemi.generators.sinsemi")
 
 PAPER_MILESTONES = (20_000, 40_000, 70_000, 80_000, 90_000, 110_000)
+#: depthwise kernel sizes of the net's blocks (receptive field 4 (k + 3) + 1: 25 / 33 / 41 / 49 px); paper: 5
+KERNELS = ("3", "5", "7", "9")
 
 
 def cpu_bf16_supported() -> bool:
@@ -68,7 +70,8 @@ class SinSEMI:
                  grad_clip: float = 1.0, scale_factor: float = 1.4, min_coarse: int = 42, max_coarse: int = 55,
                  coarse_area: float = 3000.0, channels_last: bool = False, sample_batch: int = 16,
                  crop: int = 0, t_sampling: str = "uniform", padding_mode: str = "zeros",
-                 scale_weights: Sequence[float] = (), fast_kernels: bool = False, compile: bool = False):
+                 scale_weights: Sequence[float] = (), fast_kernels: bool = False, compile: bool = False,
+                 kernel: int = 5):
         check_number("width", width, integer=True)
         if width % 2:
             raise InputError(f"width must be even, got {width}")
@@ -85,6 +88,7 @@ class SinSEMI:
             raise InputError(f"crop must be 0 (full levels) or >= 16 px, got {crop}")
         check_choice("t_sampling", t_sampling, ("uniform", "ends"))
         check_choice("padding_mode", padding_mode, ("zeros", "reflect", "replicate"))
+        check_choice("kernel", kernel, KERNELS)
         check_bool("fast_kernels", fast_kernels)
         check_bool("compile", compile)
         scale_weights = [float(w) for w in (scale_weights or ())]
@@ -105,7 +109,7 @@ class SinSEMI:
                            coarse_area=float(coarse_area), channels_last=bool(channels_last),
                            sample_batch=int(sample_batch), crop=int(crop), t_sampling=str(t_sampling),
                            padding_mode=str(padding_mode), scale_weights=scale_weights,
-                           fast_kernels=bool(fast_kernels), compile=bool(compile))
+                           fast_kernels=bool(fast_kernels), compile=bool(compile), kernel=int(kernel))
         self.standardizer: Standardizer | None = None
         self.pyramid: Pyramid | None = None  # standardised levels/conditions
         self.net: torch.nn.Module | None = None  # the EMA net used for sampling
@@ -148,7 +152,7 @@ class SinSEMI:
                        sigma=p["sigma"], t_eps=p["t_eps"], ema_decay=p["ema_decay"], seed=int(seed),
                        channels_last=p["channels_last"], crop=p["crop"], t_sampling=p["t_sampling"],
                        padding_mode=p["padding_mode"], scale_weights=p["scale_weights"], image_sha256=image_sha256(image),
-                       fast_kernels=p["fast_kernels"], compile=p["compile"])
+                       fast_kernels=p["fast_kernels"], compile=p["compile"], kernel=p["kernel"])
         last = ckpt_dir / "last.ckpt"
         src = resume_source(last, rt)  # this run's last.ckpt, else ckpt_path=<file>
         ckpt_path = str(src) if src is not None else None
@@ -226,8 +230,8 @@ class SinSEMI:
         except Exception as e:
             raise InputError(f"cannot read checkpoint {path}: {type(e).__name__}: {e} (delete it or use ckpt_path=null)") from None
         old = ck.get("hyper_parameters", {})
-        legacy = {"padding_mode": "zeros", "image_sha256": hparams["image_sha256"]}  # checkpoints from before these keys
-        for key in ("channels", "width", "n_scales", "padding_mode", "image_sha256"):
+        legacy = {"padding_mode": "zeros", "kernel": 5, "image_sha256": hparams["image_sha256"]}  # checkpoints from before these keys
+        for key in ("channels", "width", "n_scales", "padding_mode", "kernel", "image_sha256"):
             if old.get(key, legacy.get(key)) != hparams[key]:
                 raise InputError(f"checkpoint {path} does not match this run: {key}={old.get(key)!r} there, "
                                  f"{hparams[key]!r} here (another model/width/image? use a new run dir or ckpt_path=null)")
@@ -356,7 +360,8 @@ class SinSEMI:
             std = Standardizer.from_state(state["standardizer"])
         except (KeyError, TypeError, AttributeError) as e:
             raise InputError(f"{directory}/state.pt is not a SinSEMI model state ({type(e).__name__}: {e})") from None
-        net = SinDDMNet(levels[0].shape[0], gen.params["width"], multiscale=True, padding_mode=gen.params["padding_mode"])
+        net = SinDDMNet(levels[0].shape[0], gen.params["width"], multiscale=True, padding_mode=gen.params["padding_mode"],
+                        kernel=gen.params["kernel"])
         expected = net.state_dict()
         bad = [k for k in expected if k not in ema or tuple(ema[k].shape) != tuple(expected[k].shape)]
         if bad or len(ema) != len(expected):

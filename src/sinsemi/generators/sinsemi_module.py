@@ -97,10 +97,10 @@ class SinSEMIModule(L.LightningModule):
                  milestones: list[int], lr_gamma: float, sigma: float, t_eps: float, ema_decay: float,
                  seed: int, channels_last: bool = False, crop: int = 0, t_sampling: str = "uniform",
                  padding_mode: str = "zeros", scale_weights: list[float] | None = None, image_sha256: str = "",
-                 fast_kernels: bool = False, compile: bool = False, precision: str = ""):
+                 fast_kernels: bool = False, compile: bool = False, precision: str = "", kernel: int = 5):
         super().__init__()
         self.save_hyperparameters()
-        self.net = SinDDMNet(channels, width, multiscale=True, padding_mode=padding_mode)
+        self.net = SinDDMNet(channels, width, multiscale=True, padding_mode=padding_mode, kernel=kernel)
         self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)
         self.register_buffer("scale_counts", torch.zeros(n_scales, dtype=torch.long))
