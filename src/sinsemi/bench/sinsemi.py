@@ -7,8 +7,8 @@ NCHW with aten's kernels (= the published implementation) and of our candidate p
 (:class:`sinsemi.generators.speed.SpeedPath`: channels_last + the fused CPU kernels, in fp32 and, where
 the CPU has native bf16, bf16 autocast; torch.compile of the forward with ``SINSEMI_BENCH_COMPILE=1``,
 which adds minutes of compiling), all timed in the same interleaved rounds (``SINSEMI_BENCH_NETS=quick``
-or ``paper``: one net only); the ratio is the median over rounds of (published / ours), and "best" is the candidate with the highest ratio. The overall
-ratio weights each scale's step time as the recipe draws the scales (paper: uniform; quick: 0.8/0.1/0.1).
+or ``paper``: one net only); the ratio is the median over rounds of (published / ours), and "best" is
+the candidate with the highest ratio. The overall ratio weights each scale's step time as the recipe draws the scales (paper: uniform; quick: 0.8/0.1/0.1).
 Then the sampling throughput (images per second per Euler-Maruyama step) and, with CUDA, the GPU.
 Timings on a shared machine are inflated by whatever else runs; interleaving keeps the ratios fair.
 """

@@ -5,8 +5,9 @@ millisecond at 8 x 32 x 55 x 55) but oneDNN's weight gradient for it is 10-30x s
 forward (bf16 the worst), and it was the largest single cost of a quick-net training step
 (``python -m sinsemi.bench sinsemi``). The weight gradient is k*k per-channel dot products of the
 output gradient with shifted inputs and the bias gradient one more sum of the output gradient:
-written as such and compiled by inductor they are one pass over the two tensors. The forward and the input gradient stay oneDNN's (fast). Inductor's kernel is not
-faster for every shape, so the first call of each shape times it against aten's and keeps the faster.
+written as such and compiled by inductor they are one pass over the two tensors. The forward and the
+input gradient stay oneDNN's (fast). Inductor's kernel is not faster for every shape, so the first
+call of each shape times it against aten's and keeps the faster.
 
 Only zero padding, stride 1, ``groups == channels``. Without a working ``torch.compile`` (no C++
 compiler, unsupported platform) both gradients fall back to aten's, so results never depend
@@ -30,7 +31,7 @@ def depthwise_param_grads(grad_out: torch.Tensor, x: torch.Tensor, k: int) -> tu
     (C, 1, k, k) and (C,), float32.
 
     grad_out, x: (N, C, H, W) (any memory format); accumulates in float32 whatever their dtype. The
-    bias gradient is the 26th reduction of the same pass (eager, ``grad_out.sum(dtype=float32)`` first
+    bias gradient is one more reduction of the same pass (eager, ``grad_out.sum(dtype=float32)`` first
     writes a float32 copy of grad_out: ~7% of a width-160 bf16 step)."""
     n, c, h, w = grad_out.shape
     p = k // 2
@@ -87,8 +88,8 @@ def _compiled_call(grad_out: torch.Tensor, x: torch.Tensor, k: int) -> Grads | N
 
 def _param_grads(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> Grads:
     """float32 (C, 1, k, k) weight and (C,) bias gradients. Which kernel is faster depends on dtype,
-    C and the CPU (measured: the compiled one 3-12x faster for bf16 at 32 and 160 channels, aten's 1.5-3x faster for fp32 at
-    80-160 channels and for bf16 at 16), so each shape's first call times both and keeps the faster.
+    C and the CPU (measured: the compiled one 3-12x faster for bf16 at 32 and 160 channels, aten's
+    1.5-3x faster for fp32 at 80-160 channels and for bf16 at 16), so each shape's first call times both and keeps the faster.
     They differ only in float summation order."""
     k = weight.shape[-1]
     key = (x.device.type, x.dtype, *x.shape, k)
