@@ -64,6 +64,9 @@ endif
 endif
 WAIT_ARG  = $(if $(filter 0,$(WAIT)),hydra.launcher.wait=false)
 ARGS     ?=
+# JOB_ARGS: ARGS for the jobs beside the sweep (energy re-sampling, the two-reference row): without generator=
+# and callbacks=, which select and train the sweep's runs (sinsemi-sample reads the generator from each run dir)
+JOB_ARGS  = $(filter-out generator=% callbacks=%,$(ARGS))
 # ARGS: more overrides for every job of the sweep, e.g. ARGS="hydra.launcher.partition=gpu hydra.launcher.account=me"
 SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS) $(WAIT_ARG) $(ARGS)
 SWEEP    ?= outputs/compare_$(PROFILE)
@@ -86,14 +89,14 @@ energy: $(STAMP) ## SinSEMI+energy rows: every SinSEMI run of SWEEP re-sampled w
 	runs=$$(ls -d $(SWEEP)/sinsemi_seed* 2>/dev/null); \
 	if [ -z "$$runs" ]; then echo "no SinSEMI runs under $(SWEEP) (train them first: make table1 PROFILE=$(PROFILE))"; exit 0; fi; \
 	for d in $$runs; do \
-	  if [ "$(LAUNCHER)" = local ]; then $(VENV)/bin/sinsemi-sample run_dir=$$d sampler.guidance=$(ENERGY) evaluate=true segmentation=$(SEG) $(ARGS) || exit $$?; \
-	  else $(VENV)/bin/sinsemi-sample -m run_dir=$$d sampler.guidance=$(ENERGY) evaluate=true segmentation=$(SEG) launcher=$(LAUNCHER) hydra.sweep.dir=$$d/samples/.energy_sweep $(ARGS) || exit $$?; fi; \
+	  if [ "$(LAUNCHER)" = local ]; then $(VENV)/bin/sinsemi-sample run_dir=$$d sampler.guidance=$(ENERGY) evaluate=true segmentation=$(SEG) $(JOB_ARGS) || exit $$?; \
+	  else $(VENV)/bin/sinsemi-sample -m run_dir=$$d sampler.guidance=$(ENERGY) evaluate=true segmentation=$(SEG) launcher=$(LAUNCHER) hydra.sweep.dir=$$d/samples/.energy_sweep $(JOB_ARGS) || exit $$?; fi; \
 	done
 
 reference: $(STAMP) ## The two-reference row (outputs/reference_PROFILE); with LAUNCHER=slurm as a cluster job
 	@if test -f $(REF_DIR)/metrics.json; then echo "two-reference row: $(REF_DIR)/metrics.json is there"; \
 	elif test "$(LAUNCHER)" = local; then $(VENV)/bin/sinsemi-eval $(REF_ARGS); \
-	else $(VENV)/bin/sinsemi-eval -m $(REF_ARGS) launcher=$(LAUNCHER) hydra.sweep.dir=$(REF_DIR)/.sweep $(WAIT_ARG) $(ARGS); fi
+	else $(VENV)/bin/sinsemi-eval -m $(REF_ARGS) launcher=$(LAUNCHER) hydra.sweep.dir=$(REF_DIR)/.sweep $(WAIT_ARG) $(JOB_ARGS); fi
 
 status: $(STAMP) ## Collect step: finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE, + the reference row; all finished: writes Tables 1-3)
 	$(PY) -m sinsemi.report.status $(SWEEP) $(if $(filter outputs/compare_$(PROFILE),$(SWEEP)),--also $(REF_DIR))

@@ -317,3 +317,14 @@ def test_paths_output_dir_moves_every_output_root(tmp_path):
         f"{tmp_path}/ablation/guidance_")
     assert _compose("simulate", over).out_dir == f"{tmp_path}/simulate/line_pair_seed0"
     assert _compose("train", [*over, "debug=fdr"], hydra_cfg=True).hydra.run.dir.startswith(f"{tmp_path}/debug/")
+
+
+def test_bench_quick_net_is_the_quick_profile_net():
+    """`make bench` times the net `make demo` trains: its quick row follows the quick profile."""
+    from sinsemi.bench.sinsemi import NETS
+
+    g = _compose("train", ["generator=sinsemi", "profile=quick"]).generator
+    name, width, batch, weights, kernel, _rounds = NETS[0]
+    assert name == "quick net"
+    assert (width, batch, kernel) == (g.width, g.batch_size, g.kernel)
+    assert list(weights) == list(g.scale_weights)

@@ -52,11 +52,12 @@ def test_depthwise_param_grads_are_aten_s():
     assert bw.dtype == bb.dtype == torch.float32 and bb.shape == (4,)
 
 
+@pytest.mark.parametrize("kernel", [5, 7])  # the paper's and the CPU profiles' depthwise kernel
 @pytest.mark.parametrize("cl", [False, True])
-def test_fast_kernels_match_eager(eager_param_grads, cl):
+def test_fast_kernels_match_eager(eager_param_grads, cl, kernel):
     torch.manual_seed(0)
-    ref_net = SinDDMNet(1, 8)
-    fast_net = SinDDMNet(1, 8).set_fast_kernels(True)
+    ref_net = SinDDMNet(1, 8, kernel=kernel)
+    fast_net = SinDDMNet(1, 8, kernel=kernel).set_fast_kernels(True)
     fast_net.load_state_dict(ref_net.state_dict())
     assert fast_net.state_dict().keys() == ref_net.state_dict().keys()
     if cl:
@@ -214,9 +215,9 @@ def test_auto_fit_trains_in_the_probed_precision(native_bf16, eager_param_grads,
 
     monkeypatch.setattr(speed, "probe_timer", fake_probe)
     gen = SinSEMI(runtime=Runtime(progress=False, max_steps=1, precision="auto"),
-                  **tiny_params(scale_weights=[0.1, 0.1, 0.8], fast_kernels=True, channels_last=True))
+                  **tiny_params(scale_weights=[0.1, 0.1, 0.8], fast_kernels=True, channels_last=True, kernel=7))
     gen.fit(tiny_image, seed=0, out_dir=tmp_path)
-    assert seen["size"] == (32, 32) and seen["width"] == 16 and seen["batch"] == 2
+    assert seen["size"] == (32, 32) and seen["width"] == 16 and seen["batch"] == 2 and seen["kernel"] == 7
     assert seen["path"] == SpeedPath(channels_last=True, fast_kernels=True)
     assert gen.module.trainer.precision == "32-true"
 

@@ -129,3 +129,21 @@ def test_a_fixed_sweep_reports_no_stale_failure(tmp_path, tiny_png):
                    "hydra.sweep.subdir=seed${seed}", check=False, env=env)
     assert proc.returncode == 0 and "sweep points failed" not in proc.stderr
     assert set(_runs(sweep)) == {"seed0", "seed2"}
+
+
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_make_table_args_reach_the_side_jobs_without_the_sweep_selection(launcher):
+    """`make table3 ARGS="generator=a,b callbacks=keep_all ..."`: the energy re-sampling and the two-reference
+    jobs get the other overrides but not generator= / callbacks= (which sinsemi-sample / -eval refuse)."""
+    repo = Path(__file__).resolve().parents[1]
+    args = "ARGS=generator=sinsemi,gpdm callbacks=keep_all sampler.steps=3 hydra.launcher.partition=p"
+    out = {}
+    for target in ("energy", "reference"):
+        res = subprocess.run(["make", "-n", "--no-print-directory", target, "PROFILE=standard", f"LAUNCHER={launcher}", args],
+                             cwd=repo, capture_output=True, text=True, check=True)
+        out[target] = [ln for ln in res.stdout.splitlines() if "sinsemi-sample" in ln or "sinsemi-eval" in ln]
+    sample_lines = out["energy"]
+    assert sample_lines and all("sampler.steps=3" in ln and "generator=" not in ln and "callbacks=" not in ln
+                                for ln in sample_lines)
+    ref = [ln for ln in out["reference"] if "-m mode=reference" in ln]
+    assert ref and "hydra.launcher.partition=p" in ref[0] and "generator=" not in ref[0]

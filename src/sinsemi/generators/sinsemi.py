@@ -202,7 +202,7 @@ class SinSEMI:
         size = dominant_size(list(self.pyramid.sizes), p["scale_weights"], p["crop"])
         path = SpeedPath(channels_last=p["channels_last"], fast_kernels=p["fast_kernels"] and cpu)
         return resolve_precision(rt.precision, str(rt.device), width=p["width"], batch=p["batch_size"] // world,
-                                 size=size, channels=int(self.pyramid.levels[0].shape[0]), path=path)
+                                 size=size, channels=int(self.pyramid.levels[0].shape[0]), kernel=p["kernel"], path=path)
 
     def _callbacks(self, ckpt_dir: Path) -> list:
         """``runtime.callbacks`` (the ``callbacks`` config group) with every ModelCheckpoint that names

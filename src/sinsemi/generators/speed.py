@@ -45,13 +45,14 @@ class SpeedPath:
 
 
 def make_step(path: SpeedPath, *, size: int | tuple[int, int], width: int, batch: int, device: str = "cpu", channels: int = 1,
-              seed: int = 0) -> Callable[[], torch.Tensor]:
-    """A closure running one training step of a fresh SinDDM net (random weights, fixed input
-    (batch, channels, h, w), ``size`` = (h, w) or one side) the ``path`` way; returns the loss. Built once, called repeatedly."""
+              kernel: int = 5, seed: int = 0) -> Callable[[], torch.Tensor]:
+    """A closure running one training step of a fresh SinDDM net (random weights, depthwise ``kernel``,
+    fixed input (batch, channels, h, w), ``size`` = (h, w) or one side) the ``path`` way; returns the
+    loss. Built once, called repeatedly."""
     from sinsemi.nets.sinddm import SinDDMNet
 
     torch.manual_seed(seed)
-    net = SinDDMNet(channels, width).to(device).set_fast_kernels(path.fast_kernels)
+    net = SinDDMNet(channels, width, kernel=kernel).to(device).set_fast_kernels(path.fast_kernels)
     h, w = (size, size) if isinstance(size, int) else size
     x = torch.randn(batch, channels, h, w, device=device)
     t, s = torch.rand(batch, device=device), torch.zeros(batch, device=device)
@@ -112,7 +113,7 @@ def choose_precision(timer: Callable[[bool], float], *, margin: float = AUTO_MAR
 
 
 def probe_timer(path: SpeedPath, *, size: int | tuple[int, int], width: int, batch: int, device: str = "cpu", channels: int = 1,
-                reps: int = 3) -> Callable[[bool], float]:
+                kernel: int = 5, reps: int = 3) -> Callable[[bool], float]:
     """A ``timer(bf16)`` for :func:`choose_precision` timing the real step; both precisions are
     measured together (interleaved) on the first call, so drifting load cannot favour one."""
     memo: dict[bool, float] = {}
@@ -120,7 +121,8 @@ def probe_timer(path: SpeedPath, *, size: int | tuple[int, int], width: int, bat
     def timer(bf16: bool) -> float:
         if not memo:
             p32, pbf = replace(path, bf16=False, compile=False), replace(path, bf16=True, compile=False)
-            a, b = (make_step(p, size=size, width=width, batch=batch, device=device, channels=channels) for p in (p32, pbf))
+            a, b = (make_step(p, size=size, width=width, batch=batch, device=device, channels=channels, kernel=kernel)
+                    for p in (p32, pbf))
             t = time_interleaved([a, b], reps=reps, warmup=1, device=device)
             memo[False], memo[True] = statistics.median(t[0]), statistics.median(t[1])
         return memo[bf16]
@@ -129,10 +131,10 @@ def probe_timer(path: SpeedPath, *, size: int | tuple[int, int], width: int, bat
 
 
 def resolve_precision(precision: str, device: str, *, width: int, batch: int, size: tuple[int, int], channels: int = 1,
-                      path: SpeedPath = SpeedPath(), timer: Callable[[bool], float] | None = None) -> str:
+                      kernel: int = 5, path: SpeedPath = SpeedPath(), timer: Callable[[bool], float] | None = None) -> str:
     """The Lightning precision to train with. Not ``auto``: :func:`effective_precision`'s answer.
     ``auto``: bf16-mixed on CUDA; on CPU, 32-true without native bf16, else the probe's pick (one
-    INFO line with both timings; cached per (device, width, batch, size, path)). ``timer``: replaces
+    INFO line with both timings; cached per (device, width, batch, size, channels, kernel, path)). ``timer``: replaces
     the probe (tests)."""
     from sinsemi.generators.sinsemi import cpu_bf16_supported, effective_precision
 
@@ -144,13 +146,14 @@ def resolve_precision(precision: str, device: str, *, width: int, batch: int, si
         log.info("precision=auto: 32-true (this CPU has no native bf16)")
         return "32-true"
     size = (int(size[0]), int(size[1]))
-    key = (str(device), int(width), int(batch), size, int(channels), path)
+    key = (str(device), int(width), int(batch), size, int(channels), int(kernel), path)
     if key not in _AUTO_CACHE:
-        timer = timer or probe_timer(path, size=size, width=width, batch=batch, device=device, channels=channels)
+        timer = timer or probe_timer(path, size=size, width=width, batch=batch, device=device, channels=channels, kernel=kernel)
         _AUTO_CACHE[key] = choose_precision(timer)
     choice, t32, tbf = _AUTO_CACHE[key]
-    log.info("precision=auto: %s (probe of the width-%d net, batch %d, %dx%d px, %s: fp32 %.1f ms/step, "
-             "bf16 %.1f ms/step)", choice, width, batch, size[0], size[1], replace(path, bf16=False).label(), 1e3 * t32, 1e3 * tbf)
+    log.info("precision=auto: %s (probe of the width-%d kernel-%d net, batch %d, %dx%d px, %s: fp32 %.1f ms/step, "
+             "bf16 %.1f ms/step)", choice, width, kernel, batch, size[0], size[1], replace(path, bf16=False).label(),
+             1e3 * t32, 1e3 * tbf)
     return choice
 
 
