@@ -7,9 +7,8 @@ import logging
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
-from sinsemi.cli._common import conf_dir
 from sinsemi.errors import InputError
 from sinsemi.generators.base import Runtime, resume_source
 from sinsemi.validation import check_ckpt_path
@@ -56,7 +55,7 @@ def test_gan_checkpoint_store_reads_the_file_then_its_own(tmp_path):
 
 
 def _cfg(*overrides: str):
-    with initialize_config_dir(conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         return compose("train", overrides=["profile=tiny", "logger=none", *overrides])
 
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sinsemi.cli._common import conf_dir
 from sinsemi.generators.base import GENERATORS, Runtime, build_generator
 
-CONF = Path(conf_dir())
+CONF = Path(str(files("sinsemi.conf")))  # the repo's conf/ (editable install) or the installed package's copy
 PROFILES = sorted(p.stem for p in (CONF / "profile").glob("*.yaml"))  # quick, standard, paper, tiny
 
 
@@ -21,18 +21,71 @@ def options(group: str) -> list[str]:
 
 
 def _compose(root: str, overrides: list[str], hydra_cfg: bool = False):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         return compose(root, overrides=overrides, return_hydra_config=hydra_cfg)
 
 
-def test_every_generator_has_all_files():
+def test_every_generator_has_its_files():
     for name in GENERATORS:
         assert (CONF / "generator" / f"{name}.yaml").exists(), name
         assert (CONF / "sampler" / f"{name}.yaml").exists(), name
-        for p in PROFILES:
-            assert (CONF / "generator_profile" / f"{name}_{p}.yaml").exists(), f"{name}_{p}"
+        assert (CONF / "generator_profile" / name / "quick.yaml").exists(), name  # what make demo/compare runs
     # and no stray option names a generator the registry does not know
     assert set(options("generator")) == set(GENERATORS)
+
+
+def test_generator_profiles_are_optional_and_never_empty():
+    """generator_profile/<generator>/<profile>.yaml: only what a profile changes, so no empty file and
+    no file for an unknown generator or profile."""
+    import yaml
+
+    root = CONF / "generator_profile"
+    assert not list(root.glob("*.yaml")), "profile files live in generator_profile/<generator>/"
+    for d in root.iterdir():
+        assert d.name in GENERATORS, d
+        for f in d.glob("*"):
+            assert f.suffix == ".yaml" and f.stem in PROFILES, f
+            body = yaml.safe_load(f.read_text()) or {}
+            assert any(body.get(k) for k in ("generator", "sampler", "trainer")), f"{f} changes nothing"
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_standard_profile_builds_on_quick(name):
+    """profile=standard: the generator's quick recipe, then its standard file when it has one."""
+    quick, std = (_compose("train", [f"generator={name}", f"profile={p}"]) for p in ("quick", "standard"))
+    want = OmegaConf.merge(quick, OmegaConf.load(CONF / "generator_profile" / name / "standard.yaml")
+                           if (CONF / "generator_profile" / name / "standard.yaml").exists() else {})
+    for key in ("generator", "sampler"):
+        assert OmegaConf.to_container(std[key]) == OmegaConf.to_container(want[key]), key
+    paper = _compose("train", [f"generator={name}", "profile=paper"])
+    if not (CONF / "generator_profile" / name / "paper.yaml").exists():  # the official settings, untouched
+        for key in ("generator", "sampler"):
+            assert OmegaConf.to_container(paper[key]) == OmegaConf.to_container(OmegaConf.load(CONF / key / f"{name}.yaml"))
+
+
+@pytest.mark.parametrize("root", ["train", "sample"])
+def test_every_eval_setting_composes_from_train_and_sample(root, tmp_path):
+    """The eval group: train/sample hold sinsemi-eval's settings (same keys, same values per profile),
+    so `sinsemi-train evaluate=true segmentation=true downstream.epochs=5 ...` composes."""
+    from sinsemi.cli._evaluate import EVAL_KEYS, eval_settings
+    from sinsemi.cli.eval import eval_config
+
+    extra = [f"run_dir={tmp_path}"] if root == "sample" else []
+    for profile in PROFILES:
+        job = OmegaConf.to_container(_compose(root, [f"profile={profile}", *extra]), resolve=True)
+        ev = OmegaConf.to_container(_compose("eval", [f"profile={profile}"]), resolve=True)
+        for key in EVAL_KEYS:
+            assert job[key] == ev[key], (profile, key)
+    over = ["evaluate=true", "segmentation=true", "downstream.epochs=5", "labeller.min_area=40", "test_set.random.n=3",
+            "reference.preset_seed=2", "metrics.batch_size=7", "probe=false", "trainer.accelerator=cpu", *extra]
+    cfg = _compose(root, over)
+    ecfg = eval_settings(cfg, tmp_path)
+    assert (ecfg.downstream.epochs, ecfg.labeller.min_area, ecfg.test_set.random_n) == (5, 40, 3)
+    assert (ecfg.reference.preset_seed, ecfg.metrics.batch_size, ecfg.probe, ecfg.segmentation) == (2, 7, False, True)
+    # without overrides: the config sinsemi-eval builds for the same profile, but for the job's flags
+    base = eval_settings(_compose(root, ["trainer.accelerator=cpu", *extra]), tmp_path)
+    ev = eval_config(_compose("eval", ["trainer.accelerator=cpu"]))
+    assert base == ev.replace(out_dir=tmp_path, name="sinsemi", segmentation=False)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -261,27 +314,24 @@ def test_debug_fdr_runs_one_step_with_anomaly_detection(tmp_path):
     assert metrics["n_samples"] == 1 and (tmp_path / "metrics.json").exists()
 
 
-def _conf_copy(tmp_path, local_yaml: str) -> Path:
-    import shutil
-
-    conf = tmp_path / "conf"
-    shutil.copytree(CONF, conf)
-    for p in (conf / "local").glob("*.yaml"):  # only the tracked example: a developer's own local config stays out
-        if p.name != "example.yaml":
-            p.unlink()
-    (conf / "local" / "default.yaml").write_text(local_yaml)
-    return conf
+def _user_dir(tmp_path, local_yaml: str) -> Path:
+    """A per-machine config dir as README describes it: <dir>/local/default.yaml."""
+    (tmp_path / "me" / "local").mkdir(parents=True)
+    (tmp_path / "me" / "local" / "default.yaml").write_text(local_yaml)
+    return tmp_path / "me"
 
 
-def test_local_default_is_optional_and_overrides_slurm_and_paths(tmp_path):
+LOCAL = ("# @package _global_\nslurm:\n  partition: gpu-a100\n  account: proj42\n  setup: [module load cuda]\n"
+         "paths:\n  output_dir: /scratch/me\n")
+
+
+def test_local_default_comes_from_the_search_path_and_overrides_slurm_and_paths(tmp_path):
     assert (CONF / "local" / "example.yaml").exists()
-    local = ("# @package _global_\nslurm:\n  partition: gpu-a100\n  account: proj42\n  setup: [module load cuda]\n"
-             "paths:\n  output_dir: /scratch/me\n")
-    conf = _conf_copy(tmp_path, local)
-    with initialize_config_dir(str(conf), version_base="1.3"):
-        cfg = compose("train", overrides=["launcher=slurm", "generator=gpnn"], return_hydra_config=True)
-        exp = compose("train", overrides=["experiment=compare"], return_hydra_config=True)
-        abl = compose("sample", overrides=["ablation=steps", "run_dir=/r", "launcher=slurm"], return_hydra_config=True)
+    assert sorted(p.name for p in (CONF / "local").iterdir()) == ["example.yaml"], "per-machine files live outside conf/"
+    sp = f"hydra.searchpath=[file://{_user_dir(tmp_path, LOCAL)}]"
+    cfg = _compose("train", [sp, "launcher=slurm", "generator=gpnn"], hydra_cfg=True)
+    exp = _compose("train", [sp, "experiment=compare"], hydra_cfg=True)
+    abl = _compose("sample", [sp, "ablation=steps", "run_dir=/r", "launcher=slurm"], hydra_cfg=True)
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert (launcher["partition"], launcher["account"], launcher["qos"]) == ("gpu-a100", "proj42", None)
     assert launcher["setup"] == ["module load cuda"]
@@ -289,23 +339,24 @@ def test_local_default_is_optional_and_overrides_slurm_and_paths(tmp_path):
     assert exp.hydra.sweep.dir == "/scratch/me/compare_quick"
     assert abl.hydra.sweep.dir == "/scratch/me/ablation/steps_quick"
     assert abl.hydra.launcher.partition == "gpu-a100"
-    (conf / "local" / "default.yaml").unlink()  # absent: everything composes with the tracked defaults
-    with initialize_config_dir(str(conf), version_base="1.3"):
-        cfg = compose("train", overrides=["launcher=slurm"], return_hydra_config=True)
+    cfg = _compose("train", ["launcher=slurm"], hydra_cfg=True)  # without it: the shipped defaults
     assert cfg.hydra.launcher.partition is None and cfg.hydra.run.dir.startswith("outputs/")
 
 
-def test_local_files_are_git_ignored_but_the_example():
+def test_local_default_reaches_a_cli_through_config_dir(tmp_path):
+    """`sinsemi-train --config-dir DIR`: the CLI composes pkg://sinsemi.conf plus DIR/local/default.yaml."""
     import subprocess
+    import sys
 
-    root = Path(__file__).resolve().parents[1]  # the repo (CONF is inside the package)
-    if not (root / ".git").exists():
-        pytest.skip("not a git checkout")
-    ignored = subprocess.run(["git", "check-ignore", "src/sinsemi/conf/local/default.yaml", "src/sinsemi/conf/local/cluster.yaml"], cwd=root,
-                             capture_output=True, text=True).stdout.split()
-    assert ignored == ["src/sinsemi/conf/local/default.yaml", "src/sinsemi/conf/local/cluster.yaml"]
-    tracked = subprocess.run(["git", "check-ignore", "src/sinsemi/conf/local/example.yaml"], cwd=root, capture_output=True, text=True)
-    assert tracked.returncode == 1  # not ignored
+    me = _user_dir(tmp_path, LOCAL)
+    code = "import sys; from sinsemi.cli.train import main; sys.argv[0] = 'sinsemi-train'; main()"
+    out = subprocess.run([sys.executable, "-c", code, "--config-dir", str(me), "--cfg", "job", "--package", "paths",
+                          "generator=gpnn"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "output_dir: /scratch/me" in out.stdout
+    plain = subprocess.run([sys.executable, "-c", code, "--cfg", "job", "--package", "paths"], capture_output=True,
+                           text=True, timeout=120)
+    assert plain.returncode == 0 and "output_dir: outputs" in plain.stdout, plain.stderr[-2000:]
 
 
 def test_paths_output_dir_moves_every_output_root(tmp_path):

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from sinsemi.cli._common import conf_dir
 from sinsemi.errors import InputError
 from sinsemi.generators.base import GENERATORS, Runtime, build_generator
 
@@ -64,7 +63,7 @@ def test_a_global_batch_the_world_does_not_divide_is_refused():
 
 
 def _train_cfg(*over: str) -> dict:
-    with initialize_config_dir(conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         return OmegaConf.to_container(compose("train", overrides=["profile=tiny", *over]), resolve=True)
 
 
@@ -90,7 +89,7 @@ def test_sinsemi_validates_with_several_devices(tmp_path):
 def test_sampling_alone_refuses_several_devices(tmp_path):
     from sinsemi.validation import validate_sample
 
-    with initialize_config_dir(conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         cfg = compose("sample", overrides=["profile=tiny", f"run_dir={tmp_path}", "trainer.devices=2"])
     with pytest.raises(InputError, match="sinsemi-sample draws on one device, got trainer.devices=2"):
         validate_sample(OmegaConf.to_container(cfg, resolve=True), "sinsemi")

@@ -41,11 +41,10 @@ def samples_run(tmp_path, pair):
 
 def compose(*overrides: str):
     from hydra import compose as _compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
 
-    from sinsemi.cli._common import conf_dir
 
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         return _compose("eval", overrides=["profile=tiny", *overrides])
 
 

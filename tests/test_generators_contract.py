@@ -15,10 +15,9 @@ import itertools
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from sinsemi.cli._common import conf_dir
 from sinsemi.errors import InputError
 from sinsemi.generators.base import (GENERATORS, OneShotGenerator, Runtime, SampleOutput, build_generator,
                                     generator_class, load_generator)
@@ -40,7 +39,7 @@ def _params() -> list:
 
 
 def _tiny_config(name: str):
-    with initialize_config_dir(conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         return compose("train", overrides=[f"generator={name}", "profile=tiny"])
 
 

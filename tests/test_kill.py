@@ -221,11 +221,10 @@ def test_kill_inside_a_checkpoint_write(tmp_path, image, request, gen, sig):
 
 
 def _compose(*overrides: str):
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
-    from sinsemi.cli._common import conf_dir
 
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         return compose("train", overrides=list(overrides))
 
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from sinsemi.cli.loggers import (artifacts_wanted, logger_group, logger_tags, make_logger, wandb_api_key_source,
@@ -22,9 +22,8 @@ KEY = "k" * 40
 
 
 def _compose(root: str, *overrides: str):
-    from sinsemi.cli._common import conf_dir
 
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         return compose(root, overrides=list(overrides))
 
 

@@ -1,5 +1,6 @@
-"""Packaging: a wheel built from the source holds code + every config, installs NON-editable into a
-fresh venv and trains from a directory outside the repo; the extras and pins agree with pyproject.
+"""Packaging: a wheel built from the source holds code + every config (the top-level conf/, shipped as
+the package ``sinsemi.conf``), installs NON-editable into a fresh venv and trains from a directory outside
+the repo; an editable install reads conf/ in place; the extras and pins agree with pyproject.
 
 The fresh venv gets its dependencies (torch, lightning, ...) from this venv's site-packages through a
 plain ``.pth`` line (installing torch here would take minutes); the package's own files come only
@@ -29,7 +30,8 @@ PIP = [sys.executable, "-m", "pip"]
 def build_wheel(root: Path, out: Path) -> Path:
     """The wheel of the project at ``root`` (built from a copy: no build/ or egg-info in the tree)."""
     src = out / "src_copy"
-    shutil.copytree(root / "src", src / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for tree in ("src", "conf"):
+        shutil.copytree(root / tree, src / tree, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(root / name, src / name)
     subprocess.run([*PIP, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out / "dist"), str(src)],
@@ -51,7 +53,7 @@ def fresh_venv_with(wheel: Path, where: Path) -> Path:
 
 
 def _env() -> dict:
-    drop = ("PYTHONPATH", "SINSEMI_CONF", "VIRTUAL_ENV")
+    drop = ("PYTHONPATH", "VIRTUAL_ENV")
     return {**{k: v for k, v in os.environ.items() if k not in drop}, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
             "HYDRA_FULL_ERROR": "0"}
 
@@ -72,16 +74,17 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
 def test_wheel_holds_every_config(installed):
     _, wheel = installed
     names = set(zipfile.ZipFile(wheel).namelist())
-    conf = REPO / "src" / "sinsemi" / "conf"
+    conf = REPO / "conf"
     want = {f"sinsemi/conf/{p.relative_to(conf).as_posix()}" for p in conf.rglob("*.yaml")}
     assert want and want <= names, sorted(want - names)
+    assert "sinsemi/conf/__init__.py" in names and "sinsemi/conf/generator_profile/sinsemi/quick.yaml" in names
     assert "hydra_plugins/sinsemi_launcher/sinsemi_launcher.py" in names  # launcher=slurm's launcher
 
 
 def test_installed_package_trains_outside_the_repo(installed, tmp_path):
     bindir, _ = installed
-    where = run_installed(bindir, tmp_path, "python", "-c", "import sinsemi, sinsemi.cli._common as c; "
-                                                            "print(sinsemi.__file__); print(c.conf_dir())")
+    where = run_installed(bindir, tmp_path, "python", "-c", "import sinsemi, importlib.resources as r; "
+                                                            "print(sinsemi.__file__); print(r.files('sinsemi.conf'))")
     assert where.returncode == 0, where.stderr
     pkg_file, conf = where.stdout.split()
     venv_dir = str(bindir.parent)
@@ -93,6 +96,31 @@ def test_installed_package_trains_outside_the_repo(installed, tmp_path):
                         "hydra.run.dir=run")
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / "grid.png").is_file()
+
+
+def test_editable_install_reads_conf_in_place():
+    """In an editable install (make install) sinsemi.conf is the repo's conf/: an edit there takes effect
+    without reinstalling. A stale install (or an old src/sinsemi/conf/ left behind) fails here."""
+    from importlib.resources import files
+
+    from hydra import compose, initialize_config_module
+
+    import sinsemi
+
+    if Path(sinsemi.__file__).resolve().parent != REPO / "src" / "sinsemi":
+        pytest.skip("sinsemi is not imported from this source tree (an installed wheel)")
+    assert Path(str(files("sinsemi.conf"))).resolve() == REPO / "conf", "reinstall: pip install -e ."
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True)
+    assert {"path": "sinsemi.conf", "schema": "pkg", "provider": "main"} in cfg.hydra.runtime.config_sources
+
+
+def test_pyproject_lists_every_package():
+    """package-dir maps sinsemi.conf to conf/, so packages are listed by hand: none may be missing."""
+    listed = set(_pyproject()["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO / "src").parts) for p in (REPO / "src").rglob("*.py")
+             if "egg-info" not in str(p) and "__pycache__" not in p.parts}
+    assert found | {"sinsemi.conf", "hydra_plugins"} == listed, sorted(found ^ listed)
 
 
 # ----------------------------------------------------------------------------- extras and pins

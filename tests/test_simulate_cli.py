@@ -8,17 +8,16 @@ import stat
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from PIL import Image
 
-from sinsemi.cli._common import conf_dir
 from sinsemi.cli.simulate import simulate_cli
 from sinsemi.errors import InputError
 from tests._cli import run_cli
 
 
 def _cfg(*overrides: str):
-    with initialize_config_dir(conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         return compose("simulate", overrides=list(overrides))
 
 

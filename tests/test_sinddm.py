@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 import pytest
 import torch
 import yaml
 
-from sinsemi.cli._common import conf_dir
 from sinsemi.errors import InputError
 from tests._diffusion_contract import contract_tests
 from sinsemi.generators.base import Runtime, build_generator, generator_class, write_model
@@ -14,9 +15,10 @@ from sinsemi.generators.sinddm import SinDDM
 from sinsemi.nets.sinddm import SinDDMNet
 
 NAME = "sinddm"
-_conf = yaml.safe_load(open(f"{conf_dir()}/generator/{NAME}.yaml"))
+CONF = files("sinsemi.conf")
+_conf = yaml.safe_load((CONF / "generator" / f"{NAME}.yaml").read_text())
 _conf.pop("name")
-TINY = {**_conf, **yaml.safe_load(open(f"{conf_dir()}/generator_profile/{NAME}_tiny.yaml"))["generator"]}
+TINY = {**_conf, **yaml.safe_load((CONF / "generator_profile" / NAME / "tiny.yaml").read_text())["generator"]}
 SAMPLER = {}
 
 

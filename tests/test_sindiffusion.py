@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 import pytest
 import torch
 import yaml
 
-from sinsemi.cli._common import conf_dir
 from sinsemi.errors import InputError
 from tests._diffusion_contract import contract_tests
 from sinsemi.generators.base import Runtime, build_generator, generator_class, write_model
@@ -14,9 +15,10 @@ from sinsemi.generators.sindiffusion import SinDiffusion
 from sinsemi.nets.unet import PatchUNet, count_parameters
 
 NAME = "sindiffusion"
-_conf = yaml.safe_load(open(f"{conf_dir()}/generator/{NAME}.yaml"))
+CONF = files("sinsemi.conf")
+_conf = yaml.safe_load((CONF / "generator" / f"{NAME}.yaml").read_text())
 _conf.pop("name")
-_tiny = yaml.safe_load(open(f"{conf_dir()}/generator_profile/{NAME}_tiny.yaml"))
+_tiny = yaml.safe_load((CONF / "generator_profile" / NAME / "tiny.yaml").read_text())
 TINY = {**_conf, **_tiny["generator"]}
 SAMPLER = dict(_tiny.get("sampler", {}))
 

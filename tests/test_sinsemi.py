@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import json
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from sinsemi.cli._common import conf_dir
 from sinsemi.errors import InputError
 from sinsemi.generators.base import OneShotGenerator, Runtime
 from sinsemi.generators.sinsemi import SinSEMI
 
-CONF = Path(conf_dir())
+CONF = files("sinsemi.conf")
 
 
 def tiny_params(**over) -> dict:
     """conf/generator/sinsemi.yaml merged with the tiny profile (minus ``name``)."""
     base = OmegaConf.load(CONF / "generator" / "sinsemi.yaml")
-    prof = OmegaConf.load(CONF / "generator_profile" / "sinsemi_tiny.yaml")
+    prof = OmegaConf.load(CONF / "generator_profile" / "sinsemi" / "tiny.yaml")
     params = OmegaConf.to_container(OmegaConf.merge(base, prof.generator))
     params.pop("name")
     params.update(over)
@@ -29,7 +29,7 @@ def tiny_params(**over) -> dict:
 
 def tiny_sampler() -> dict:
     base = OmegaConf.load(CONF / "sampler" / "sinsemi.yaml")
-    prof = OmegaConf.load(CONF / "generator_profile" / "sinsemi_tiny.yaml")
+    prof = OmegaConf.load(CONF / "generator_profile" / "sinsemi" / "tiny.yaml")
     return OmegaConf.to_container(OmegaConf.merge(base, prof.sampler))
 
 

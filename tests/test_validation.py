@@ -80,12 +80,11 @@ def test_check_weights(tmp_path, monkeypatch):
 
 
 def _eval_cfg(profile: str = "tiny") -> dict:
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from sinsemi.cli._common import conf_dir
 
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         return OmegaConf.to_container(compose("eval", overrides=[f"profile={profile}"]), resolve=True)
 
 

@@ -31,7 +31,7 @@ from sinsemi.nets.sinddm import SinDDMNet
 
 WIDTH, BATCH, SAMPLE_BATCH = 160, 32, 16
 #: (name, width, batch, scale weights, depthwise kernel, rounds): the nets of the ratio table; the quick
-#: row is the quick profile's net (conf/generator_profile/sinsemi_quick.yaml; a config test keeps them equal)
+#: row is the quick profile's net (conf/generator_profile/sinsemi/quick.yaml; a config test keeps them equal)
 NETS = (("quick net", 32, 8, (0.8, 0.1, 0.1), 7, 8), ("paper net", WIDTH, BATCH, (1.0, 1.0, 1.0), 5, 3))
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "L40S": 362.0}
 

@@ -50,12 +50,11 @@ def line_straightness(samples: torch.Tensor, clean: torch.Tensor) -> float:
 
 def _eval_config(out_dir: Path | None, name: str, *, mode: str = "samples"):
     """The evaluation's config as ``sinsemi-eval segmentation=false`` composes it (quick profile)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
-    from sinsemi.cli._common import conf_dir
     from sinsemi.cli.eval import eval_config
 
-    with initialize_config_dir(conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         cfg = eval_config(compose("eval", overrides=["segmentation=false", f"mode={mode}"]))
     return cfg.replace(out_dir=out_dir, name=name)
 
@@ -189,11 +188,11 @@ def curve(name: str, overrides: list[str], every: int, iterations: int, n: int, 
     from sinsemi.generators.base import Runtime
     from sinsemi.generators.sinsemi import SinSEMI
 
-    from sinsemi.cli._common import conf_dir
+    from importlib.resources import files
 
-    conf = Path(conf_dir())
+    conf = files("sinsemi.conf")
     params = yaml.safe_load((conf / "generator" / "sinsemi.yaml").read_text())
-    params.update((yaml.safe_load((conf / "generator_profile" / "sinsemi_quick.yaml").read_text()) or {})["generator"])
+    params.update((yaml.safe_load((conf / "generator_profile" / "sinsemi" / "quick.yaml").read_text()) or {})["generator"])
     params.pop("name", None)
     for ov in overrides:
         k, v = ov.split("=", 1)

@@ -1,4 +1,4 @@
-"""What every entry point shares: the config dir, error handling, the runtime (its logger: :mod:`sinsemi.cli.loggers`)."""
+"""What every entry point shares: error handling, the runtime (its logger: :mod:`sinsemi.cli.loggers`)."""
 
 from __future__ import annotations
 
@@ -20,20 +20,6 @@ from sinsemi.errors import InputError, Interrupted
 from sinsemi.validation import resolve_device  # noqa: F401  (the one device resolver; re-exported)
 
 log = logging.getLogger("sinsemi")
-
-
-def conf_dir() -> str:
-    """The Hydra config dir shipped inside the package (``sinsemi/conf``), or ``$SINSEMI_CONF``."""
-    env = os.environ.get("SINSEMI_CONF")
-    if env:
-        return str(Path(env).resolve())
-    from importlib.resources import files
-
-    conf = files("sinsemi") / "conf"
-    # Hydra reads configs from a real directory; setuptools installs packages unzipped, so this is one.
-    if not isinstance(conf, Path) or not (conf / "train.yaml").is_file():
-        raise RuntimeError(f"the sinsemi package has no conf/train.yaml ({conf}): reinstall it, or set SINSEMI_CONF")
-    return str(conf)
 
 
 # ----------------------------------------------------------------------------- the one error path

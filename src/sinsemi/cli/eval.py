@@ -15,7 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sinsemi.cli._common import cli_main, conf_dir, task, to_primitive
+from sinsemi.cli._common import cli_main, task, to_primitive
 from sinsemi.errors import InputError
 from sinsemi.evaluation import EvalConfig, evaluate as run_evaluation, load_references, resolve_samples
 from sinsemi.validation import resolve_device, validate_eval
@@ -76,7 +76,7 @@ def _evaluated_files(samples_dir: str, run_dir: Path | None) -> dict:
     return {"bundle": path if path.is_file() else path / "samples.npz", "grid": folder / "grid.png"}
 
 
-@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="eval")
+@hydra.main(version_base="1.3", config_path="pkg://sinsemi.conf", config_name="eval")
 @task
 def _main(cfg: DictConfig) -> None:
     m = evaluate(cfg)

@@ -14,7 +14,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from sinsemi.cli._common import (Timer, cli_main, conf_dir, draw_samples, finish_logger, make_logger, sampler_settings,
+from sinsemi.cli._common import (Timer, cli_main, draw_samples, finish_logger, make_logger, sampler_settings,
                                  sampler_tag, task, to_primitive)
 from sinsemi.cli.loggers import artifacts_wanted, check_logger_settings
 from sinsemi.cli.wandb_report import log_artifacts, log_images, report_metrics
@@ -123,7 +123,7 @@ def _sample_into(cfg: DictConfig, gen, settings: dict, seeds: list[int], out_dir
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="sample")
+@hydra.main(version_base="1.3", config_path="pkg://sinsemi.conf", config_name="sample")
 @task
 def _main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()

@@ -17,7 +17,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from sinsemi.cli._common import cli_main, conf_dir, task, to_primitive
+from sinsemi.cli._common import cli_main, task, to_primitive
 from sinsemi.errors import InputError
 
 TEST_SETS = ("paper", "random")
@@ -81,7 +81,7 @@ def simulate_cli(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="simulate")
+@hydra.main(version_base="1.3", config_path="pkg://sinsemi.conf", config_name="simulate")
 @task
 def _main(cfg: DictConfig) -> None:
     simulate_cli(cfg)

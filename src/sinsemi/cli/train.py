@@ -20,7 +20,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from sinsemi.cli._common import (Timer, check_interrupted, cli_main, conf_dir, draw_samples, finish_logger,
+from sinsemi.cli._common import (Timer, check_interrupted, cli_main, draw_samples, finish_logger,
                                  load_training_image, make_runtime, sampler_settings, task, to_primitive)
 from sinsemi.cli.loggers import artifacts_wanted, check_logger_settings
 from sinsemi.cli.wandb_report import log_artifacts, log_images, report_metrics
@@ -188,7 +188,7 @@ def _check_ddp_launch(cfg: DictConfig, multirun: bool) -> None:
                              "job whose tasks are the ranks); without SLURM run the points one by one, or trainer.devices=1")
 
 
-@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
+@hydra.main(version_base="1.3", config_path="pkg://sinsemi.conf", config_name="train")
 @task
 def _main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()

@@ -90,17 +90,16 @@ def run_state(run_dir: Path, *, evaluate: bool, segmentation: bool, job: tuple[s
 
 def sweep_status(sweep_dir: str | Path) -> SweepStatus:
     """The state of every planned run of the sweep in ``sweep_dir``."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
     from sinsemi import runs
-    from sinsemi.cli._common import conf_dir
 
     sweep_dir = Path(sweep_dir)
     config_name, hydra_overrides, jobs = planned_jobs(sweep_dir)
     job_keys = {"train": runs.TRAIN_KEYS, "sample": runs.SAMPLE_KEYS}.get(config_name, ())
     records = _job_records(sweep_dir)
     out = []
-    with initialize_config_dir(conf_dir(), version_base="1.3"):
+    with initialize_config_module("sinsemi.conf", version_base="1.3"):
         for num, overrides in enumerate(jobs):
             cfg = compose(config_name, overrides=[*hydra_overrides, *overrides, f"hydra.job.num={num}"], return_hydra_config=True)
             run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
