@@ -88,6 +88,16 @@ def test_every_eval_setting_composes_from_train_and_sample(root, tmp_path):
     assert base == ev.replace(out_dir=tmp_path, name="sinsemi", segmentation=False)
 
 
+def test_bad_eval_setting_stops_a_train_job_before_the_fit(tmp_path):
+    from sinsemi.cli.train import train
+    from sinsemi.errors import InputError
+
+    cfg = _compose("train", ["generator=gpnn", "profile=tiny", "logger=none", "evaluate=true", "labeller.min_area=-3"])
+    with pytest.raises(InputError, match="labeller.min_area"):
+        train(cfg, tmp_path)
+    assert not (tmp_path / "model").exists() and not (tmp_path / "samples").exists()
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("name", sorted(GENERATORS))
 def test_generator_profile_composes_and_builds(name, profile):

@@ -71,7 +71,9 @@ def sample(cfg: DictConfig) -> Path:
     out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else run_dir / "samples" / sampler_tag(settings, len(seeds), int(cfg.seed_base))
     check_writable_dir(out_dir, "out_dir")
     if cfg.evaluate:
-        from sinsemi.cli._evaluate import evaluate_into  # noqa: F401  (import errors before sampling)
+        from sinsemi.cli._evaluate import eval_settings
+
+        eval_settings(cfg)  # the evaluation's settings (the eval group) are checked before sampling
     device, _ = resolve_device(cfg.trainer.accelerator)
     gen = load_generator(run_dir / runs.MODEL_DIR, runtime=Runtime(device=device, precision=str(cfg.trainer.precision),
                                                                    progress=bool(cfg.trainer.progress)))

@@ -98,7 +98,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         log.info("run %s is finished (metrics.json present): skipping", run_dir)
         return done
     if cfg.evaluate:
-        from sinsemi.cli._evaluate import evaluate_into  # noqa: F401  (import errors before the fit, not after)
+        from sinsemi.cli._evaluate import eval_settings
+
+        eval_settings(cfg)  # the evaluation's settings (the eval group) are checked before the fit, not after
 
     if zero:
         ensure_dir(run_dir)
