@@ -216,6 +216,16 @@ def test_ablations_compose(ablation, key, tmp_path):
     assert OmegaConf.select(cfg, key) is not None  # the swept key exists in the sampler group
 
 
+def test_every_cli_composes_from_the_package():
+    """Every @hydra.main reads pkg://sinsemi.conf: the same configs in a wheel and in an editable install."""
+    import sinsemi
+
+    mains = [p for p in (Path(sinsemi.__file__).parent / "cli").glob("*.py") if "@hydra.main(" in p.read_text()]
+    assert len(mains) >= 4
+    for p in mains:
+        assert 'config_path="pkg://sinsemi.conf"' in p.read_text(), p.name
+
+
 def test_roots_compose():
     for root in ["train", "sample", "eval", "simulate"]:
         assert (CONF / f"{root}.yaml").exists(), root
