@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from sinsemi.cli._common import conf_dir
-from sinsemi.cli.simulate import simulate_cli
+from sinsemi.jobs.simulate import simulate_run as simulate_cli
 from sinsemi.errors import InputError
 from tests._cli import run_cli
 

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from sinsemi import runs
-from sinsemi.cli._common import JOBS_DIR, conf_dir
+from sinsemi.cli._common import conf_dir
+from sinsemi.jobs.sweep import JOBS_DIR
 from sinsemi.errors import InputError
 from sinsemi.report import status as S
 

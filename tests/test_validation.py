@@ -91,7 +91,7 @@ def _eval_cfg(profile: str = "tiny") -> dict:
 
 @pytest.mark.parametrize("profile", ["tiny", "quick", "standard", "paper"])
 def test_validate_eval_accepts_the_shipped_config(profile):
-    from sinsemi.cli.eval import KNOWN_KEYS
+    from sinsemi.jobs.eval import KNOWN_KEYS
     from sinsemi.validation import validate_eval
 
     validate_eval(_eval_cfg(profile), KNOWN_KEYS)
@@ -110,7 +110,7 @@ def test_validate_eval_accepts_the_shipped_config(profile):
     ("test_set.paper", "no", "test_set.paper must be true or false"),
 ])
 def test_validate_eval_refuses(tmp_path, path, value, match):
-    from sinsemi.cli.eval import KNOWN_KEYS
+    from sinsemi.jobs.eval import KNOWN_KEYS
     from sinsemi.validation import validate_eval
 
     cfg = _eval_cfg()
@@ -124,7 +124,7 @@ def test_validate_eval_refuses(tmp_path, path, value, match):
 
 
 def test_validate_eval_paths(tmp_path):
-    from sinsemi.cli.eval import KNOWN_KEYS
+    from sinsemi.jobs.eval import KNOWN_KEYS
     from sinsemi.validation import validate_eval
 
     (tmp_path / "f").write_text("x")

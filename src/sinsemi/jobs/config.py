@@ -1,0 +1,59 @@
+"""Where the Hydra configs are, composing them outside a CLI (bench, report, tests), and a composed
+config as plain data."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+
+def conf_dir() -> str:
+    """The Hydra config dir shipped inside the package (``sinsemi/conf``), or ``$SINSEMI_CONF``."""
+    env = os.environ.get("SINSEMI_CONF")
+    if env:
+        return str(Path(env).resolve())
+    from importlib.resources import files
+
+    conf = files("sinsemi") / "conf"
+    # Hydra reads configs from a real directory; setuptools installs packages unzipped, so this is one.
+    if not isinstance(conf, Path) or not (conf / "train.yaml").is_file():
+        raise RuntimeError(f"the sinsemi package has no conf/train.yaml ({conf}): reinstall it, or set SINSEMI_CONF")
+    return str(conf)
+
+
+def _initialize():
+    """Hydra's context for the shipped configs: the one place outside ``@hydra.main`` that says where
+    they are (``initialize_config_module("sinsemi.conf")`` once ``sinsemi.conf`` is a package)."""
+    from hydra import initialize_config_dir
+
+    return initialize_config_dir(config_dir=conf_dir(), version_base="1.3")
+
+
+@contextlib.contextmanager
+def initialized():
+    """Hydra initialised for the shipped configs; inside a running CLI job (or an outer
+    ``initialized()``) the one already set up is used, with the user's search path."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        yield
+        return
+    with _initialize():
+        yield
+
+
+def compose(root: str, overrides=(), *, return_hydra_config: bool = False):
+    """The config ``root`` (``train``, ``sample``, ``eval``, ``simulate``) composed with ``overrides``."""
+    from hydra import compose as hydra_compose
+
+    with initialized():
+        return hydra_compose(root, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def to_plain(cfg: Any) -> Any:
+    """A composed config (DictConfig) -> plain dict/list, resolved; anything else as it is."""
+    from omegaconf import DictConfig, OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) or OmegaConf.is_config(cfg) else cfg
