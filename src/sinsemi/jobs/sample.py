@@ -7,6 +7,7 @@ The run's own config (generator, profile, sampler settings) is read once into a 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,14 +33,12 @@ class TrainedRun:
 
     @classmethod
     def read(cls, run_dir: str | Path) -> TrainedRun:
-        import yaml
-
-        from sinsemi.runs import run_generator
+        """The run's facts, read once per process (the command-line hook and the job share them)
+        while its config.yaml and model/generator.json are unchanged."""
+        from sinsemi.runs import MODEL_DIR
 
         run_dir = Path(run_dir)
-        name = run_generator(run_dir)  # the checks: a training run dir, its config and model agree
-        cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        return cls(run_dir, name, cfg.get("profile_name"), dict(cfg.get("sampler") or {}))
+        return _read_run(run_dir, _stamp(run_dir / "config.yaml"), _stamp(run_dir / MODEL_DIR / "generator.json"))
 
     def sampler_for(self, sampler: dict | None, overridden: set[str]) -> dict:
         """``sampler`` with the run's own setting for every key the command line (or the sweep point)
@@ -49,6 +48,25 @@ class TrainedRun:
             return out
         out.update({k: v for k, v in self.sampler.items() if f"sampler.{k}" not in overridden})
         return out
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _read_run(run_dir: Path, *stamps) -> TrainedRun:
+    import yaml
+
+    from sinsemi.runs import run_generator
+
+    name = run_generator(run_dir)  # the checks: a training run dir, its config and model agree
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    return TrainedRun(run_dir, name, cfg.get("profile_name"), dict(cfg.get("sampler") or {}))
 
 
 def sample_run(cfg: Mapping, overridden: set[str] = frozenset(), *, sweep_dir: str | Path | None = None) -> Path:
