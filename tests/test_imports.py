@@ -1,5 +1,5 @@
-"""The import graph of ``sinsemi`` (module level and inside functions, read with ``ast``): no cycle,
-and nothing outside ``sinsemi.cli`` imports the CLIs."""
+"""The layering of ``sinsemi``: its import graph (module level and inside functions, read with
+``ast``) has no cycle, nothing outside ``sinsemi.cli`` imports the CLIs, and the CLIs are thin."""
 
 from __future__ import annotations
 
@@ -82,7 +82,6 @@ def test_the_graph_is_read():
 
 def test_no_import_cycle():
     g = import_graph()
-    # package __init__ files that only document, or re-export their own modules, are not cycles
     cycles = [c for c in strongly_connected(g) if len(c) > 1]
     assert cycles == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
@@ -95,3 +94,9 @@ def test_only_the_cli_imports_the_cli():
     bad = sorted(f"{m} -> {d}" for m, deps in import_graph().items() if not m.startswith("sinsemi.cli")
                  for d in deps if d == "sinsemi.cli" or d.startswith("sinsemi.cli."))
     assert bad == []
+
+
+def test_the_clis_are_thin():
+    """Every ``cli/*.py`` only parses, calls a job and reports: at most 100 lines."""
+    long = {p.name: n for p in (SRC / "cli").glob("*.py") if (n := len(p.read_text().splitlines())) > 100}
+    assert long == {}
