@@ -62,7 +62,7 @@ def _cfg(*overrides: str):
 def test_train_starts_from_a_checkpoint_file(tmp_path, caplog, monkeypatch):
     """sinsemi-train ckpt_path=<another run's last.ckpt>: only the missing steps are trained, and
     the result equals an uninterrupted run."""
-    from sinsemi.cli.train import train
+    from sinsemi.jobs.train import train_run as train
     from sinsemi.generators.sinsemi_module import SinSEMIModule
 
     train(_cfg("trainer.max_steps=3"), tmp_path / "a")
@@ -88,7 +88,7 @@ def test_train_starts_from_a_checkpoint_file(tmp_path, caplog, monkeypatch):
 
 
 def test_train_refuses_a_missing_file_before_any_work(tmp_path):
-    from sinsemi.cli.train import train
+    from sinsemi.jobs.train import train_run as train
 
     with pytest.raises(InputError, match="no such file"):
         train(_cfg(f"ckpt_path={tmp_path / 'missing.ckpt'}"), tmp_path / "run")

@@ -67,8 +67,8 @@ def test_standard_profile_builds_on_quick(name):
 def test_every_eval_setting_composes_from_train_and_sample(root, tmp_path):
     """The eval group: train/sample hold sinsemi-eval's settings (same keys, same values per profile),
     so `sinsemi-train evaluate=true segmentation=true downstream.epochs=5 ...` composes."""
-    from sinsemi.cli._evaluate import EVAL_KEYS, eval_settings
-    from sinsemi.cli.eval import eval_config
+    from sinsemi.jobs.eval import EVAL_KEYS, eval_config
+    from sinsemi.jobs.eval import job_eval_config as eval_settings
 
     extra = [f"run_dir={tmp_path}"] if root == "sample" else []
     for profile in PROFILES:
@@ -89,7 +89,7 @@ def test_every_eval_setting_composes_from_train_and_sample(root, tmp_path):
 
 
 def test_bad_eval_setting_stops_a_train_job_before_the_fit(tmp_path):
-    from sinsemi.cli.train import train
+    from sinsemi.jobs.train import train_run as train
     from sinsemi.errors import InputError
 
     cfg = _compose("train", ["generator=gpnn", "profile=tiny", "logger=none", "evaluate=true", "labeller.min_area=-3"])
@@ -133,7 +133,7 @@ def test_group_options_compose(group):
 def test_logger_options_compose_on_every_root_and_build(logger, tmp_path, monkeypatch):
     """logger=none|wandb|csv|tensorboard on train, sample and eval; csv/tensorboard build Lightning's
     logger writing into the run dir (wandb: tests/test_loggers.py, tests/test_wandb.py)."""
-    from sinsemi.cli.loggers import make_logger
+    from sinsemi.tracking.loggers import make_logger
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     for root, extra in (("train", []), ("sample", [f"run_dir={tmp_path}"]), ("eval", [])):
@@ -235,7 +235,7 @@ def test_roots_compose():
 
 # ----------------------------------------------------------------------------- callbacks / debug / paths / local
 def _callbacks(overrides: list[str], *, logger=None, progress: bool = False):
-    from sinsemi.cli._common import make_callbacks
+    from sinsemi.jobs.runtime import make_callbacks
 
     cfg = _compose("train", ["profile=tiny", *overrides])
     return make_callbacks(cfg.callbacks, logger=logger, progress=progress)
@@ -280,7 +280,7 @@ def test_callbacks_bad_entry_is_an_input_error():
 def test_callbacks_reach_the_sinsemi_fit(option, tmp_path):
     """The group decides what the Lightning fit writes: every step checkpoint (keep_all), only
     last.ckpt (default), or only the final last.ckpt (none: no periodic one at step 3)."""
-    from sinsemi.cli.train import train
+    from sinsemi.jobs.train import train_run as train
     from sinsemi.generators.sinsemi_module import SinSEMIModule
 
     seen = []
@@ -316,7 +316,7 @@ def test_debug_fdr_runs_one_step_with_anomaly_detection(tmp_path):
     one sample, a finished run."""
     import torch
 
-    from sinsemi.cli.train import train
+    from sinsemi.jobs.train import train_run as train
     from sinsemi.generators.sinsemi_module import SinSEMIModule
 
     seen = []

@@ -96,7 +96,7 @@ def test_sampling_alone_refuses_several_devices(tmp_path):
 
 
 def test_a_multirun_with_several_devices_needs_slurm(monkeypatch):
-    from sinsemi.cli.train import _check_ddp_launch
+    from sinsemi.jobs.train import check_ddp_launch as _check_ddp_launch
 
     for k in [k for k in os.environ if k.startswith("SLURM_")]:
         monkeypatch.delenv(k)

@@ -96,7 +96,7 @@ def test_eval_grid_outlines_detections_and_stretches_contrast(tmp_path, pair):
 
 def test_reference_files_and_external_test_set(tmp_path, pair):
     """User references given as files (no mask: the labeller's) and an external test dir."""
-    from sinsemi.cli.eval import evaluate
+    from sinsemi.jobs.eval import eval_run as evaluate
     from sinsemi.data.io import save_mask, save_png
 
     save_png(pair.defect, tmp_path / "d.png")
@@ -125,7 +125,7 @@ def _samples_dir(tmp_path, images):
 
 @pytest.mark.parametrize("case", ["empty", "size", "n_too_large", "no_out_dir", "bad_mode", "constant_reference"])
 def test_bad_inputs(tmp_path, pair, case):
-    from sinsemi.cli.eval import evaluate
+    from sinsemi.jobs.eval import eval_run as evaluate
 
     base = ["segmentation=false"]
     if case == "empty":
@@ -180,7 +180,7 @@ def test_non_binary_external_mask(tmp_path, pair):
 
 def test_missing_weights_is_one_clear_error(tmp_path, monkeypatch, pair):
     import sinsemi.metrics.weights as w
-    from sinsemi.cli.eval import evaluate
+    from sinsemi.jobs.eval import eval_run as evaluate
 
     monkeypatch.setattr(w, "package_file", lambda rel: None)
     monkeypatch.setattr(w, "hub_checkpoint_dir", lambda: tmp_path / "nohub")
@@ -203,7 +203,7 @@ def test_cli_prints_one_line_error(tmp_path, monkeypatch, capsys):
 
 def test_mask_conventions(tmp_path):
     """downstream.mask=optical: baseline and test sets use the paper's labelling; the paper profile uses it."""
-    from sinsemi.cli.eval import eval_config, evaluate
+    from sinsemi.jobs.eval import eval_config, eval_run as evaluate
 
     with_paper = compose("profile=paper", "trainer.accelerator=cpu")
     assert with_paper.downstream.mask == "optical" and eval_config(with_paper).downstream.mask == "optical"

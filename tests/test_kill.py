@@ -233,8 +233,8 @@ def test_sigterm_mid_fit_in_process(tmp_path, image):
     checkpoint, the Interrupted raised instead of a model, and an identical resume."""
     import threading
 
-    from sinsemi.cli._common import interruptible
-    from sinsemi.cli.train import train
+    from sinsemi.jobs.signals import interruptible
+    from sinsemi.jobs.train import train_run as train
     from sinsemi.errors import Interrupted
 
     cfg = _compose(*FIT, f"data.image={image}")
@@ -265,7 +265,7 @@ def test_death_between_samples_and_grid(tmp_path, image, monkeypatch):
     """In-process (a kill cannot be timed there): the job dies writing the grid; the rerun reuses
     the model, draws the same samples, writes the grid and only then metrics.json."""
     import sinsemi.data.io as io
-    from sinsemi.cli.train import train
+    from sinsemi.jobs.train import train_run as train
 
     cfg = _compose("generator=gpnn", "profile=tiny", "logger=none", f"data.image={image}")
     train(cfg, tmp_path / "ref")

@@ -1,4 +1,4 @@
-"""The job's logger (sinsemi.cli.loggers): W&B mode, group, tags, run id; CSV / TensorBoard curves on
+"""The job's logger (sinsemi.tracking.loggers): W&B mode, group, tags, run id; CSV / TensorBoard curves on
 disk; `make wandb-sync` finding offline runs and failing when an upload fails."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from sinsemi.cli.loggers import (artifacts_wanted, logger_group, logger_tags, make_logger, wandb_api_key_source,
+from sinsemi.tracking.loggers import (artifacts_wanted, logger_group, logger_tags, make_logger, wandb_api_key_source,
                                  wandb_mode)
 from sinsemi.errors import InputError
 
@@ -114,7 +114,7 @@ def test_wandb_logger_gets_group_tags_and_the_stored_id(tmp_path, no_login, monk
                                           ("tensorboard", "tensorboard/version_0/events.out.tfevents.*")])
 def test_csv_and_tensorboard_curves_on_disk_after_a_tiny_fit(tmp_path, kind, pattern):
     """logger=csv|tensorboard: Lightning's logger in the run dir, the fit's losses written there."""
-    from sinsemi.cli.train import train
+    from sinsemi.jobs.train import train_run as train
     from tests._cli import write_tiny_png
     from tests.conftest import make_tiny_image
 
@@ -207,7 +207,7 @@ def test_make_wandb_sync_exits_non_zero_when_the_server_refuses(tmp_path, monkey
 
 
 def test_train_refuses_a_bad_tag_before_writing_anything(tmp_path):
-    from sinsemi.cli.train import train
+    from sinsemi.jobs.train import train_run as train
 
     cfg = _compose("train", "generator=gpnn", "profile=tiny", "logger=none", "tags=[" + "x" * 65 + "]")
     with pytest.raises(InputError, match="longer than 64"):

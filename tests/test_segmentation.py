@@ -170,7 +170,7 @@ def test_unet_epochs_reach_the_log_and_the_callback(tiny_image, caplog):
 
 
 def _quick_seg(mask: str):
-    from sinsemi.cli.eval import eval_config
+    from sinsemi.jobs.eval import eval_config
     from tests.test_eval import compose
 
     return eval_config(compose("profile=quick", f"downstream.mask={mask}"))

@@ -8,16 +8,17 @@ import stat
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from sinsemi.cli.simulate import simulate_cli
+from sinsemi.jobs.config import initialized
+from sinsemi.jobs.simulate import simulate_run as simulate_cli
 from sinsemi.errors import InputError
 from tests._cli import run_cli
 
 
 def _cfg(*overrides: str):
-    with initialize_config_module("sinsemi.conf", version_base="1.3"):
+    with initialized():
         return compose("simulate", overrides=list(overrides))
 
 

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from sinsemi import runs
-from sinsemi.cli._common import JOBS_DIR
+from sinsemi.jobs.config import initialized
+from sinsemi.jobs.sweep import JOBS_DIR
 from sinsemi.errors import InputError
 from sinsemi.report import status as S
 
@@ -21,7 +22,7 @@ CLI = ["experiment=table2", "profile=quick", "launcher=local", "generator=sinsem
 def fake_sweep(sweep: Path, cli: list[str]) -> None:
     """A multirun.yaml as Hydra's sweeper writes it: the composed config with the command line in
     hydra.overrides.task (the sweep values unexpanded)."""
-    with initialize_config_module("sinsemi.conf", version_base="1.3"):
+    with initialized():
         cfg = compose("train", overrides=[o for o in cli if "," not in o], return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.overrides.task = cli

@@ -90,7 +90,7 @@ def _eval_cfg(profile: str = "tiny") -> dict:
 
 @pytest.mark.parametrize("profile", ["tiny", "quick", "standard", "paper"])
 def test_validate_eval_accepts_the_shipped_config(profile):
-    from sinsemi.cli.eval import KNOWN_KEYS
+    from sinsemi.jobs.eval import KNOWN_KEYS
     from sinsemi.validation import validate_eval
 
     validate_eval(_eval_cfg(profile), KNOWN_KEYS)
@@ -109,7 +109,7 @@ def test_validate_eval_accepts_the_shipped_config(profile):
     ("test_set.paper", "no", "test_set.paper must be true or false"),
 ])
 def test_validate_eval_refuses(tmp_path, path, value, match):
-    from sinsemi.cli.eval import KNOWN_KEYS
+    from sinsemi.jobs.eval import KNOWN_KEYS
     from sinsemi.validation import validate_eval
 
     cfg = _eval_cfg()
@@ -123,7 +123,7 @@ def test_validate_eval_refuses(tmp_path, path, value, match):
 
 
 def test_validate_eval_paths(tmp_path):
-    from sinsemi.cli.eval import KNOWN_KEYS
+    from sinsemi.jobs.eval import KNOWN_KEYS
     from sinsemi.validation import validate_eval
 
     (tmp_path / "f").write_text("x")

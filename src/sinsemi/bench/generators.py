@@ -51,10 +51,9 @@ def _recorded(runs: Path) -> None:
 
 
 def _quick_config(name: str):
-    from hydra import compose, initialize_config_module
+    from sinsemi.jobs.config import compose
 
-    with initialize_config_module("sinsemi.conf", version_base="1.3"):
-        return compose("train", overrides=[f"generator={name}", "profile=quick", "logger=none"])
+    return compose("train", [f"generator={name}", "profile=quick", "logger=none"])
 
 
 def bench_one(name: str, image: torch.Tensor) -> None:

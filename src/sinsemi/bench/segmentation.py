@@ -8,21 +8,18 @@ part and the IoU reached (a sanity figure, not a result).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 
 def run() -> None:
-    from importlib.resources import files
-
     import torch
-    import yaml
 
     from sinsemi.data.optics import make_reference_pair
     from sinsemi.data.testsets import paper_test_set, random_defect_test_set
     from sinsemi.metrics.seg_train import train_and_score
+    from sinsemi.jobs.config import compose, to_plain
     from sinsemi.metrics.segmentation import SegConfig
 
-    d = yaml.safe_load((files("sinsemi.conf") / "downstream" / "quick.yaml").read_text())["downstream"]
+    d = to_plain(compose("eval", ["profile=quick"]))["downstream"]
     cfg = SegConfig.from_dict(d)
     t0 = time.perf_counter()
     train = random_defect_test_set(cfg.n_train, seed=10_000)

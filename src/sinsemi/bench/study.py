@@ -50,24 +50,23 @@ def line_straightness(samples: torch.Tensor, clean: torch.Tensor) -> float:
 
 def _eval_config(out_dir: Path | None, name: str, *, mode: str = "samples"):
     """The evaluation's config as ``sinsemi-eval segmentation=false`` composes it (quick profile)."""
-    from hydra import compose, initialize_config_module
+    from sinsemi.jobs.config import compose
+    from sinsemi.jobs.eval import eval_config
 
-    from sinsemi.cli.eval import eval_config
-
-    with initialize_config_module("sinsemi.conf", version_base="1.3"):
-        cfg = eval_config(compose("eval", overrides=["segmentation=false", f"mode={mode}"]))
+    cfg = eval_config(compose("eval", ["segmentation=false", f"mode={mode}"]))
     return cfg.replace(out_dir=out_dir, name=name)
 
 
 def evaluate_dir(samples_dir: Path, name: str) -> dict:
     """The framework's evaluation (no segmentation) of the samples bundle in ``samples_dir``, written
-    there; returns its metrics.json."""
-    from sinsemi.evaluation import evaluate, load_references
+    there (the jobs' evaluation path); returns its metrics.json."""
+    from sinsemi.evaluation import load_references
     from sinsemi.evaluation.samples import resolve_samples
+    from sinsemi.jobs.eval import evaluate_samples
 
     cfg = _eval_config(samples_dir, name)
     s = resolve_samples(samples_dir)
-    return evaluate(s.images, load_references(cfg.reference), cfg, names=s.names, name=name).metrics
+    return evaluate_samples(s.images, load_references(cfg.reference), cfg, names=s.names, name=name).metrics
 
 
 def _row(m: dict, ref: dict | None) -> dict:
@@ -82,29 +81,31 @@ def _row(m: dict, ref: dict | None) -> dict:
 def reference_row() -> dict | None:
     """The two-reference row (``outputs/study/reference``, segmentation off), computed once when absent.
     Not ``outputs/reference_quick``: that one is the tables' row, with the downstream U-Net."""
-    from sinsemi.evaluation import evaluate, load_references
+    from sinsemi.evaluation import load_references
+    from sinsemi.jobs.eval import evaluate_samples
 
     path = STUDY / "reference" / "metrics.json"
     if not path.exists():
         cfg = _eval_config(path.parent, "two references", mode="reference")
-        evaluate(None, load_references(cfg.reference), cfg)
+        evaluate_samples(None, load_references(cfg.reference), cfg)
     return json.loads(path.read_text())
 
 
 def _sample_and_eval(gen, out: Path, name: str, n: int, settings: dict, clean: torch.Tensor) -> dict:
     from sinsemi.data.io import display_range, save_samples
+    from sinsemi.jobs.sampling import draw_samples
+    from sinsemi.jobs.timer import Timer
     from sinsemi.seeding import sample_seeds
 
     seeds = sample_seeds(n, 0)
-    t0 = time.perf_counter()
-    drawn = gen.sample(seeds, **settings)
-    x = drawn.samples
-    secs = time.perf_counter() - t0
+    with Timer() as t:
+        x, info = draw_samples(gen, seeds, settings)  # as the jobs draw them
+    secs = t.seconds
     save_samples(x, out, seeds=seeds, grid_path=out / "grid.png", grid_range=display_range(clean),
                  meta={"generator": "sinsemi", "sampler": settings})
     m = evaluate_dir(out, name)
     m.update({"straightness_px": line_straightness(x, clean), "sample_seconds": round(secs, 1),
-              "clamped_pixels": drawn.clamped_pixels})
+              "clamped_pixels": (info or {}).get("clamped_pixels", 0)})
     (out / "study.json").write_text(json.dumps(m, indent=1, default=str))
     return m
 
@@ -187,12 +188,9 @@ def curve(name: str, overrides: list[str], every: int, iterations: int, n: int, 
     from sinsemi.data.optics import make_reference_pair
     from sinsemi.generators.base import Runtime
     from sinsemi.generators.sinsemi import SinSEMI
+    from sinsemi.jobs.config import compose, to_plain
 
-    from importlib.resources import files
-
-    conf = files("sinsemi.conf")
-    params = yaml.safe_load((conf / "generator" / "sinsemi.yaml").read_text())
-    params.update((yaml.safe_load((conf / "generator_profile" / "sinsemi" / "quick.yaml").read_text()) or {})["generator"])
+    params = to_plain(compose("train", ["generator=sinsemi", "profile=quick", "logger=none"]))["generator"]
     params.pop("name", None)
     for ov in overrides:
         k, v = ov.split("=", 1)

@@ -1,1 +1,1 @@
-"""Thin Hydra entry points; the work happens in library modules."""
+"""Thin Hydra entry points: parse, call a job (:mod:`sinsemi.jobs`), report; one error path (:mod:`sinsemi.cli._common`)."""

@@ -1,15 +1,13 @@
-"""Hydra callbacks."""
+"""Hydra callbacks (named by ``_target_`` in the configs)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from sinsemi.errors import InputError
+from sinsemi.jobs.slurm import check_slurm
 
 
 class SlurmPreflight(Callback):
@@ -24,20 +22,6 @@ class SweepReport(Callback):
     jobs write theirs, in whichever process they run; :func:`sinsemi.cli._common.cli_main` sums them up)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from sinsemi.cli._common import reset_sweep_records
+        from sinsemi.jobs.sweep import reset_sweep_records
 
         reset_sweep_records(config.hydra.sweep.dir)
-
-
-def check_slurm(timeout: float = 15.0) -> str:
-    """``sinfo``'s partition summary, or one clear InputError saying why SLURM is unusable."""
-    if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        raise InputError("launcher=slurm but SLURM is not installed here (no sinfo/sbatch on PATH); use launcher=local or submitit_local")
-    try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%P %a %D %T"], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise InputError(f"launcher=slurm but the SLURM controller did not answer within {timeout:.0f} s (sinfo timed out)") from None
-    if out.returncode != 0 or not out.stdout.strip():
-        msg = (out.stderr or out.stdout).strip().splitlines()
-        raise InputError(f"launcher=slurm but SLURM is not reachable: {msg[-1] if msg else 'sinfo returned nothing'}")
-    return out.stdout

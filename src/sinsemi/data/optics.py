@@ -16,15 +16,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from sinsemi.data.imaging import Imager, Optics
-from sinsemi.data.layouts import (MASK_COVERAGE, Bridge, ContactHoles, Defect, FieldOfView, Layout, LineSpace, Open,
+from sinsemi.data.layouts import (MASK_COVERAGE, Bridge, ContactHoles, Defect, FieldOfView, LineSpace, Open,
                                   Particle, SramCell, rasterize)
 from sinsemi.data.presets import PRESETS, Preset, get_preset
+from sinsemi.data.scene import Scene
 from sinsemi.data.sensor import Sensor
 from sinsemi.errors import InputError
 from sinsemi.seeding import generators_for
@@ -38,33 +39,6 @@ __all__ = [
 MASK_RULE = (f"a pixel is defect when >= {MASK_COVERAGE:.0%} of its oversampled subpixels lie in the defect footprint "
              "(where the defect layout differs from the defect-free layout)")
 CHUNK = 64  # images per raster/imaging pass (bounds memory: 64 x (4*96)^2 floats)
-
-
-@dataclass(frozen=True)
-class Scene:
-    """Everything but the defects and the seeds: layout, field of view, optics, sensor."""
-
-    layout: Layout = field(default_factory=LineSpace)
-    fov: FieldOfView = field(default_factory=FieldOfView)
-    optics: Optics = field(default_factory=Optics)
-    sensor: Sensor = field(default_factory=Sensor)
-
-    def to_dict(self) -> dict:
-        return {k: dataclasses.asdict(getattr(self, k)) for k in ("layout", "fov", "optics", "sensor")}
-
-    def replace(self, **groups: dict) -> Scene:
-        """Copy with some parameters changed, e.g. ``replace(sensor={"photon_budget": 500})``."""
-        new = {}
-        for name, changes in groups.items():
-            if name not in ("layout", "fov", "optics", "sensor"):
-                raise InputError(f"unknown simulator parameter group {name!r}; known: layout, fov, optics, sensor")
-            obj = getattr(self, name)
-            known = {f.name for f in dataclasses.fields(obj) if f.init}
-            bad = sorted(set(changes) - known)
-            if bad:
-                raise InputError(f"unknown {name} parameter(s) {bad} for {type(obj).__name__}; known: {sorted(known)}")
-            new[name] = dataclasses.replace(obj, **changes)
-        return dataclasses.replace(self, **new)
 
 
 @dataclass(frozen=True)

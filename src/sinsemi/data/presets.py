@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sinsemi.data.imaging import Optics
 from sinsemi.data.layouts import Bridge, ContactHoles, Defect, FieldOfView, LineSpace, Open, Particle, SramCell
+from sinsemi.data.scene import Scene
 from sinsemi.data.sensor import Sensor
 from sinsemi.errors import InputError
 
@@ -22,13 +23,11 @@ from sinsemi.errors import InputError
 class Preset:
     name: str
     description: str
-    scene: object  # sinsemi.data.optics.Scene (kept untyped here to avoid an import cycle)
+    scene: Scene
     defects: tuple[Defect, ...] = field(default_factory=tuple)
 
 
 def _scene(**kw):
-    from sinsemi.data.optics import Scene
-
     return Scene(**kw)
 
 

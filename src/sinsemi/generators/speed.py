@@ -136,7 +136,7 @@ def resolve_precision(precision: str, device: str, *, width: int, batch: int, si
     ``auto``: bf16-mixed on CUDA; on CPU, 32-true without native bf16, else the probe's pick (one
     INFO line with both timings; cached per (device, width, batch, size, channels, kernel, path)). ``timer``: replaces
     the probe (tests)."""
-    from sinsemi.generators.sinsemi import cpu_bf16_supported, effective_precision
+    from sinsemi.generators.precision import cpu_bf16_supported, effective_precision
 
     if precision != "auto":
         return effective_precision(precision, device)

@@ -12,7 +12,6 @@ bad input.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,16 +66,9 @@ def planned_jobs(sweep_dir: Path) -> tuple[str, list[str], list[list[str]]]:
 
 
 def _job_records(sweep_dir: Path) -> dict[int, dict]:
-    from sinsemi.cli._common import JOBS_DIR
+    from sinsemi.jobs.sweep import read_records
 
-    out = {}
-    for p in (sweep_dir / JOBS_DIR).glob("*.json"):
-        try:
-            rec = json.loads(p.read_text())
-            out[int(rec["num"])] = rec
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return out
+    return read_records(sweep_dir)
 
 
 def run_state(run_dir: Path, *, evaluate: bool, segmentation: bool, job: tuple[str, ...]) -> str:
@@ -90,16 +82,15 @@ def run_state(run_dir: Path, *, evaluate: bool, segmentation: bool, job: tuple[s
 
 def sweep_status(sweep_dir: str | Path) -> SweepStatus:
     """The state of every planned run of the sweep in ``sweep_dir``."""
-    from hydra import compose, initialize_config_module
-
     from sinsemi import runs
+    from sinsemi.jobs.config import compose, initialized
 
     sweep_dir = Path(sweep_dir)
     config_name, hydra_overrides, jobs = planned_jobs(sweep_dir)
     job_keys = {"train": runs.TRAIN_KEYS, "sample": runs.SAMPLE_KEYS}.get(config_name, ())
     records = _job_records(sweep_dir)
     out = []
-    with initialize_config_module("sinsemi.conf", version_base="1.3"):
+    with initialized():
         for num, overrides in enumerate(jobs):
             cfg = compose(config_name, overrides=[*hydra_overrides, *overrides, f"hydra.job.num={num}"], return_hydra_config=True)
             run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)

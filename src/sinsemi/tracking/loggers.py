@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
-
-from omegaconf import DictConfig
 
 from sinsemi.errors import InputError
 
@@ -64,24 +63,24 @@ def wandb_mode(configured: str | None) -> WandbMode:
     return WandbMode("offline", "not logged in (no WANDB_API_KEY, no netrc entry): upload later with `make wandb-sync`")
 
 
-def job_label(cfg: DictConfig) -> str:
+def job_label(cfg: Mapping) -> str:
     """What a job is about when nothing else says: its generator (train, sample), else ``sinsemi``."""
     gen = cfg.get("generator")
     return str((gen.get("name") if gen else None) or "sinsemi")
 
 
-def logger_group(cfg: DictConfig, label: str | None = None) -> str:
+def logger_group(cfg: Mapping, label: str | None = None) -> str:
     """``logger.group``, else the experiment (else ``label``, default the generator) and the
     profile: ``table2-quick``, ``sinsemi-tiny``."""
     lg = cfg.get("logger") or {}
     if lg.get("group"):
-        return str(lg.group)
+        return str(lg["group"])
     base = cfg.get("experiment_name") or label or job_label(cfg)
     profile = cfg.get("profile_name")
     return f"{base}-{profile}" if profile else str(base)
 
 
-def logger_tags(cfg: DictConfig, extra: tuple[str, ...] = ()) -> list[str]:
+def logger_tags(cfg: Mapping, extra: tuple[str, ...] = ()) -> list[str]:
     """``cfg.tags`` and ``extra``, deduplicated in order; each a non-empty string of at most 64 characters."""
     tags = cfg.get("tags")
     if tags is None:
@@ -100,7 +99,7 @@ def logger_tags(cfg: DictConfig, extra: tuple[str, ...] = ()) -> list[str]:
     return out
 
 
-def artifacts_wanted(cfg: DictConfig, *, evaluates: bool) -> bool:
+def artifacts_wanted(cfg: Mapping, *, evaluates: bool) -> bool:
     """``logger.artifacts``: true / false, or null = only for jobs that evaluate."""
     value = (cfg.get("logger") or {}).get("artifacts")
     if value not in ARTIFACTS:
@@ -108,11 +107,18 @@ def artifacts_wanted(cfg: DictConfig, *, evaluates: bool) -> bool:
     return evaluates if value is None else bool(value)
 
 
-def check_logger_settings(cfg: DictConfig) -> None:
+def check_logger_settings(cfg: Mapping) -> None:
     """The logger settings a job refuses (tags, logger.artifacts), checked before anything is written."""
     logger_tags(cfg)
-    if cfg.get("logger") is not None and str(cfg.logger.get("name")) == "wandb":
+    if cfg.get("logger") is not None and str(cfg["logger"].get("name")) == "wandb":
         artifacts_wanted(cfg, evaluates=False)
+
+
+def _plain(cfg):
+    """The config as plain data (W&B's run config)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
 def new_run_id() -> str:
@@ -123,7 +129,7 @@ def new_run_id() -> str:
     return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
 
 
-def make_logger(cfg: DictConfig, run_dir: Path, *, job_type: str, label: str | None = None,
+def make_logger(cfg: Mapping, run_dir: Path, *, job_type: str, label: str | None = None,
                 tags: tuple[str, ...] = ()):
     """The job's Lightning logger (see the module doc), or None for ``logger=none`` or
     ``WANDB_MODE=disabled``. ``label``: what the job is about (default: the generator), the W&B run
@@ -149,16 +155,15 @@ def make_logger(cfg: DictConfig, run_dir: Path, *, job_type: str, label: str | N
     from lightning.pytorch.loggers import WandbLogger
 
     from sinsemi import runs
-    from sinsemi.cli._common import to_primitive
 
     run_dir.mkdir(parents=True, exist_ok=True)
     run_id = runs.logger_run_id(run_dir, job_type, new_run_id)
     log.info("W&B: %s run %s (%s), logging to %s", mode.mode, run_id, mode.why, run_dir / "wandb")
     label = label or job_label(cfg)
     return WandbLogger(
-        project=lg.project, entity=lg.get("entity"), group=logger_group(cfg, label), job_type=job_type, tags=all_tags,
+        project=lg["project"], entity=lg.get("entity"), group=logger_group(cfg, label), job_type=job_type, tags=all_tags,
         save_dir=str(run_dir), mode=mode.mode, id=run_id, resume="allow", name=f"{label}-{run_dir.name}",
-        config=to_primitive(cfg), reinit="finish_previous",
+        config=_plain(cfg), reinit="finish_previous",
     )
 
 
