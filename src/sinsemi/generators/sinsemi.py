@@ -13,7 +13,6 @@ written by rank 0. Sampling after such a fit is sharded across the ranks and gat
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from sinsemi.data.pyramid import Pyramid, build_pyramid, pyramid_sizes
 from sinsemi.errors import InputError
 from sinsemi.generators.base import (Runtime, SampleOutput, Standardizer, check_seeds, clamp_counted, read_model,
                                      resume_source, write_model)
+from sinsemi.generators.speed import cpu_bf16_supported, effective_precision  # noqa: F401  (re-exported)
 from sinsemi.validation import check_bool, check_choice, check_number
 
 log = logging.getLogger("sinsemi.generators.sinsemi")
@@ -30,26 +30,6 @@ log = logging.getLogger("sinsemi.generators.sinsemi")
 PAPER_MILESTONES = (20_000, 40_000, 70_000, 80_000, 90_000, 110_000)
 #: depthwise kernel sizes of the net's blocks (receptive field 4 (k + 3) + 1: 25 / 33 / 41 / 49 px); paper: 5
 KERNELS = ("3", "5", "7", "9")
-
-
-def cpu_bf16_supported() -> bool:
-    """Whether this CPU has native bf16 matmul/conv (AVX512-BF16 / AMX); emulated bf16 is ~10x slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # older builds without the op
-        return False
-
-
-def effective_precision(precision: str, device: str) -> str:
-    """``runtime.precision`` unless it asks for bf16 on a CPU without native bf16 (then fp32).
-    ``auto`` (outside a fit, i.e. sampling): bf16-mixed on CUDA, 32-true on CPU; a fit resolves
-    ``auto`` itself (:func:`sinsemi.generators.speed.resolve_precision`)."""
-    if precision == "auto":
-        return "bf16-mixed" if str(device).startswith("cuda") else "32-true"
-    if precision.startswith("bf16") and not str(device).startswith("cuda") and not cpu_bf16_supported():
-        warnings.warn("bf16 requested but this CPU has no native bf16 (it would run ~10x slower): using fp32", stacklevel=3)
-        return "32-true"
-    return precision
 
 
 def _world(rt: Runtime) -> tuple[int, int]:
