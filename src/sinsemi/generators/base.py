@@ -160,10 +160,14 @@ def check_devices(name: str, devices: int) -> None:
 
 
 def build_generator(name: str, params: Mapping[str, Any] | None = None, runtime: Runtime | None = None):
-    """Instantiate generator ``name`` with ``params`` (its config without ``name``)."""
+    """Instantiate generator ``name`` with ``params`` (its config without ``name``), checked first
+    (:func:`sinsemi.generators.params.parse_params`: unknown keys, types, ranges)."""
+    from sinsemi.generators.params import parse_params
+
     cls = generator_class(name)
     check_devices(name, (runtime or Runtime()).trainer_kwargs.get("devices", 1))
     params = {k: v for k, v in dict(params or {}).items() if k != "name"}
+    parse_params(name, params)
     try:
         return cls(runtime=runtime or Runtime(), **params)
     except TypeError as e:

@@ -168,6 +168,10 @@ def _check_sinsemi(p: SinSEMIParams, prefix: str) -> None:
 
 
 # ----------------------------------------------------------------------------- the baselines
+#: ranges of settings that mean the same in every generator that has them (checked by parse_params)
+_SHARED = {"ema_decay": SinSEMIParams.__dataclass_fields__["ema_decay"].metadata}
+
+
 @cache
 def signature_dataclass(cls: type, method: str = "__init__") -> type:
     """A frozen dataclass of the keyword arguments (and defaults) of ``cls.<method>`` (for ``sample``:
@@ -183,10 +187,13 @@ def signature_dataclass(cls: type, method: str = "__init__") -> type:
         if meth == "sample" and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
             break
     kind = "Sampler" if method == "sample" else "Params"
-    def spec(v: Any) -> Any:
-        return field(default_factory=lambda: type(v)(v)) if isinstance(v, (list, dict, set)) else field(default=v)
+    def spec(k: str, v: Any) -> Any:
+        meta = _SHARED.get(k, {})
+        if isinstance(v, (list, dict, set)):
+            return field(default_factory=lambda: type(v)(v), metadata=meta)
+        return field(default=v, metadata=meta)
 
-    return make_dataclass(f"{cls.__name__}{kind}", [(k, Any, spec(v)) for k, v in specs.items()], frozen=True)
+    return make_dataclass(f"{cls.__name__}{kind}", [(k, Any, spec(k, v)) for k, v in specs.items()], frozen=True)
 
 
 def params_class(generator: str) -> type:

@@ -100,6 +100,7 @@ class SinSEMIModule(L.LightningModule):
         :func:`~sinsemi.generators.params.module_hparams`."""
         super().__init__()
         self.save_hyperparameters(module_hparams(**hparams))
+        self._hparams_name = "kwargs"  # what Lightning recorded when it read them off the signature (same checkpoints)
         hp = self.hparams
         self.net = SinDDMNet(hp.channels, hp.width, multiscale=True, padding_mode=hp.padding_mode, kernel=hp.kernel)
         self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(hp.ema_decay), use_buffers=True)
