@@ -10,7 +10,7 @@ from torch import nn
 
 from sinsemi.errors import InputError
 from sinsemi.generators.base import Runtime
-from sinsemi.generators.common.diffusion import (EMA, Schedule, TrainSpec, ancestral_step, cosine_betas,
+from sinsemi.generators.common.diffusion import (Schedule, TrainSpec, ancestral_step, cosine_betas, ema_model,
                                                  linear_betas, train_loop)
 
 
@@ -85,16 +85,17 @@ def test_respaced_schedule_keeps_alphas_cumprod():
             sch.respace(bad)
 
 
-def test_ema_update_is_a_lerp():
+def test_ema_update_is_a_lerp_from_the_initial_weights():
     a, b = nn.Linear(2, 2), nn.Linear(2, 2)
-    ema = EMA(a, 0.9)
-    w0 = ema.model.weight.clone()
-    ema.update(b)
-    torch.testing.assert_close(ema.model.weight, 0.9 * w0 + 0.1 * b.weight.detach())
-    ema.update(b, decay=0.0)
-    torch.testing.assert_close(ema.model.weight, b.weight.detach())
-    with pytest.raises(InputError):
-        EMA(a, 1.0)
+    ema = ema_model(a, 0.9)  # torch's AveragedModel
+    w0 = ema.module.weight.clone()
+    ema.update_parameters(b)  # the first update averages (it does not copy b)
+    torch.testing.assert_close(ema.module.weight, 0.9 * w0 + 0.1 * b.weight.detach())
+    ema.update_parameters(b)
+    torch.testing.assert_close(ema.module.weight, 0.81 * w0 + 0.19 * b.weight.detach())
+    assert list(ema.module.state_dict()) == list(a.state_dict())  # checkpoints keep the model's keys
+    with pytest.raises(AssertionError):  # validated with the generator's params
+        ema_model(a, 1.0)
 
 
 class _Stop(Exception):

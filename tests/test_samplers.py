@@ -136,10 +136,14 @@ def test_every_kind_is_per_sample_deterministic_and_counts_nfe(kind):
 
 
 def test_unknown_kind_is_one_clear_error():
-    with pytest.raises(InputError, match="sampler kind"):
+    from sinsemi.generators.params import parse_sampler
+
+    with pytest.raises(InputError, match="sampler.kind must be one of"):
+        parse_sampler("sinsemi", {"kind": "heun"})
+    with pytest.raises(InputError, match="sampler.coarse must be one of"):
+        parse_sampler("sinsemi", {"coarse": "x"})
+    with pytest.raises(AssertionError):  # the maths only asserts
         sample_pyramid(lambda x, t, s: x, [(4, 4)], 1, generators_for([0]), steps=2, kind="heun")
-    with pytest.raises(InputError, match="coarse"):
-        sample_pyramid(lambda x, t, s: x, [(4, 4)], 1, generators_for([0]), steps=2, kind="bridge", coarse="x")
 
 
 def test_start_scale_refines_a_given_coarse_image_only():

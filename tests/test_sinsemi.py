@@ -219,7 +219,7 @@ def test_ode_differs_from_stochastic_kinds_only_in_noise(trained):
     ode = [gen.sample([s], **dict(tiny_sampler(), kind="ode")).samples for s in (0, 1)]
     # the ODE's only randomness is the scale-0 start
     assert not torch.equal(ode[0], ode[1])
-    with pytest.raises(InputError, match="sampler kind"):
+    with pytest.raises(InputError, match="sampler.kind must be one of"):
         gen.sample([0], **dict(tiny_sampler(), kind="heun"))
 
 

@@ -169,9 +169,7 @@ def test_choose_precision(t32, tbf, expected):
 
 @pytest.fixture
 def native_bf16(monkeypatch):
-    import sinsemi.generators.precision as S
-
-    monkeypatch.setattr(S, "cpu_bf16_supported", lambda: True)
+    monkeypatch.setattr(speed, "cpu_bf16_supported", lambda: True)
     monkeypatch.setattr(speed, "_AUTO_CACHE", {})
 
 
@@ -190,11 +188,9 @@ def test_auto_probes_once_per_key_and_logs_both_timings(native_bf16, caplog):
 
 
 def test_auto_without_probe_on_cuda_and_on_cpus_without_bf16(monkeypatch):
-    import sinsemi.generators.precision as S
-
     timer = FakeTimer(1.0, 0.1)
     assert resolve_precision("auto", "cuda", timer=timer, width=8, batch=2, size=(16, 16)) == "bf16-mixed"
-    monkeypatch.setattr(S, "cpu_bf16_supported", lambda: False)
+    monkeypatch.setattr(speed, "cpu_bf16_supported", lambda: False)
     monkeypatch.setattr(speed, "_AUTO_CACHE", {})
     assert resolve_precision("auto", "cpu", timer=timer, width=8, batch=2, size=(16, 16)) == "32-true"
     assert resolve_precision("32-true", "cpu", timer=timer, width=8, batch=2, size=(16, 16)) == "32-true"

@@ -84,9 +84,6 @@ def claim_sweep_dir(sweep_dir: str | Path, experiment: str, profile: str | None)
 FINGERPRINT = "fingerprint.json"
 PROGRESS = "progress.json"
 WANDB_ID = "wandb_id.json"
-#: generator params that change memory use or speed only, never the fitted model
-#: (fast_kernels / compile: how fast, not what is learnt; a run started before these keys resumes)
-NON_MODEL_PARAMS = ("sample_batch", "sample_chunk", "fast_kernels", "compile")
 #: what --force-style reruns discard when the fingerprint differs (the run's model and its products)
 MODEL_ARTIFACTS = ("model", "checkpoints", "samples", "grid.png", "metrics.json", FINGERPRINT, PROGRESS, WANDB_ID)
 
@@ -103,10 +100,20 @@ def image_sha256(image) -> str:
     return h.hexdigest()
 
 
+def model_params(generator: str, params: dict) -> dict:
+    """The generator params (a config's, as given) the fitted model depends on, sorted by key: all but
+    the parameter dataclass's fields marked ``model=False`` (memory or speed only, e.g. SinSEMI's
+    sample_batch, fast_kernels, compile: a run started before such a key resumes).
+    See :func:`sinsemi.generators.params.model_keys`."""
+    from sinsemi.generators.params import model_keys
+
+    return {k: params[k] for k in model_keys(generator, params)}
+
+
 def make_fingerprint(generator: str, params: dict, image, *, seed: int, max_steps: int | None) -> dict:
     """What the fitted model depends on: generator, its params, the image, the seed and the budget."""
     return {"generator": generator,
-            "params": {k: v for k, v in sorted(params.items()) if k not in NON_MODEL_PARAMS},
+            "params": model_params(generator, params),
             "image_sha256": image_sha256(image), "image_shape": list(image.shape),
             "seed": int(seed), "max_steps": None if max_steps is None else int(max_steps)}
 
@@ -181,8 +188,8 @@ def _legacy_differences(run_dir: Path, fp: dict) -> list[str]:
     except yaml.YAMLError as e:
         return [f"unreadable config.yaml ({e})"]
     gen = dict(cfg.get("generator") or {})
-    old = {"generator": gen.pop("name", None),
-           "params": {k: v for k, v in sorted(gen.items()) if k not in NON_MODEL_PARAMS},
+    name = gen.pop("name", None)
+    old = {"generator": name, "params": model_params(name, gen) if name == fp["generator"] else gen,
            "seed": cfg.get("seed"), "max_steps": (cfg.get("trainer") or {}).get("max_steps")}
     return _differences(old, {k: fp[k] for k in old})
 

@@ -7,59 +7,18 @@ the value and what is allowed. The CLIs run :func:`validate_train` / :func:`vali
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from sinsemi.checks import check_bool, check_choice, check_number, check_seed  # noqa: F401  (re-exported)
 from sinsemi.errors import InputError
 
 #: Lightning's names, plus ``auto``: SinSEMI probes bf16 against fp32 (sinsemi.generators.speed); on
 #: CUDA it is bf16-mixed everywhere; the other generators on CPU train in fp32 with it
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true", "auto")
 ACCELERATORS = ("cpu", "gpu", "auto")
-#: sampler keys a job adds itself (not the user's): accepted whenever the generator takes them.
-INTERNAL_SAMPLER_KEYS = ("allow_random_backbone",)
-
-
-# ----------------------------------------------------------------------------- numbers
-def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True, integer: bool = False,
-                 allow_none: bool = False, maximum: float | None = None, strict_maximum: bool = False):
-    """``value`` is a number (not a bool, not a string) ``> minimum`` (``>=`` unless ``strict``) and
-    ``<= maximum`` (``<`` with ``strict_maximum``); with ``integer`` it must be whole. Returns it (an
-    ``int`` when ``integer``)."""
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and value == value  # NaN
-    ok = ok and (not integer or float(value).is_integer())
-    ok = ok and (value > minimum if strict else value >= minimum)
-    ok = ok and (maximum is None or (value < maximum if strict_maximum else value <= maximum))
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        rng = f"{'>' if strict else '>='} {minimum:g}" + (f" and {'<' if strict_maximum else '<='} {maximum:g}" if maximum is not None else "")
-        raise InputError(f"{name} must be {kind} {rng}{' (or null)' if allow_none else ''}, got {value!r}")
-    return int(value) if integer else value
-
-
-def check_seed(name: str, value: Any) -> int:
-    """A seed: a non-negative integer."""
-    return check_number(name, value, minimum=0, strict=False, integer=True)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """A flag: true or false (not a string such as 'ture', which Python would take as true)."""
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
-    choices = tuple(choices)
-    if str(value) not in choices:
-        raise InputError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return str(value)
 
 
 # ----------------------------------------------------------------------------- paths
@@ -95,35 +54,27 @@ def resolve_device(accelerator: str) -> tuple[str, str]:
 
 # ----------------------------------------------------------------------------- sampler settings
 def sampler_defaults(cls: type) -> dict[str, Any]:
-    """The sampler settings a generator class takes and their defaults, read from its ``sample``
-    signature (and from ``_sample_batch`` when ``sample`` forwards ``**settings`` to it). A
-    trailing ``**kwargs`` is taken to reject what it catches (every generator does)."""
-    keys: dict[str, Any] = {}
-    for meth in ("sample", "_sample_batch"):
-        fn = getattr(cls, meth, None)
-        if fn is None:
-            continue
-        params = inspect.signature(fn).parameters
-        keys.update({k: p.default for k, p in params.items() if p.kind == p.KEYWORD_ONLY})
-        if meth == "sample" and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            break
-    return keys
+    """The sampler settings a generator class takes and their defaults: its ``Sampler`` dataclass
+    (SinSEMI), else read from its ``sample`` signature (and ``_sample_batch``'s when ``sample``
+    forwards ``**settings`` to it). See :mod:`sinsemi.generators.params`."""
+    from sinsemi.generators.params import defaults, signature_dataclass
+
+    return defaults(getattr(cls, "Sampler", None) or signature_dataclass(cls, "sample"))
 
 
 def check_sampler_settings(generator: str, settings: Mapping[str, Any]) -> None:
-    """Unknown keys are an error for every generator; ``steps`` (when set) is a positive integer."""
-    from sinsemi.generators.base import generator_class
+    """``cfg.sampler`` checked once (:func:`sinsemi.generators.params.parse_sampler`): unknown keys are
+    an error for every generator; ``steps`` (when set) is a positive integer; SinSEMI's every range."""
+    from sinsemi.generators.params import parse_sampler
 
-    known = sampler_defaults(generator_class(generator))
-    unknown = sorted(k for k in settings if k not in known and k not in INTERNAL_SAMPLER_KEYS)
-    if unknown:
-        raise InputError(f"unknown sampler setting(s) {', '.join('sampler.' + k for k in unknown)} for generator "
-                         f"{generator} (it takes: {', '.join(sorted(known)) or 'none'})")
-    if "steps" in settings:
-        check_number("sampler.steps", settings["steps"], minimum=0, integer=True,
-                     allow_none=known.get("steps") is None)
-    if "guidance" in settings:
-        check_number("sampler.guidance", settings["guidance"], strict=False)
+    parse_sampler(generator, settings)
+
+
+def check_generator_params(generator: str, params: Mapping[str, Any]) -> None:
+    """``cfg.generator`` checked once (:func:`sinsemi.generators.params.parse_params`)."""
+    from sinsemi.generators.params import parse_params
+
+    parse_params(generator, params)
 
 
 # ----------------------------------------------------------------------------- pretrained weights
@@ -201,6 +152,7 @@ def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
     from sinsemi.generators.base import check_devices
 
     check_devices(cfg["generator"]["name"], cfg["trainer"].get("devices", 1))
+    check_generator_params(cfg["generator"]["name"], cfg["generator"])
     settings = dict(cfg.get("sampler") or {})
     check_sampler_settings(cfg["generator"]["name"], settings)
     _evaluation_weights(cfg, settings)

@@ -25,7 +25,7 @@ import torch
 
 from sinsemi.data.pyramid import pyramid_sizes
 from sinsemi.errors import InputError
-from sinsemi.generators.precision import cpu_bf16_supported
+from sinsemi.generators.speed import cpu_bf16_supported
 from sinsemi.generators.speed import SpeedPath, make_step, paired_ratio, time_interleaved
 from sinsemi.nets.sinddm import SinDDMNet
 

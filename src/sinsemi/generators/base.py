@@ -9,7 +9,6 @@ with ``weights_only=True``).
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,17 +19,7 @@ import torch
 
 from sinsemi.errors import InputError
 
-#: name -> "module:Class". Lazy, so importing the registry imports no generator.
-GENERATORS: dict[str, str] = {
-    "sinsemi": "sinsemi.generators.sinsemi:SinSEMI",
-    "singan": "sinsemi.generators.singan:SinGAN",
-    "consingan": "sinsemi.generators.consingan:ConSinGAN",
-    "sinddm": "sinsemi.generators.sinddm:SinDDM",
-    "sindiffusion": "sinsemi.generators.sindiffusion:SinDiffusion",
-    "sinfusion": "sinsemi.generators.sinfusion:SinFusion",
-    "gpnn": "sinsemi.generators.gpnn:GPNN",
-    "gpdm": "sinsemi.generators.gpdm:GPDM",
-}
+from sinsemi.generators.registry import GENERATORS, generator_class  # noqa: F401  (the registry; re-exported)
 
 MODEL_FORMAT = 1
 
@@ -140,14 +129,6 @@ class OneShotGenerator(Protocol):
         """Rebuild a fitted generator saved by :meth:`save`."""
 
 
-def generator_class(name: str) -> type:
-    """The class registered under ``name`` (imported on demand)."""
-    if name not in GENERATORS:
-        raise InputError(f"unknown generator '{name}'; known: {', '.join(sorted(GENERATORS))}")
-    module, cls = GENERATORS[name].split(":")
-    return getattr(importlib.import_module(module), cls)
-
-
 def check_devices(name: str, devices: int) -> None:
     """Refuse ``trainer.devices`` > 1 for a generator that cannot use them: only a class with
     ``supports_ddp = True`` (SinSEMI, through Lightning's DDP) trains on several devices; the
@@ -160,10 +141,14 @@ def check_devices(name: str, devices: int) -> None:
 
 
 def build_generator(name: str, params: Mapping[str, Any] | None = None, runtime: Runtime | None = None):
-    """Instantiate generator ``name`` with ``params`` (its config without ``name``)."""
+    """Instantiate generator ``name`` with ``params`` (its config without ``name``), checked first
+    (:func:`sinsemi.generators.params.parse_params`: unknown keys, types, ranges)."""
+    from sinsemi.generators.params import parse_params
+
     cls = generator_class(name)
     check_devices(name, (runtime or Runtime()).trainer_kwargs.get("devices", 1))
     params = {k: v for k, v in dict(params or {}).items() if k != "name"}
+    parse_params(name, params)
     try:
         return cls(runtime=runtime or Runtime(), **params)
     except TypeError as e:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -22,14 +23,11 @@ from sinsemi.data.pyramid import Pyramid, build_pyramid, pyramid_sizes
 from sinsemi.errors import InputError
 from sinsemi.generators.base import (Runtime, SampleOutput, Standardizer, check_seeds, clamp_counted, read_model,
                                      resume_source, write_model)
-from sinsemi.generators.precision import effective_precision
-from sinsemi.validation import check_bool, check_choice, check_number
+from sinsemi.generators.params import (IDENTITY, SinSEMIParams, SinSEMISampler, module_hparams, parse_params,
+                                      parse_sampler)
+from sinsemi.generators.speed import cpu_bf16_supported, effective_precision  # noqa: F401  (re-exported)
 
 log = logging.getLogger("sinsemi.generators.sinsemi")
-
-PAPER_MILESTONES = (20_000, 40_000, 70_000, 80_000, 90_000, 110_000)
-#: depthwise kernel sizes of the net's blocks (receptive field 4 (k + 3) + 1: 25 / 33 / 41 / 49 px); paper: 5
-KERNELS = ("3", "5", "7", "9")
 
 
 def _world(rt: Runtime) -> tuple[int, int]:
@@ -44,52 +42,20 @@ class SinSEMI:
     resumes_from_file = True  # a Lightning checkpoint (.ckpt)
     supports_ddp = True  # trains with Lightning's DDP strategy (trainer.devices > 1)
 
-    def __init__(self, *, runtime: Runtime | None = None, width: int = 160, iterations: int = 120_000,
-                 batch_size: int = 32, lr: float = 1e-4, milestones: Sequence[int] = PAPER_MILESTONES,
-                 lr_gamma: float = 0.5, sigma: float = 0.35, t_eps: float = 0.01, ema_decay: float = 0.995,
-                 grad_clip: float = 1.0, scale_factor: float = 1.4, min_coarse: int = 42, max_coarse: int = 55,
-                 coarse_area: float = 3000.0, channels_last: bool = False, sample_batch: int = 16,
-                 crop: int = 0, t_sampling: str = "uniform", padding_mode: str = "zeros",
-                 scale_weights: Sequence[float] = (), fast_kernels: bool = False, compile: bool = False,
-                 kernel: int = 5):
-        check_number("width", width, integer=True)
-        if width % 2:
-            raise InputError(f"width must be even, got {width}")
-        for nm, val in (("iterations", iterations), ("batch_size", batch_size), ("sample_batch", sample_batch)):
-            check_number(nm, val, integer=True)
-        for nm, val in (("lr", lr), ("sigma", sigma), ("lr_gamma", lr_gamma), ("grad_clip", grad_clip)):
-            check_number(nm, val)
-        if not 0.0 <= ema_decay < 1.0:
-            raise InputError(f"ema_decay must be in [0, 1), got {ema_decay}")
-        if not 0.0 < t_eps < 0.5:
-            raise InputError(f"t_eps must be in (0, 0.5), got {t_eps}")
-        check_number("crop", crop, strict=False, integer=True)
-        if 0 < crop < 16:
-            raise InputError(f"crop must be 0 (full levels) or >= 16 px, got {crop}")
-        check_choice("t_sampling", t_sampling, ("uniform", "ends"))
-        check_choice("padding_mode", padding_mode, ("zeros", "reflect", "replicate"))
-        check_choice("kernel", kernel, KERNELS)
-        check_bool("fast_kernels", fast_kernels)
-        check_bool("compile", compile)
-        scale_weights = [float(w) for w in (scale_weights or ())]
-        for i, w in enumerate(scale_weights):
-            check_number(f"scale_weights[{i}]", w, strict=False)
-        if scale_weights and sum(scale_weights) <= 0:
-            raise InputError(f"scale_weights must have a positive sum, got {scale_weights}")
+    Params = SinSEMIParams  # cfg.generator (without name)
+    Sampler = SinSEMISampler  # cfg.sampler: sample()'s keywords
+
+    def __init__(self, *, runtime: Runtime | None = None, **params):
+        """``params``: :class:`~sinsemi.generators.params.SinSEMIParams`' fields (checked here: an
+        InputError names the setting and its range)."""
+        self.p: SinSEMIParams = parse_params(self.name, params)
+        self.params = asdict(self.p)  # generator.json's params
         self.runtime = runtime or Runtime()
         devices, nodes = _world(self.runtime)
-        if batch_size % (devices * nodes):
-            raise InputError(f"SinSEMI batch_size={batch_size} (the global batch) must be divisible by the world size "
+        if self.p.batch_size % (devices * nodes):
+            raise InputError(f"SinSEMI batch_size={self.p.batch_size} (the global batch) must be divisible by the world size "
                              f"{devices * nodes} (trainer.devices={devices} x num_nodes={nodes}): each rank trains on "
                              "batch_size / world copies")
-        self.params = dict(width=int(width), iterations=int(iterations), batch_size=int(batch_size), lr=float(lr),
-                           milestones=[int(m) for m in milestones], lr_gamma=float(lr_gamma), sigma=float(sigma),
-                           t_eps=float(t_eps), ema_decay=float(ema_decay), grad_clip=float(grad_clip),
-                           scale_factor=float(scale_factor), min_coarse=int(min_coarse), max_coarse=int(max_coarse),
-                           coarse_area=float(coarse_area), channels_last=bool(channels_last),
-                           sample_batch=int(sample_batch), crop=int(crop), t_sampling=str(t_sampling),
-                           padding_mode=str(padding_mode), scale_weights=scale_weights,
-                           fast_kernels=bool(fast_kernels), compile=bool(compile), kernel=int(kernel))
         self.standardizer: Standardizer | None = None
         self.pyramid: Pyramid | None = None  # standardised levels/conditions
         self.net: torch.nn.Module | None = None  # the EMA net used for sampling
@@ -127,12 +93,8 @@ class SinSEMI:
         ckpt_dir = Path(out_dir) / "checkpoints"
         if is_global_zero():
             ensure_dir(ckpt_dir)
-        hparams = dict(channels=int(x.shape[0]), width=p["width"], n_scales=self.pyramid.n_scales,
-                       batch_size=p["batch_size"], lr=p["lr"], milestones=p["milestones"], lr_gamma=p["lr_gamma"],
-                       sigma=p["sigma"], t_eps=p["t_eps"], ema_decay=p["ema_decay"], seed=int(seed),
-                       channels_last=p["channels_last"], crop=p["crop"], t_sampling=p["t_sampling"],
-                       padding_mode=p["padding_mode"], scale_weights=p["scale_weights"], image_sha256=image_sha256(image),
-                       fast_kernels=p["fast_kernels"], compile=p["compile"], kernel=p["kernel"])
+        hparams = module_hparams(self.p, channels=x.shape[0], n_scales=self.pyramid.n_scales, seed=seed,
+                                 image_sha256=image_sha256(image))
         last = ckpt_dir / "last.ckpt"
         src = resume_source(last, rt)  # this run's last.ckpt, else ckpt_path=<file>
         ckpt_path = str(src) if src is not None else None
@@ -211,7 +173,7 @@ class SinSEMI:
             raise InputError(f"cannot read checkpoint {path}: {type(e).__name__}: {e} (delete it or use ckpt_path=null)") from None
         old = ck.get("hyper_parameters", {})
         legacy = {"padding_mode": "zeros", "kernel": 5, "image_sha256": hparams["image_sha256"]}  # checkpoints from before these keys
-        for key in ("channels", "width", "n_scales", "padding_mode", "kernel", "image_sha256"):
+        for key in IDENTITY:
             if old.get(key, legacy.get(key)) != hparams[key]:
                 raise InputError(f"checkpoint {path} does not match this run: {key}={old.get(key)!r} there, "
                                  f"{hparams[key]!r} here (another model/width/image? use a new run dir or ckpt_path=null)")
@@ -222,17 +184,15 @@ class SinSEMI:
         if self.net is None or self.pyramid is None or self.standardizer is None:
             raise InputError("SinSEMI has not been trained: call fit() or load() first")
 
-    def sample(self, seeds: Sequence[int], *, steps: int = 300, kind: str = "bridge", coarse: str = "posterior",
-               coarse_steps: int | None = None, guidance: float = 0.0, noise: float | None = None, lpips_net: str = "alex", batch_size: int | None = None,
-               allow_random_backbone: bool = False, keep_intermediates: bool = False) -> SampleOutput:
+    def sample(self, seeds: Sequence[int], **settings) -> SampleOutput:
         """One sample per seed, ``samples`` (len(seeds), C, H, W) in the training image's scale
         (clamped to [0, 1], counted in ``clamped_pixels``); sample i uses ``seeds[i]`` only.
 
-        steps: steps per scale (paper 300); coarse_steps: steps at scale 0 (None = steps); kind: bridge | ode | em | sde (:mod:`sinsemi.flow.sampler`);
-        coarse: the bridge kind's rule at scale 0 (posterior | ode); guidance: LPIPS energy weight w >= 0
-        (0 = off, no LPIPS call); noise: em/sde noise scale g (None = the training sigma; the published
-        code used 1); lpips_net: alex | squeeze | vgg; batch_size: samples per forward (memory only);
-        keep_intermediates: also return the result at every scale (image scale, coarsest first).
+        ``settings``: :class:`~sinsemi.generators.params.SinSEMISampler`'s fields (steps, kind, coarse,
+        coarse_steps, guidance, noise, lpips_net, batch_size, allow_random_backbone, keep_intermediates;
+        checked here: an InputError names the setting); guidance 0 = off (no LPIPS call); noise None =
+        the training sigma (the published code used 1); keep_intermediates: also return the result at
+        every scale (image scale, coarsest first).
         ``nfe`` = steps x (scales - 1) + coarse_steps; ``info``: steps, kind, coarse, coarse_steps, guidance,
         noise, lpips_net, random_backbone.
 
@@ -245,26 +205,22 @@ class SinSEMI:
 
         from sinsemi.distributed import all_gather, rank_and_world
         from sinsemi.flow.guidance import LPIPSGuidance
-        from sinsemi.flow.sampler import check_kind, sample_pyramid
+        from sinsemi.flow.sampler import sample_pyramid
         from sinsemi.seeding import derive_seed, generators_for
 
         self._require_fitted()
         seeds = check_seeds(seeds)
-        steps = check_number("sampler steps", steps, integer=True)
-        check_kind(kind, coarse)
-        coarse_steps = check_number("sampler coarse_steps", coarse_steps, integer=True, allow_none=True)
-        check_number("guidance strength", guidance, strict=False)
-        noise = self.params["sigma"] if noise is None else noise
-        check_number("sampler noise", noise, strict=False)
-        batch_size = self.params["sample_batch"] if batch_size is None else batch_size
-        check_number("sampler batch_size", batch_size, integer=True)
-        batch_size = int(batch_size)
+        st: SinSEMISampler = parse_sampler(self.name, settings)
+        steps, kind, coarse, coarse_steps, guidance = st.steps, st.kind, st.coarse, st.coarse_steps, st.guidance
+        lpips_net, keep_intermediates = st.lpips_net, st.keep_intermediates
+        noise = self.p.sigma if st.noise is None else st.noise
+        batch_size = self.p.sample_batch if st.batch_size is None else st.batch_size
         device = self._device
         lpips_fn = None
         if guidance > 0:
             from sinsemi.metrics.weights import lpips_model
 
-            lpips_fn = lpips_model(lpips_net, allow_random=bool(allow_random_backbone), device=str(device))
+            lpips_fn = lpips_model(lpips_net, allow_random=st.allow_random_backbone, device=str(device))
         precision = effective_precision(self.runtime.precision, str(device))
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
         cl = self.params["channels_last"]
@@ -331,7 +287,7 @@ class SinSEMI:
         _, params, state = read_model(directory, expected=cls.name)
         try:
             gen = cls(runtime=runtime, **params)
-        except TypeError as e:
+        except (TypeError, InputError) as e:
             raise InputError(f"{directory}: saved SinSEMI params do not fit this version: {e}") from None
         try:
             levels = [lv.float() for lv in state["levels"]]

@@ -39,6 +39,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from sinsemi.flow.path import bridge_point
+from sinsemi.generators.params import module_hparams
 from sinsemi.nets.sinddm import SinDDMNet
 from sinsemi.seeding import derive_seed
 
@@ -93,18 +94,19 @@ class SinSEMIModule(L.LightningModule):
     hparams are primitives only (safe for ``torch.load(weights_only=True)`` on resume).
     """
 
-    def __init__(self, channels: int, width: int, n_scales: int, batch_size: int, lr: float,
-                 milestones: list[int], lr_gamma: float, sigma: float, t_eps: float, ema_decay: float,
-                 seed: int, channels_last: bool = False, crop: int = 0, t_sampling: str = "uniform",
-                 padding_mode: str = "zeros", scale_weights: list[float] | None = None, image_sha256: str = "",
-                 fast_kernels: bool = False, compile: bool = False, precision: str = "", kernel: int = 5):
+    def __init__(self, **hparams):
+        """``hparams``: channels, n_scales, seed, image_sha256, precision and the ``module`` fields of
+        :class:`~sinsemi.generators.params.SinSEMIParams` (missing ones: their defaults); see
+        :func:`~sinsemi.generators.params.module_hparams`."""
         super().__init__()
-        self.save_hyperparameters()
-        self.net = SinDDMNet(channels, width, multiscale=True, padding_mode=padding_mode, kernel=kernel)
-        self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.save_hyperparameters(module_hparams(**hparams))
+        self._hparams_name = "kwargs"  # what Lightning recorded when it read them off the signature (same checkpoints)
+        hp = self.hparams
+        self.net = SinDDMNet(hp.channels, hp.width, multiscale=True, padding_mode=hp.padding_mode, kernel=hp.kernel)
+        self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(hp.ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)
-        self.register_buffer("scale_counts", torch.zeros(n_scales, dtype=torch.long))
-        if channels_last:
+        self.register_buffer("scale_counts", torch.zeros(hp.n_scales, dtype=torch.long))
+        if hp.channels_last:
             self.net.to(memory_format=torch.channels_last)
             self.ema.to(memory_format=torch.channels_last)
         self._forward = self.net.forward  # a bound method, not a module: the state_dict keeps one copy

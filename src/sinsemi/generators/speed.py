@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -27,6 +28,26 @@ log = logging.getLogger("sinsemi.generators.speed")
 #: bf16 must be this much faster (fraction of the fp32 step) to be picked: a tie stays fp32
 AUTO_MARGIN = 0.03
 _AUTO_CACHE: dict[tuple, tuple[str, float, float]] = {}
+
+
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU has native bf16 matmul/conv (AVX512-BF16 / AMX); emulated bf16 is ~10x slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # older builds without the op
+        return False
+
+
+def effective_precision(precision: str, device: str) -> str:
+    """``runtime.precision`` unless it asks for bf16 on a CPU without native bf16 (then fp32).
+    ``auto`` (outside a fit, i.e. sampling): bf16-mixed on CUDA, 32-true on CPU; a fit resolves
+    ``auto`` itself (:func:`resolve_precision`)."""
+    if precision == "auto":
+        return "bf16-mixed" if str(device).startswith("cuda") else "32-true"
+    if precision.startswith("bf16") and not str(device).startswith("cuda") and not cpu_bf16_supported():
+        warnings.warn("bf16 requested but this CPU has no native bf16 (it would run ~10x slower): using fp32", stacklevel=3)
+        return "32-true"
+    return precision
 
 
 @dataclass(frozen=True)
@@ -136,8 +157,6 @@ def resolve_precision(precision: str, device: str, *, width: int, batch: int, si
     ``auto``: bf16-mixed on CUDA; on CPU, 32-true without native bf16, else the probe's pick (one
     INFO line with both timings; cached per (device, width, batch, size, channels, kernel, path)). ``timer``: replaces
     the probe (tests)."""
-    from sinsemi.generators.precision import cpu_bf16_supported, effective_precision
-
     if precision != "auto":
         return effective_precision(precision, device)
     if str(device).startswith("cuda"):

@@ -4,7 +4,7 @@
   (Nichol & Dhariwal 2021, eq. 17);
 * :class:`Schedule`: the closed forms of q(x_t | x_0) (eq. 4 of Ho et al.) and of the posterior
   q(x_{t-1} | x_t, x_0) (eqs. 6-7), and respacing to fewer steps (improved-DDPM, Sec. 4);
-* :class:`EMA` of the weights;
+* :func:`ema_model`: the EMA of the weights (``torch.optim.swa_utils.AveragedModel``);
 * :func:`train_loop`: a plain, seeded, resumable optimisation loop with atomic checkpoints;
 * :class:`DiffusionGenerator`: what the three generators share (standardisation, checkpoint dir,
   save/load, per-sample seeded sampling in chunks).
@@ -15,7 +15,6 @@ no Hydra.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from sinsemi.errors import InputError
 
@@ -163,28 +163,15 @@ def ancestral_step(sched: Schedule, x0: torch.Tensor, xt: torch.Tensor, i: int, 
 
 
 # ----------------------------------------------------------------------------- EMA
-class EMA:
-    """theta_ema <- decay * theta_ema + (1 - decay) * theta; a frozen copy of the model."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        if not 0.0 <= decay < 1.0:
-            raise InputError(f"EMA decay must be in [0, 1), got {decay}")
-        self.decay = float(decay)
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, decay: float | None = None) -> None:
-        d = self.decay if decay is None else decay
-        for pe, p in zip(self.model.parameters(), model.parameters()):
-            pe.lerp_(p.detach(), 1 - d)
-        for be, b in zip(self.model.buffers(), model.buffers()):
-            be.copy_(b)
-
-    def state_dict(self) -> dict:
-        return self.model.state_dict()
-
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(state)
+def ema_model(model: nn.Module, decay: float) -> AveragedModel:
+    """torch's EMA of ``model``'s weights, theta_ema <- decay * theta_ema + (1 - decay) * theta
+    (``get_ema_multi_avg_fn``: one lerp per tensor), in a frozen copy (``.module``) whose buffers
+    follow the model's. The average starts at the model's current weights: the first update
+    averages, it does not copy (``n_averaged`` starts at 1)."""
+    assert 0.0 <= decay < 1.0, decay  # validated with the generator's params
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(decay)), use_buffers=False)
+    ema.n_averaged += 1
+    return ema.eval().requires_grad_(False)
 
 
 # ----------------------------------------------------------------------------- training loop
@@ -241,7 +228,7 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
     opt_cls = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=spec.lr, **({"weight_decay": 0.0} if spec.optimizer == "adamw" else {}))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=sorted(set(int(m) for m in spec.lr_milestones)), gamma=spec.lr_gamma)
-    ema = EMA(model, spec.ema_decay) if spec.ema_decay is not None else None
+    ema = ema_model(model, spec.ema_decay) if spec.ema_decay is not None else None
     gen = torch.Generator().manual_seed(int(spec.seed))
     step, last_loss = 0, float("nan")
     fingerprint = dict(spec.fingerprint or {})
@@ -262,14 +249,14 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         if ema is not None:
-            ema.load_state_dict(state["ema"])
+            ema.module.load_state_dict(state["ema"])
         gen.set_state(state["rng"])
         step, last_loss = int(state["step"]), float(state["loss"])
 
     def save() -> None:
         ensure_dir(ckpt.parent)
         save_checkpoint_file({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                              "ema": ema.state_dict() if ema is not None else None, "rng": gen.get_state(),
+                              "ema": ema.module.state_dict() if ema is not None else None, "rng": gen.get_state(),
                               "step": step, "loss": last_loss, "fingerprint": fingerprint}, ckpt)
 
     bar = None
@@ -290,7 +277,10 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
         step += 1
         last_loss = float(loss.detach())
         if ema is not None and step % spec.ema_every == 0:
-            ema.update(model, decay=0.0 if step < spec.ema_start else None)
+            if step < spec.ema_start:  # a copy of the model until ema_start (SinDDM's rule)
+                ema.module.load_state_dict(model.state_dict())
+            else:
+                ema.update_parameters(model)
         window.append(last_loss)
         if step % log_every == 0 or step == spec.steps:
             runtime.log({"train/loss": sum(window) / len(window), "train/lr": opt.param_groups[0]["lr"]}, step)
@@ -305,7 +295,7 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
         bar.close()
     if step == 0 or (not ckpt.exists()):
         save()
-    out = ema.model if ema is not None else model
+    out = ema.module if ema is not None else model
     return TrainResult(model=out.eval(), steps=step, last_loss=last_loss)
 
 
