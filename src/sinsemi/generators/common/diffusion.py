@@ -350,6 +350,13 @@ class DiffusionGenerator:
     def _load_extra(self, state: Mapping[str, Any]) -> None:
         pass
 
+    def _standardizer(self, image: torch.Tensor):
+        """The map from the image's intensities to the model's units: per-channel standardisation
+        here; a subclass whose official code trains on fixed units (SinDDM: [0, 1] -> [-1, 1]) overrides it."""
+        from sinsemi.generators.base import Standardizer
+
+        return Standardizer.fit(image)
+
     # -- shared
     def steps(self, default: int) -> int:
         """The iteration budget: ``runtime.max_steps`` when set, else the generator's own."""
@@ -368,13 +375,12 @@ class DiffusionGenerator:
 
     def fit(self, image: torch.Tensor, *, seed: int, out_dir: str | Path) -> None:
         from sinsemi.data.io import check_trainable
-        from sinsemi.generators.base import Standardizer
 
         if not isinstance(image, torch.Tensor):
             raise InputError(f"{self.name}: the training image must be a tensor (C, H, W), got {type(image).__name__}")
         check_trainable(image, name=f"{self.name} training image")
         image = image.detach().float().cpu()
-        self.std = Standardizer.fit(image)
+        self.std = self._standardizer(image)
         self.channels, self.image_size = image.shape[0], tuple(image.shape[-2:])
         with torch.random.fork_rng(devices=[]):  # seeded weight init, global RNG untouched
             torch.manual_seed(int(seed))
