@@ -27,8 +27,9 @@ Differences from tamarott/SinGAN, on purpose:
 * native C channels (noise has C channels, the coarsest noise one channel broadcast to C as in the
   official code); upsampling goes straight to the next level's size;
 * the learning-rate drop is at ``lr_milestone * niter`` (0.8 * 2000 = 1600, the official value);
-* the image's own range [min, max] is mapped to [-1, 1] (official: [0, 1] -> [-1, 1]; the
-  line-pair images span only ~0.21-0.31) and samples are mapped back, clamped to that range.
+* ``intensity: minmax`` (default): the image's own range [min, max] is mapped to [-1, 1] (the
+  line-pair images span only ~0.21-0.31) and samples are mapped back, clamped to that range;
+  ``intensity: raw`` restores the official [0, 1] -> [-1, 1] (``SinGAN/functions.py`` ``norm``).
 
 Training runs in float32 whatever ``runtime.precision`` says (the WGAN-GP double backward and these
 small convolutions gain nothing from bf16 on CPU); ``runtime.device`` is honoured.
@@ -132,7 +133,7 @@ class SinGAN:
                  lr_g: float = 5e-4, lr_d: float = 5e-4, beta1: float = 0.5, lr_milestone: float = 0.8,
                  gamma: float = 0.1, d_steps: int = 3, g_steps: int = 3, lambda_grad: float = 0.1,
                  alpha: float = 10.0, noise_amp_init: float = 0.1, negative_slope: float = 0.2,
-                 z_star: str = "redraw"):
+                 z_star: str = "redraw", intensity: str = "minmax"):
         check_positive_params(NAME, scale_factor=scale_factor, min_size=min_size, nfc_init=nfc_init, nfc_max=nfc_max,
                               num_layer=num_layer, niter=niter, lr_g=lr_g, lr_d=lr_d, gamma=gamma, d_steps=d_steps,
                               g_steps=g_steps, noise_amp_init=noise_amp_init)
@@ -142,13 +143,15 @@ class SinGAN:
             raise InputError(f"{NAME}: scale_factor must be in (0, 1), got {scale_factor}")
         if z_star not in Z_STAR:
             raise InputError(f"{NAME}: z_star must be one of {Z_STAR}, got {z_star!r}")
+        if intensity not in ("minmax", "raw"):
+            raise InputError(f"{NAME}: intensity must be 'minmax' or 'raw', got {intensity!r}")
         self.runtime = runtime or Runtime()
         self.params: dict[str, Any] = dict(
             scale_factor=float(scale_factor), min_size=int(min_size), nfc_init=int(nfc_init), nfc_max=int(nfc_max),
             num_layer=int(num_layer), niter=int(niter), lr_g=float(lr_g), lr_d=float(lr_d), beta1=float(beta1),
             lr_milestone=float(lr_milestone), gamma=float(gamma), d_steps=int(d_steps), g_steps=int(g_steps),
             lambda_grad=float(lambda_grad), alpha=float(alpha), noise_amp_init=float(noise_amp_init),
-            negative_slope=float(negative_slope), z_star=str(z_star))
+            negative_slope=float(negative_slope), z_star=str(z_star), intensity=str(intensity))
         self.p = dict(self.params)
         self.device = torch.device(self.runtime.device)
         self.pad = int(num_layer)  # (3 - 1) * num_layer / 2
@@ -209,7 +212,7 @@ class SinGAN:
         niter = int(rt.max_steps) if rt.max_steps is not None else self.p["niter"]
         self.channels = int(image.shape[0])
         self.sizes = singan_sizes(image.shape[-2], image.shape[-1], self.p["scale_factor"], self.p["min_size"])
-        self.norm = range_normalizer(image)
+        self.norm = range_normalizer(image, self.p["intensity"])
         from sinsemi.data.pyramid import resize
 
         x = self.norm.forward(image.float()).to(self.device)
