@@ -51,7 +51,7 @@ import torch
 from sinsemi.data.pyramid import build_pyramid, pyramid_sizes, resize
 from sinsemi.errors import InputError
 from sinsemi.generators.common.diffusion import (DiffusionGenerator, Schedule, TrainSpec, ancestral_step,
-                                                 data_clip_range, train_loop)
+                                                 data_clip_range, train_loop, unit_range_standardizer)
 from sinsemi.nets.sinddm import SinDDMNet
 from sinsemi.seeding import randn_per_sample
 
@@ -132,8 +132,7 @@ class SinDDM(DiffusionGenerator):
         from sinsemi.generators.base import Standardizer
 
         if self.params["scale_loss"] == "official":
-            half = torch.full((image.shape[0],), 0.5)
-            return Standardizer(mean=half, std=half.clone())
+            return unit_range_standardizer(image.shape[0])
         return Standardizer.fit(image)
 
     def gammas(self, s: int) -> torch.Tensor:

@@ -351,11 +351,19 @@ class DiffusionGenerator:
         pass
 
     def _standardizer(self, image: torch.Tensor):
-        """The map from the image's intensities to the model's units: per-channel standardisation
-        here; a subclass whose official code trains on fixed units (SinDDM: [0, 1] -> [-1, 1]) overrides it."""
+        """The map from the image's intensities to the model's units: per-channel standardisation,
+        or with the param ``intensity="raw"`` the official codes' fixed [0, 1] -> [-1, 1]
+        (x -> (x - 0.5) / 0.5). SinDDM overrides it (its units follow ``scale_loss``)."""
         from sinsemi.generators.base import Standardizer
 
+        if self.params.get("intensity") == "raw":
+            return unit_range_standardizer(image.shape[0])
         return Standardizer.fit(image)
+
+    def _clip_range(self, x: torch.Tensor) -> tuple[float, float]:
+        """Where predicted x_0 is clipped: [-1, 1] on the raw units (the official codes), else the
+        standardised image's range widened by 10 % (:func:`data_clip_range`)."""
+        return (-1.0, 1.0) if self.params.get("intensity") == "raw" else data_clip_range(x)
 
     # -- shared
     def steps(self, default: int) -> int:
@@ -439,6 +447,14 @@ class DiffusionGenerator:
         gen._load_extra(state)
         gen.net.eval()
         return gen
+
+
+def unit_range_standardizer(channels: int):
+    """The fixed map [0, 1] -> [-1, 1] (mean = std = 0.5 per channel): the official diffusion codes' units."""
+    from sinsemi.generators.base import Standardizer
+
+    half = torch.full((int(channels),), 0.5)
+    return Standardizer(mean=half, std=half.clone())
 
 
 def data_clip_range(x: torch.Tensor, margin: float = 0.1) -> tuple[float, float]:
