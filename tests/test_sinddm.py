@@ -149,6 +149,23 @@ def test_scale_loss_option_is_checked():
         SinDDM(**{**_conf, "scale_loss": "rms"})
 
 
+def test_noise_at_official_noises_one_step_more(tmp_path, tiny_image, monkeypatch):
+    """SinDDM/models.py p_sample_via_scale_loop: q_sample to T[s], then T[s] denoising steps from T[s] - 1."""
+    from sinsemi.generators.common.diffusion import Schedule
+
+    gen = _fit(tmp_path, tiny_image, max_steps=2)
+    noised = []
+    real = Schedule.q_sample
+    monkeypatch.setattr(Schedule, "q_sample", lambda self, x0, t, noise: (noised.append(int(t[0])), real(self, x0, t, noise))[1])
+    out = gen.sample([0], start_steps=[5, 3])
+    assert noised == [5, 3] and out.nfe == gen.schedule.T + 5 + 3
+    noised.clear()
+    gen.sample([0], start_steps=[5, 3], noise_at="matched")
+    assert noised == [4, 2]
+    with pytest.raises(InputError, match="noise_at"):
+        gen.sample([0], noise_at="t0")
+
+
 def test_start_steps_setting(tmp_path, tiny_image):
     gen = _fit(tmp_path, tiny_image, max_steps=2)
     a = gen.sample([0], start_steps=[10, 10]).samples

@@ -36,10 +36,15 @@ The scale loss L_s (``scale_loss``):
   L = [0.054, 0.064], T[s] = [2, 3]: the finer scales are trained to return the blurry input most of
   the time and are sampled for 2-3 steps only.
 
-Deviations from the official code that remain in both modes: the training levels come from the
-framework's pyramid (antialiased bilinear resizing, float) rather than PIL LANCZOS 8-bit PNGs;
-T[s] is at least 1 (official: 0 steps when L_s is below sigma_0); and the upsampled image is noised
-to step T[s] - 1, the step the denoising starts from (official: to step T[s], one step more noise).
+Where the upsampled image is noised (sampler setting ``noise_at``): ``official`` (default), as
+``SinDDM/models.py`` ``p_sample_via_scale_loop``: q_sample to step T[s], then denoised from step
+T[s] - 1 down to 0 (one step more noise than the first denoising step assumes); ``matched``: noised
+to step T[s] - 1, the step the denoising starts from (this project's earlier sampler). Both take
+T[s] net evaluations.
+
+Deviations from the official code that remain: the training levels come from the framework's
+pyramid (antialiased bilinear resizing, float) rather than PIL LANCZOS 8-bit PNGs; T[s] is at
+least 1 (official: 0 steps when L_s is below sigma_0).
 """
 from __future__ import annotations
 
@@ -187,9 +192,14 @@ class SinDDM(DiffusionGenerator):
         dev = self.runtime.device
         return self.net(x.to(dev), torch.full((n,), t, device=dev), torch.full((n,), s, device=dev)).float().cpu()
 
-    def _sample_batch(self, gens, *, start_steps: list[int] | None = None, **unknown) -> tuple[torch.Tensor, int]:
+    def _sample_batch(self, gens, *, start_steps: list[int] | None = None, noise_at: str = "official",
+                      **unknown) -> tuple[torch.Tensor, int]:
+        """``start_steps``: T[s] per finer scale (None: from the scale losses); ``noise_at``: where the
+        upsampled image is noised (official: step T[s]; matched: step T[s] - 1; module docstring)."""
         if unknown:
-            raise InputError(f"sinddm: unknown sampler setting(s) {sorted(unknown)} (known: start_steps)")
+            raise InputError(f"sinddm: unknown sampler setting(s) {sorted(unknown)} (known: start_steps, noise_at)")
+        if noise_at not in ("official", "matched"):
+            raise InputError(f"sinddm: noise_at must be 'official' or 'matched', got {noise_at!r}")
         sch, lo, hi = self.schedule, *self.clip
         ac = sch.alphas_cumprod
         c = self.channels
@@ -206,8 +216,8 @@ class SinDDM(DiffusionGenerator):
             if not 1 <= t0 <= sch.T:
                 raise InputError(f"sinddm: start step for scale {s} must be in 1..{sch.T}, got {t0}")
             g = self.gammas(s).clamp(0, GAMMA_SAMPLE_MAX)
-            # noised to t0 - 1 and denoised from there (the official code noises to t0, one step more)
-            x = sch.q_sample(blur, torch.full((x.shape[0],), t0 - 1), randn_per_sample(gens, blur.shape[1:]))
+            t_noise = min(t0, sch.T - 1) if noise_at == "official" else t0 - 1
+            x = sch.q_sample(blur, torch.full((x.shape[0],), t_noise), randn_per_sample(gens, blur.shape[1:]))
             nfe += t0
             for t in reversed(range(t0)):
                 tt = torch.full((x.shape[0],), t, dtype=torch.long)
