@@ -22,7 +22,7 @@ The scale loss L_s (``scale_loss``):
       L_s = || uint8(x^s) - uint8(x~^s) ||_2 / (C h_s w_s)
 
   with the difference taken in uint8 (negative values wrap to 256 - d), and the model trained on
-  the raw intensities mapped [0, 1] -> [-1, 1] (``trainer.py`` ``Dataset``) with x_0 clipped to
+  the raw intensities mapped [0, 1] -> [-1, 1] (``SinDDM/trainer.py`` ``Dataset``) with x_0 clipped to
   [-1, 1]. L_s is thus in 8-bit units over the pixel count, compared with sigma_t in [-1, 1] units
   (units that do not match: that is the rule the paper's numbers come from). The framework reads
   a grey image as one channel, so C = 1 for a grey PNG saved as RGB (the official code reads such
@@ -46,6 +46,7 @@ Deviations from the official code that remain: the training levels come from the
 pyramid (antialiased bilinear resizing, float) rather than PIL LANCZOS 8-bit PNGs; T[s] is at
 least 1 (official: 0 steps when L_s is below sigma_0).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
