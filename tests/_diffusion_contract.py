@@ -33,9 +33,15 @@ def contract_tests(NAME: str, TINY: dict, SAMPLER: dict) -> dict:
         assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
         a = gen.sample([5, 6, 7], **SAMPLER).samples
         assert a.shape == (3, *tiny_image.shape) and a.dtype == torch.float32 and torch.isfinite(a).all()
-        # in the image's own scale (clipped to its range widened by 10 % of the span)
-        lo, hi = tiny_image.min().item(), tiny_image.max().item()
-        assert a.min() >= lo - 0.11 * (hi - lo) - 1e-5 and a.max() <= hi + 0.11 * (hi - lo) + 1e-5
+        # in the image's own scale, within the x_0 clip range mapped back to it: the image's range
+        # widened by 10 % of its span, or SinDDM's official [-1, 1], i.e. [0, 1]
+        bounds = gen.std.inverse(torch.tensor(gen.clip).view(1, 1, 2, 1))  # (1, C, 2, 1)
+        lo, hi = bounds[:, :, 0].min().item(), bounds[:, :, 1].max().item()
+        if tuple(gen.clip) != (-1.0, 1.0):
+            span = tiny_image.max().item() - tiny_image.min().item()
+            assert lo == pytest.approx(tiny_image.min().item() - 0.1 * span, abs=1e-4)
+            assert hi == pytest.approx(tiny_image.max().item() + 0.1 * span, abs=1e-4)
+        assert a.min() >= lo - 1e-5 and a.max() <= hi + 1e-5
         assert torch.equal(a, gen.sample([5, 6, 7], **SAMPLER).samples)
         # sample i depends only on its seed, not on n or its position
         torch.testing.assert_close(gen.sample([6], **SAMPLER).samples[0], a[1], rtol=1e-4, atol=1e-5)

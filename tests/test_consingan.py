@@ -122,3 +122,17 @@ def test_bad_inputs(fitted, tmp_path):
     ConSinGAN(runtime=Runtime(progress=False, max_steps=1), **TINY).fit(img, seed=0, out_dir=out)
     with pytest.raises(InputError, match="other settings"):
         ConSinGAN(runtime=Runtime(progress=False, max_steps=2), **TINY).fit(img, seed=0, out_dir=out)
+
+
+def test_intensity_raw_is_the_official_map(tmp_path, tiny_image):
+    """intensity=raw: [0, 1] -> [-1, 1] as the official ``norm``; minmax (default): the image's range."""
+    x01 = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 3)
+    raw = ConSinGAN(runtime=Runtime(progress=False, max_steps=1), **TINY, intensity="raw")
+    raw.fit(tiny_image, seed=0, out_dir=tmp_path / "raw")
+    torch.testing.assert_close(raw.norm.forward(x01), torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 3))
+    mm = ConSinGAN(runtime=Runtime(progress=False, max_steps=1), **TINY)
+    mm.fit(tiny_image, seed=0, out_dir=tmp_path / "mm")
+    y = mm.norm.forward(tiny_image)
+    assert y.min().item() == pytest.approx(-1.0) and y.max().item() == pytest.approx(1.0)
+    with pytest.raises(InputError, match="intensity"):
+        ConSinGAN(intensity="zscore")

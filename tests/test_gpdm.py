@@ -101,6 +101,23 @@ def test_save_load_round_trip_and_wrong_checkpoint(fitted, tmp_path):
         GPNN.load(tmp_path / "m")
 
 
+def test_lr_decays_by_0_9_per_level_as_official(fitted, monkeypatch):
+    """ariel415el/GPDM GPDM.py generate: ``lr *= 0.9`` after every pyramid level (lr_decay=1: constant)."""
+    import inspect
+
+    import sinsemi.generators.gpdm as gpdm_mod
+
+    assert inspect.signature(GPDM.sample).parameters["lr_decay"].default == 0.9
+    seen = []
+    real = gpdm_mod.adam_step
+    monkeypatch.setattr(gpdm_mod, "adam_step", lambda y, grad, m, v, t, lr: (seen.append(lr), real(y, grad, m, v, t, lr))[1])
+    fitted.sample([0], steps_per_level=1, lr=0.05)
+    assert seen == pytest.approx([0.05 * 0.9**k for k in range(len(fitted.levels))])
+    seen.clear()
+    fitted.sample([0], steps_per_level=1, lr=0.05, lr_decay=1.0)
+    assert seen == pytest.approx([0.05] * len(fitted.levels))
+
+
 def test_bad_requests(fitted, tiny_image):
     with pytest.raises(InputError, match="positive"):
         fitted.sample([])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+import os
 import pytest
 import torch
 
@@ -10,6 +12,8 @@ from sinsemi.generators.common.patches import (RangeMap, extract_patches, fold_p
                                                normalized_nearest_neighbours)
 from sinsemi.generators.gpdm import GPDM
 from sinsemi.generators.gpnn import GPNN, gpnn_pyramid_sizes, pnn
+
+CONF = str(files("sinsemi.conf"))
 
 TINY = {"levels": 4, "min_size": 14}
 
@@ -113,6 +117,46 @@ def test_save_load_round_trip_and_wrong_checkpoint(fitted, tmp_path):
     torch.testing.assert_close(again.sample([3], iters_per_level=1).samples, fitted.sample([3], iters_per_level=1).samples)
     with pytest.raises(InputError, match="'gpnn' generator, not a 'gpdm'"):
         GPDM.load(tmp_path / "m")
+
+
+def test_defaults_are_the_official_generation_recipe():
+    """WeizmannVision/DropTheGAN main.py generation / applications.py image_generation / gpnn.py gpnn:
+    alpha = inf, 7x7 patches, 9 downscales at 0.75, 10 passes per level and 1 at the coarsest, noise
+    0.75 on raw [0, 1] intensities; the same in conf/generator/gpnn.yaml + conf/sampler/gpnn.yaml."""
+    import inspect
+
+    import yaml
+
+
+    gen = GPNN()
+    assert {k: gen.params[k] for k in ("patch_size", "downscale_ratio", "levels", "intensity")} == {
+        "patch_size": 7, "downscale_ratio": 0.75, "levels": 10, "intensity": "raw"}
+    defaults = {k: v.default for k, v in inspect.signature(GPNN.sample).parameters.items()
+                if v.default is not inspect.Parameter.empty}
+    assert defaults == {"noise_std": 0.75, "alpha": None, "iters_per_level": 10, "coarsest_iters": 1}
+    conf = yaml.safe_load(open(f"{CONF}/generator/gpnn.yaml"))
+    assert all(conf[k] == v for k, v in gen.params.items())
+    assert yaml.safe_load(open(f"{CONF}/sampler/gpnn.yaml")) == defaults
+    assert not os.path.exists(f"{CONF}/generator_profile/gpnn/paper.yaml")  # paper = the official defaults above
+    # 96 px: the image and 9 downscales, an 8-px coarsest level (ceil(96 * 0.75^9) = 8)
+    sizes = gpnn_pyramid_sizes(96, 96, levels=gen.params["levels"], ratio=0.75, min_size=gen.params["min_size"])
+    assert len(sizes) == 10 and sizes[0] == (8, 8) and sizes[-1] == (96, 96)
+    # raw intensities: the working scale is the image itself (no stretch)
+    x = 0.2 + 0.1 * torch.rand(1, 32, 32, generator=torch.Generator().manual_seed(0))
+    gen.fit(x, seed=0)
+    torch.testing.assert_close(gen.levels[-1], x)
+
+
+def test_retarget_variant_is_the_earlier_setting(tiny_image):
+    from sinsemi.generators.gpnn import RETARGET
+
+    gen = GPNN(**RETARGET["generator"])
+    gen.fit(tiny_image, seed=0)
+    assert len(gen.levels) == 4 and min(gen.levels[0].shape[-2:]) >= 14  # 32 px: 14, 18, 24, 32
+    assert gen.levels[-1].amin().item() == pytest.approx(0.0, abs=1e-6) and gen.levels[-1].amax().item() == pytest.approx(1.0)
+    a = gen.sample([1], iters_per_level=1, **RETARGET["sampler"]).samples
+    b = gen.sample([1], iters_per_level=1).samples  # alpha = inf: another nearest-neighbour choice
+    assert a.shape == (1, *tiny_image.shape) and not torch.equal(a, b)
 
 
 def test_bad_requests(fitted, tiny_image):

@@ -73,5 +73,48 @@ def test_respaced_sampling_runs(tmp_path, tiny_image):
         gen.sample([0], steps=5000)
 
 
+def test_random_resize_is_the_official_augmentation(tmp_path, tiny_image):
+    """guided_diffusion/train_util.py TrainLoop.forward_backward: each step the batch is resized to
+    round(H u) x round(W v), u, v ~ U(0.75, 1.25), floored to a multiple of 4 (default 0.25; 0: off)."""
+    from sinsemi.generators.sindiffusion import random_resize_size
+
+    assert SinDiffusion().params["random_resize"] == 0.25 and _conf["random_resize"] == 0.25
+    assert random_resize_size((96, 96), (0.75, 1.25)) == (72, 120)
+    assert random_resize_size((96, 80), (0.8, 1.0)) == (76, 80)  # round(76.8) = 77 -> 76
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x, t):
+            seen.append(tuple(x.shape[-2:]))
+            return self.net(x, t)
+
+    gen = build_generator(NAME, TINY, Runtime(progress=False, max_steps=6))
+    build = gen.build
+    gen.build = lambda c, size: (build(c, size), setattr(gen, "net", Spy(gen.net)))
+    gen.fit(tiny_image, seed=0, out_dir=tmp_path / "a")
+    assert len(set(seen)) > 1 and all(h % 4 == 0 and w % 4 == 0 and 24 <= h <= 40 and 24 <= w <= 40 for h, w in seen)
+    seen.clear()
+    off = build_generator(NAME, {**TINY, "random_resize": 0.0}, Runtime(progress=False, max_steps=3))
+    build_off = off.build
+    off.build = lambda c, size: (build_off(c, size), setattr(off, "net", Spy(off.net)))
+    off.fit(tiny_image, seed=0, out_dir=tmp_path / "b")
+    assert set(seen) == {(32, 32)}
+    with pytest.raises(InputError, match="random_resize"):
+        SinDiffusion(**{**_conf, "random_resize": 1.5})
+
+
+def test_intensity_raw_is_the_official_units(tmp_path, tiny_image):
+    gen = build_generator(NAME, {**TINY, "intensity": "raw"}, Runtime(progress=False, max_steps=1))
+    gen.fit(tiny_image, seed=0, out_dir=tmp_path)
+    torch.testing.assert_close(gen.std.forward(torch.tensor([[[0.0, 1.0]]])), torch.tensor([[[-1.0, 1.0]]]))
+    assert gen.clip == (-1.0, 1.0)
+    with pytest.raises(InputError, match="intensity"):
+        SinDiffusion(**{**_conf, "intensity": "minmax"})
+
+
 # ----------------------------------------------------------------------------- contract (tiny profile)
 globals().update(contract_tests(NAME, TINY, SAMPLER))

@@ -66,5 +66,35 @@ def test_trains_on_x0(tmp_path, tiny_image):
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_sampling_schedule_follows_the_official_sample_script(tmp_path, tiny_image):
+    """sample.py generate_diverse_samples reloads the net with noise_schedule='linear' (trained with
+    cosine): the default sampler schedule is linear; cosine is the option."""
+    import inspect
+
+    assert inspect.signature(SinFusion._sample_batch).parameters["schedule"].default == "linear"
+    assert yaml.safe_load(open(f"{CONF}/sampler/{NAME}.yaml"))["schedule"] == "linear"
+    g = SinFusion(**_conf)
+    lin = g.sampling_schedule("linear").betas
+    # Ho et al.'s betas rescaled to 50 steps (diffusion/diffusion_utils.py linear_noise_schedule)
+    torch.testing.assert_close(lin, torch.linspace(20 * 1e-4, 20 * 0.02, 50, dtype=torch.float64))
+    assert g.sampling_schedule("cosine") is g.schedule
+    gen = build_generator(NAME, TINY, Runtime(progress=False, max_steps=2))
+    gen.fit(tiny_image, seed=0, out_dir=tmp_path)
+    a = gen.sample([0], **{**SAMPLER, "schedule": "linear"}).samples
+    assert torch.equal(a, gen.sample([0], **{k: v for k, v in SAMPLER.items() if k != "schedule"}).samples)
+    assert not torch.equal(a, gen.sample([0], **{**SAMPLER, "schedule": "cosine"}).samples)
+    with pytest.raises(InputError, match="schedule"):
+        gen.sample([0], schedule="sigmoid")
+
+
+def test_intensity_raw_is_the_official_units(tmp_path, tiny_image):
+    gen = build_generator(NAME, {**TINY, "intensity": "raw"}, Runtime(progress=False, max_steps=1))
+    gen.fit(tiny_image, seed=0, out_dir=tmp_path)
+    torch.testing.assert_close(gen.std.forward(torch.tensor([[[0.0, 1.0]]])), torch.tensor([[[-1.0, 1.0]]]))
+    assert gen.clip == (-1.0, 1.0)
+    with pytest.raises(InputError, match="intensity"):
+        SinFusion(**{**_conf, "intensity": "minmax"})
+
+
 # ----------------------------------------------------------------------------- contract (tiny profile)
 globals().update(contract_tests(NAME, TINY, SAMPLER))

@@ -133,6 +133,51 @@ def test_fit_is_deterministic_and_resumes_identically(fitted, tmp_path):
     assert not torch.equal(other.sample([0, 1]).samples, ref)
 
 
+@pytest.mark.parametrize("mode", ["redraw", "fixed"])
+def test_coarsest_z_star_redrawn_every_epoch_or_fixed(mode, tmp_path, tiny_image):
+    """tamarott/SinGAN SinGAN/training.py train_single_scale draws a new z_opt every epoch at the
+    coarsest scale and keeps the last one (z_star=redraw, the default); z_star=fixed draws it once."""
+    seen: dict[int, list[torch.Tensor]] = {}
+
+    class Spy(SinGAN):
+        def _z_star(self, n, gen):
+            z = super()._z_star(n, gen)
+            seen.setdefault(n, []).append(z.clone())
+            return z
+
+    assert SinGAN().p["z_star"] == "redraw"
+    spy = Spy(runtime=Runtime(progress=False, max_steps=2), **TINY, z_star=mode)
+    first = None
+    orig_fit_scale = spy._fit_scale
+
+    def fit_scale(n, *a, **k):
+        nonlocal first
+        if n == 0:
+            first = spy.z_opt.clone()  # the z* drawn before training
+        return orig_fit_scale(n, *a, **k)
+
+    spy._fit_scale = fit_scale
+    spy.fit(tiny_image, seed=0, out_dir=tmp_path / mode)
+    z0 = seen[0]
+    assert len(z0) == 2 and z0[0].shape == (1, 1, 16, 16)
+    assert all(torch.count_nonzero(z) == 0 for n in range(1, 5) for z in seen[n])  # zero at finer scales
+    if mode == "redraw":
+        assert not torch.equal(z0[0], z0[1]) and not torch.equal(z0[0], first)
+        assert torch.equal(spy.z_opt, z0[1])  # the last epoch's z* is the one kept (for the finer scales)
+    else:
+        assert torch.equal(z0[0], z0[1]) and torch.equal(z0[0], first) and torch.equal(spy.z_opt, first)
+
+
+def test_z_star_option_changes_the_model(tmp_path, tiny_image):
+    a = SinGAN(runtime=Runtime(progress=False, max_steps=2), **TINY)
+    a.fit(tiny_image, seed=0, out_dir=tmp_path / "a")
+    b = SinGAN(runtime=Runtime(progress=False, max_steps=2), **TINY, z_star="fixed")
+    b.fit(tiny_image, seed=0, out_dir=tmp_path / "b")
+    assert not torch.equal(a.sample([0]).samples, b.sample([0]).samples)
+    with pytest.raises(InputError, match="z_star"):
+        SinGAN(z_star="once")
+
+
 def test_max_steps_overrides_niter(tmp_path, tiny_image):
     seen = []
 
@@ -172,3 +217,17 @@ def test_bad_inputs(fitted, tmp_path, tiny_image):
     SinGAN(runtime=Runtime(progress=False, max_steps=1), **TINY).fit(tiny_image, seed=0, out_dir=out)
     with pytest.raises(InputError, match="other settings"):
         SinGAN(runtime=Runtime(progress=False, max_steps=1), **TINY).fit(tiny_image, seed=1, out_dir=out)
+
+
+def test_intensity_raw_is_the_official_map(tmp_path, tiny_image):
+    """intensity=raw: [0, 1] -> [-1, 1] as the official ``norm``; minmax (default): the image's range."""
+    x01 = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 3)
+    raw = SinGAN(runtime=Runtime(progress=False, max_steps=1), **TINY, intensity="raw")
+    raw.fit(tiny_image, seed=0, out_dir=tmp_path / "raw")
+    torch.testing.assert_close(raw.norm.forward(x01), torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 3))
+    mm = SinGAN(runtime=Runtime(progress=False, max_steps=1), **TINY)
+    mm.fit(tiny_image, seed=0, out_dir=tmp_path / "mm")
+    y = mm.norm.forward(tiny_image)
+    assert y.min().item() == pytest.approx(-1.0) and y.max().item() == pytest.approx(1.0)
+    with pytest.raises(InputError, match="intensity"):
+        SinGAN(intensity="zscore")

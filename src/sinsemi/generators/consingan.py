@@ -17,8 +17,14 @@ r = (min_size / short)^(1/N), N = train_stages - 1; 96 px -> 25, 30, 36, 47, 74,
 As in tohinz/ConSinGAN, each iteration makes ``d_steps`` critic updates and then applies
 ``g_steps`` Adam steps to one generator gradient. Differences: native C channels; the gradient
 penalty does not reach the generator (the official code zeroes that gradient anyway); stages
-below the trained ones and the head, once out of the trained window, are frozen explicitly; the
-image's own range [min, max] is mapped to [-1, 1] (official: [0, 1] -> [-1, 1]) and back.
+below the trained ones and the head, once out of the trained window, are frozen explicitly;
+``intensity: minmax`` (default) maps the image's own range [min, max] to [-1, 1] and back (the
+line-pair images span only ~0.21-0.31); ``intensity: raw`` restores the official [0, 1] -> [-1, 1]
+(``ConSinGAN/functions.py`` ``norm``). Checked against tohinz/ConSinGAN ``ConSinGAN/config.py``,
+``main_train.py`` and ``ConSinGAN/training_generation.py`` ``train_single_scale``: z*_0 = the real
+coarsest image (so no per-epoch redraw question as in SinGAN), noise drawn afresh every iteration,
+sigma_n from the noise-free reconstruction, lr 0.1^k for the lower stages and the head, the lr drop
+at 0.8 niter, the critic carried over between stages; no difference that changes the method.
 
 Training runs in float32 whatever ``runtime.precision`` says (the WGAN-GP double backward and these
 small convolutions gain nothing from bf16 on CPU); ``runtime.device`` is honoured.
@@ -130,19 +136,22 @@ class ConSinGAN:
                  min_size: int = 25, nfc: int = 64, num_layer: int = 3, niter: int = 2000, lr_g: float = 5e-4,
                  lr_d: float = 5e-4, beta1: float = 0.5, lr_scale: float = 0.1, lr_milestone: float = 0.8,
                  gamma: float = 0.1, d_steps: int = 3, g_steps: int = 3, lambda_grad: float = 0.1,
-                 alpha: float = 10.0, noise_amp_init: float = 0.1, negative_slope: float = 0.05):
+                 alpha: float = 10.0, noise_amp_init: float = 0.1, negative_slope: float = 0.05,
+                 intensity: str = "minmax"):
         check_positive_params(NAME, train_stages=train_stages, train_depth=train_depth, min_size=min_size, nfc=nfc,
                               num_layer=num_layer, niter=niter, lr_g=lr_g, lr_d=lr_d, lr_scale=lr_scale, gamma=gamma,
                               d_steps=d_steps, g_steps=g_steps, noise_amp_init=noise_amp_init)
         if train_stages < 2:
             raise InputError(f"{NAME}: train_stages must be >= 2, got {train_stages}")
+        if intensity not in ("minmax", "raw"):
+            raise InputError(f"{NAME}: intensity must be 'minmax' or 'raw', got {intensity!r}")
         self.runtime = runtime or Runtime()
         self.params: dict[str, Any] = dict(
             train_stages=int(train_stages), train_depth=int(train_depth), min_size=int(min_size), nfc=int(nfc),
             num_layer=int(num_layer), niter=int(niter), lr_g=float(lr_g), lr_d=float(lr_d), beta1=float(beta1),
             lr_scale=float(lr_scale), lr_milestone=float(lr_milestone), gamma=float(gamma), d_steps=int(d_steps),
             g_steps=int(g_steps), lambda_grad=float(lambda_grad), alpha=float(alpha),
-            noise_amp_init=float(noise_amp_init), negative_slope=float(negative_slope))
+            noise_amp_init=float(noise_amp_init), negative_slope=float(negative_slope), intensity=str(intensity))
         self.p = dict(self.params)
         self.device = torch.device(self.runtime.device)
         self.sizes: list[tuple[int, int]] = []
@@ -208,7 +217,7 @@ class ConSinGAN:
         niter = int(rt.max_steps) if rt.max_steps is not None else p["niter"]
         self.channels = int(image.shape[0])
         self.sizes = consingan_sizes(image.shape[-2], image.shape[-1], p["min_size"], p["train_stages"])
-        self.norm = range_normalizer(image)
+        self.norm = range_normalizer(image, self.p["intensity"])
         from sinsemi.data.pyramid import resize
 
         x = self.norm.forward(image.float()).to(self.device)

@@ -12,12 +12,21 @@ No training: ``fit`` keeps the image and its pyramid; each sample optimises its 
       SWD(y, x_s) = mean_{p, i} | sort(<w_p, P(y)>)_i - sort(<w_p, P(x_s)>)_i |
   over all k x k patches P (stride 1) and ``num_projections`` unit directions w_p drawn afresh at
   every step (the smaller patch set is padded with random duplicates when the counts differ);
-  then y is clipped to [-1, 1].
+  then y is clipped to [-1, 1], and the lr of the next level is multiplied by ``lr_decay`` (0.9).
 
 Each sample is optimised on its own (the official batched code pools patches across the batch);
 its init noise, projections and duplicate picks come from its own ``torch.Generator``. The
 working scale is the image's [min, max] stretched to [-1, 1] (``intensity: minmax``) so that sigma
 and lr mean what they mean for natural images; samples come back in the image's scale.
+
+Checked against ariel415el/GPDM, whose defaults moved between versions: ``GPDM.py`` ``generate``
+(lr 0.01, 300 steps per level, ``lr *= 0.9`` after every level, the output clipped to [-1, 1] after
+each level; ``lr_decay`` was missing here before this re-read, 1.0 restores that), the scripts'
+``PatchSWDLoss(patch_size=7, stride=1, num_proj=64)`` and ``additive_noise_sigma=1.5``, the pyramid
+of its retargeting scripts (``GPDM(coarse_dim=21, pyr_factor=0.85, noise_sigma=1.5)``); ``tests/reproduce_paper_table.py`` (the
+paper's table) ran an older ``GPDM`` class with lr 0.05 and ``coarse_dim=28`` (sampler.lr=0.05,
+generator.coarse_size=28 reproduce it). Images enter as ``cv2pt``: [0, 1] -> [-1, 1], i.e.
+``intensity: raw``.
 
 Runs in float32 whatever ``runtime.precision`` (nearest-neighbour choices and sorts are exact
 operations that low precision would change); ``runtime.max_steps`` is ignored (nothing is trained):
@@ -111,7 +120,7 @@ class GPDM(TrainingFreeGenerator):
 
     Params: ``patch_size`` (7), ``pyramid_factor`` (0.85), ``coarse_size`` (21), ``intensity``
     ("minmax" | "raw"). Sampler settings: ``steps_per_level`` (300), ``lr`` (0.01),
-    ``num_projections`` (64), ``noise_std`` (1.5).
+    ``num_projections`` (64), ``noise_std`` (1.5), ``lr_decay`` (0.9 per level).
     """
 
     name = "gpdm"
@@ -136,7 +145,8 @@ class GPDM(TrainingFreeGenerator):
 
     # ------------------------------------------------------------------ sampling
     def sample(self, seeds: Sequence[int], *, steps_per_level: int = 300, lr: float = 0.01,
-               num_projections: int = 64, noise_std: float = 1.5, **unknown: Any) -> SampleOutput:
+               num_projections: int = 64, noise_std: float = 1.5, lr_decay: float = 0.9,
+               **unknown: Any) -> SampleOutput:
         """One sample per seed, ``samples`` (len(seeds), C, H, W) in the image's scale; sample i uses
         only ``seeds[i]``. No net: ``nfe`` is None; the per-level clamp to [-1, 1] is part of the
         method, so ``clamped_pixels`` is 0."""
@@ -144,29 +154,31 @@ class GPDM(TrainingFreeGenerator):
             raise InputError(f"gpdm: unknown sampler setting(s) {sorted(unknown)}")
         seeds = check_seeds(seeds)
         self._check_fitted()
-        if steps_per_level < 0 or num_projections < 1 or lr <= 0 or noise_std < 0:
-            raise InputError("gpdm: need steps_per_level >= 0, num_projections >= 1, lr > 0, noise_std >= 0")
+        if steps_per_level < 0 or num_projections < 1 or lr <= 0 or noise_std < 0 or lr_decay <= 0:
+            raise InputError("gpdm: need steps_per_level >= 0, num_projections >= 1, lr > 0, noise_std >= 0, lr_decay > 0")
         out = []
         for g in track(generators_for(seeds, device=self.runtime.device), f"{self.name} sampling", unit="samples",
                        enabled=self.runtime.progress):
             y = self._generate(g, steps=int(steps_per_level), lr=float(lr), n_proj=int(num_projections),
-                               noise_std=float(noise_std))
+                               noise_std=float(noise_std), lr_decay=float(lr_decay))
             out.append(self.range_map.inverse(y[0]).cpu())
         return SampleOutput(samples=torch.stack(out).float())
 
-    def _generate(self, g: torch.Generator, *, steps: int, lr: float, n_proj: int, noise_std: float) -> torch.Tensor:
+    def _generate(self, g: torch.Generator, *, steps: int, lr: float, n_proj: int, noise_std: float,
+                  lr_decay: float = 0.9) -> torch.Tensor:
         """One sample on the working scale (1, C, H, W)."""
         full = self.levels[-1]
         c = full.shape[1]
         y = noise_std * torch.randn(full.shape, generator=g, device=full.device)
-        for target in self.levels:
+        for level, target in enumerate(self.levels):
             y = resize(y, tuple(target.shape[-2:]))
+            lr_level = lr * lr_decay**level  # official GPDM.generate: lr *= 0.9 after each level
             m, v = torch.zeros_like(y), torch.zeros_like(y)  # Adam moments, fresh at every level
             for t in range(1, steps + 1):
                 y.requires_grad_(True)
                 w = random_directions(n_proj, c * self.patch_size**2, g, full.device)
                 (grad,) = torch.autograd.grad(patch_swd(y, target, w, g), y)
-                y = adam_step(y.detach(), grad, m, v, t, lr)
+                y = adam_step(y.detach(), grad, m, v, t, lr_level)
             y = y.detach().clamp_(-1.0, 1.0)
         return y
 

@@ -3,18 +3,28 @@
 No training: ``fit`` keeps the image and its pyramid; each sample is built coarse to fine.
 
 * Pyramid (coarsest first): level sizes ceil(H r^l), ceil(W r^l) for l = L-1 .. 0 with the
-  downscale ratio r (official 0.75), each level resized (bicubic, antialiased) from the next finer.
-  The level count L is capped so the coarsest level keeps >= ``min_size`` px on its short side.
-* Coarsest level: y = x_0 + sigma * z, z ~ N(0, I) (sigma = 0.75 on the [0, 1] working scale),
-  then ``coarsest_iters`` passes of PNN with keys = values = the real coarsest level.
+  downscale ratio r, each level resized (bicubic, antialiased) from the next finer
+  (WeizmannVision/DropTheGAN ``gpnn.py`` ``make_pyramid``). The level count L is capped so the
+  coarsest level keeps >= ``min_size`` px on its short side.
+* Coarsest level: y = x_0 + sigma * z, z ~ N(0, I), then ``coarsest_iters`` passes of PNN with
+  keys = values = the real coarsest level (``applications.py`` ``image_generation``).
 * Finer level s: y <- up(y); ``iters_per_level`` passes of PNN with queries = patches of y, keys =
-  patches of up(x_{s-1}) (the real image blurred like y), values = patches of x_s.
+  patches of up(x_{s-1}) (the real image blurred like y), values = patches of x_s (``gpnn.py`` ``gpnn``).
 * PNN: each query patch takes the value of the key minimising D(q, k) / (alpha + min_q' D(q', k))
-  (D the patch MSE: the paper's normalised similarity score); the chosen value patches are folded
-  back by a Gaussian-weighted mean.
+  (D the patch MSE: the paper's normalised similarity score; alpha = inf / null: plain nearest
+  neighbour); the chosen value patches are folded back by a Gaussian-weighted mean (``gpnn.py`` ``pnn``).
 
-The working scale is the image's [min, max] stretched to [0, 1] (``intensity: minmax``) so that
-sigma and alpha mean what they mean for natural images; samples are returned in the image's scale.
+Defaults = the official generation recipe (``main.py`` ``generation`` and ``applications.py``
+``image_generation``): 7x7 patches, alpha = inf (plain nearest neighbour), ratio 0.75, 9 downscales
+(``levels`` = 10 with the image: 96 px -> 8, 10, 13, 18, 23, 31, 41, 54, 72, 96), 10 PNN passes per
+finer level and 1 at the coarsest (``gpnn.py`` ``gpnn`` defaults), noise std 0.75 on the raw [0, 1]
+intensities (``utils.py`` ``imread`` divides by 255; ``intensity: raw``). ``min_size`` = 7 (one patch)
+only guards images too small for that rule; the official code has no such cap.
+
+Variant ``retarget`` (this project's earlier settings, :data:`RETARGET`): alpha = 5e-3 (the
+official default of ``main.py`` ``retargeting`` / ``structural_analogy``), at most 5 levels with a
+coarsest short side >= 14 px (31 px at 96 px), and the image's [min, max] stretched to [0, 1]
+(``intensity: minmax``, so that sigma and alpha act on a low-contrast image as on a natural one).
 Sample i draws its noise from its own ``torch.Generator`` (the rest is deterministic).
 
 Runs in float32 whatever ``runtime.precision`` (nearest-neighbour choices and sorts are exact
@@ -38,6 +48,11 @@ from sinsemi.generators.common.patches import (DEFAULT_CHUNK_ELEMENTS, RangeMap,
 from sinsemi.generators.common.training_free import TrainingFreeGenerator
 from sinsemi.progress import track
 from sinsemi.seeding import generators_for
+
+#: The ``retarget`` variant (the settings this project used before following the official generation
+#: recipe): constructor params and sampler settings that differ from the defaults. On the command
+#: line: ``generator.levels=5 generator.min_size=14 generator.intensity=minmax sampler.alpha=0.005``.
+RETARGET = {"generator": {"levels": 5, "min_size": 14, "intensity": "minmax"}, "sampler": {"alpha": 5e-3}}
 
 
 def gpnn_pyramid_sizes(height: int, width: int, *, levels: int, ratio: float, min_size: int) -> list[tuple[int, int]]:
@@ -81,16 +96,16 @@ class GPNN(TrainingFreeGenerator):
     """Generative patch nearest neighbours; see the module docstring.
 
     Params: ``patch_size`` (7), ``downscale_ratio`` (0.75), ``levels`` (max pyramid levels incl.
-    the image), ``min_size`` (coarsest short side, px), ``intensity`` ("minmax" | "raw"),
+    the image, 10), ``min_size`` (coarsest short side, px, 7), ``intensity`` ("raw" | "minmax"),
     ``max_elements`` (distance-matrix chunk, elements). Sampler settings: ``noise_std`` (0.75),
-    ``alpha`` (5e-3; null = plain NN), ``iters_per_level`` (10), ``coarsest_iters`` (1).
+    ``alpha`` (None = inf = plain NN), ``iters_per_level`` (10), ``coarsest_iters`` (1).
     """
 
     name = "gpnn"
     working_range = (0.0, 1.0)
 
     def __init__(self, runtime: Runtime | None = None, *, patch_size: int = 7, downscale_ratio: float = 0.75,
-                 levels: int = 5, min_size: int = 14, intensity: str = "minmax",
+                 levels: int = 10, min_size: int = 7, intensity: str = "raw",
                  max_elements: int = DEFAULT_CHUNK_ELEMENTS) -> None:
         if patch_size < 1 or min_size < patch_size:
             raise InputError(f"gpnn: need 1 <= patch_size <= min_size, got patch_size={patch_size}, min_size={min_size}")
@@ -111,7 +126,7 @@ class GPNN(TrainingFreeGenerator):
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def sample(self, seeds: Sequence[int], *, noise_std: float = 0.75, alpha: float | None = 5e-3,
+    def sample(self, seeds: Sequence[int], *, noise_std: float = 0.75, alpha: float | None = None,
                iters_per_level: int = 10, coarsest_iters: int = 1, **unknown: Any) -> SampleOutput:
         """One sample per seed, ``samples`` (len(seeds), C, H, W) in the image's scale; sample i uses
         only ``seeds[i]``. No net: ``nfe`` is None; nothing is clamped."""

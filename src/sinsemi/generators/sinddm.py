@@ -7,16 +7,44 @@ its blurry version x~^s (level s-1 upsampled):
 
     x_0^mix = gamma_t x~^s + (1 - gamma_t) x^s,   gamma_t = clamp(sigma_t / (lf * L_s), 0, 1)
 
-with sigma_t = sqrt((1 - abar_t) / abar_t) and L_s the per-scale reconstruction loss
-||x^s - x~^s||. Sampling: full DDPM at s = 0; at s > 0 the upsampled previous output is noised
-to T[s] = first t with sigma_t > lf * L_s and denoised with "reblurring": the predicted x_0 is
-deblurred (gamma clamped to 0.55), re-mixed with the blurry image at t-1, and the step is the
-deterministic (zero posterior variance) one of the official code.
+with sigma_t = sqrt((1 - abar_t) / abar_t) and L_s the per-scale reconstruction loss. Sampling:
+full DDPM at s = 0; at s > 0 the upsampled previous output is noised and denoised for
+T[s] = first t with sigma_t > lf * L_s steps with "reblurring": the predicted x_0 is deblurred
+(gamma clamped to 0.55), re-mixed with the blurry image at t-1, and the step is the deterministic
+(zero posterior variance) one of the official code.
 
-Deviation, on purpose: the official scale losses subtract two uint8 PIL images (so negative
-differences wrap around to ~255) and divide the L2 norm by the pixel count. We compute L_s in
-float as the RMS of x^s - x~^s in the model's (standardised) units, i.e. in the units of sigma_t,
-so T[s] is where the noise just hides the detail the coarser scale lacks.
+The scale loss L_s (``scale_loss``):
+
+* ``official`` (default), as fallenshock/SinDDM ``SinDDM/functions.py`` ``create_img_scales``
+  computes it and ``SinDDM/models.py`` ``MultiScaleGaussianDiffusion.__init__`` uses it: on 8-bit
+  images, level s = the image resized with PIL LANCZOS, x~^s = level s-1 resized with PIL BILINEAR,
+
+      L_s = || uint8(x^s) - uint8(x~^s) ||_2 / (C h_s w_s)
+
+  with the difference taken in uint8 (negative values wrap to 256 - d), and the model trained on
+  the raw intensities mapped [0, 1] -> [-1, 1] (``SinDDM/trainer.py`` ``Dataset``) with x_0 clipped to
+  [-1, 1]. L_s is thus in 8-bit units over the pixel count, compared with sigma_t in [-1, 1] units
+  (units that do not match: that is the rule the paper's numbers come from). The framework reads
+  a grey image as one channel, so C = 1 for a grey PNG saved as RGB (the official code reads such
+  a file as RGB, C = 3, which divides L_s by sqrt(3)). At 96 px (tests/test_sinddm.py): the
+  embedded simulator line-pair image L = [1.49, 0.79], T[s] = [62, 41]; the paper's line-pair
+  image L = [1.45, 0.82], T[s] = [61, 43] ([0.84, 0.47], [43, 27] read as RGB).
+* ``standardised`` (this project's earlier rule, kept as an option): L_s = RMS(x^s - x~^s) in float,
+  on the framework's pyramid, in the per-channel standardised units the model is then trained in
+  (x_0 clipped to the image's range widened by 10 %). L_s is then in the units of sigma_t, so T[s] is
+  where the noise just hides the detail the coarser scale lacks; on both images it gives
+  L = [0.054, 0.064], T[s] = [2, 3]: the finer scales are trained to return the blurry input most of
+  the time and are sampled for 2-3 steps only.
+
+Where the upsampled image is noised (sampler setting ``noise_at``): ``official`` (default), as
+``SinDDM/models.py`` ``p_sample_via_scale_loop``: q_sample to step T[s], then denoised from step
+T[s] - 1 down to 0 (one step more noise than the first denoising step assumes); ``matched``: noised
+to step T[s] - 1, the step the denoising starts from (this project's earlier sampler). Both take
+T[s] net evaluations.
+
+Deviations from the official code that remain: the training levels come from the framework's
+pyramid (antialiased bilinear resizing, float) rather than PIL LANCZOS 8-bit PNGs; T[s] is at
+least 1 (official: 0 steps when L_s is below sigma_0).
 """
 
 from __future__ import annotations
@@ -29,11 +57,38 @@ import torch
 from sinsemi.data.pyramid import build_pyramid, pyramid_sizes, resize
 from sinsemi.errors import InputError
 from sinsemi.generators.common.diffusion import (DiffusionGenerator, Schedule, TrainSpec, ancestral_step,
-                                                 data_clip_range, train_loop)
+                                                 data_clip_range, train_loop, unit_range_standardizer)
 from sinsemi.nets.sinddm import SinDDMNet
 from sinsemi.seeding import randn_per_sample
 
 GAMMA_SAMPLE_MAX = 0.55  # the official sampler clamps gamma to 0.55 when deblurring
+SCALE_LOSSES = ("official", "standardised")  # see the module docstring
+
+
+def official_scale_losses(image: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor:
+    """L_s for s = 1..S-1 (S-1,), float64, by the rule of fallenshock/SinDDM ``SinDDM/functions.py``
+    ``create_img_scales``: ``image`` (C, H, W) in [0, 1] is quantised to 8 bits; level s = the image
+    resized to ``sizes[s]`` with PIL LANCZOS; x~^s = level s-1 resized with PIL BILINEAR;
+    L_s = ||x^s - x~^s||_2 / (C h_s w_s), the difference taken in uint8 (wrapping modulo 256).
+    Each channel is resized on its own (PIL resizes the bands of an RGB image independently)."""
+    import numpy as np
+    from PIL import Image
+
+    from sinsemi.data.io import to_uint8
+
+    u8 = to_uint8(image)
+    u8 = u8[None] if u8.ndim == 2 else np.moveaxis(u8, -1, 0)  # (C, H, W)
+    bands = [Image.fromarray(np.ascontiguousarray(band)) for band in u8]
+    levels = [[b.resize((w, h), Image.LANCZOS) for b in bands] for h, w in sizes]
+    losses = []
+    for s in range(1, len(sizes)):
+        h, w = sizes[s]
+        sq = 0.0
+        for real, prev in zip(levels[s], levels[s - 1]):
+            diff = np.asarray(real) - np.asarray(prev.resize((w, h), Image.BILINEAR))  # uint8: wraps
+            sq += float((diff.astype(np.float64) ** 2).sum())
+        losses.append(sq ** 0.5 / (len(bands) * h * w))
+    return torch.tensor(losses, dtype=torch.float64)
 
 
 class SinDDM(DiffusionGenerator):
@@ -44,11 +99,13 @@ class SinDDM(DiffusionGenerator):
                  steps: int = 120_000, batch_size: int = 32, lr: float = 1e-3,
                  lr_milestones: tuple = (20 / 120, 40 / 120, 70 / 120, 80 / 120, 90 / 120, 110 / 120),
                  lr_gamma: float = 0.5, ema_decay: float = 0.995, ema_every: int = 10, ema_start: float = 2 / 120,
-                 loss_factor: float = 1.0):
+                 loss_factor: float = 1.0, scale_loss: str = "official"):
         super().__init__(runtime, width=width, timesteps=timesteps, scale_factor=scale_factor, coarse_area=coarse_area,
                          min_coarse=min_coarse, max_coarse=max_coarse, steps=steps, batch_size=batch_size, lr=lr,
                          lr_milestones=list(lr_milestones), lr_gamma=lr_gamma, ema_decay=ema_decay,
-                         ema_every=ema_every, ema_start=ema_start, loss_factor=loss_factor)
+                         ema_every=ema_every, ema_start=ema_start, loss_factor=loss_factor, scale_loss=scale_loss)
+        if scale_loss not in SCALE_LOSSES:
+            raise InputError(f"sinddm: scale_loss must be one of {SCALE_LOSSES}, got {scale_loss!r}")
         for key in ("width", "timesteps", "steps", "batch_size", "ema_every"):
             if int(self.params[key]) < 1:
                 raise InputError(f"sinddm: {key} must be >= 1, got {self.params[key]}")
@@ -76,6 +133,14 @@ class SinDDM(DiffusionGenerator):
         self.sizes = self._sizes(*image_size)
         self.net = SinDDMNet(channels, int(self.params["width"]), time_scale=1.0, multiscale=True)
 
+    def _standardizer(self, image: torch.Tensor):
+        """Official: the fixed map [0, 1] -> [-1, 1] (x -> (x - 0.5) / 0.5); standardised: per channel."""
+        from sinsemi.generators.base import Standardizer
+
+        if self.params["scale_loss"] == "official":
+            return unit_range_standardizer(image.shape[0])
+        return Standardizer.fit(image)
+
     def gammas(self, s: int) -> torch.Tensor:
         """gamma_t for scale s > 0 (T,), float64."""
         lf = float(self.params["loss_factor"])
@@ -89,10 +154,13 @@ class SinDDM(DiffusionGenerator):
     # ------------------------------------------------------------------ training
     def _fit(self, x: torch.Tensor, seed: int, ckpt_dir: Path) -> None:
         pyr = build_pyramid(x, self.sizes)
-        # float RMS (see the module docstring for the official uint8 version)
-        self.scale_losses = torch.stack([(pyr.levels[s] - pyr.conditions[s]).pow(2).mean().sqrt()
-                                         for s in range(1, pyr.n_scales)]).float()
-        self.clip = data_clip_range(x)
+        if self.params["scale_loss"] == "official":  # 8-bit rule on the raw image; x_0 in [-1, 1]
+            self.scale_losses = official_scale_losses(self.std.inverse(x), self.sizes).float()
+            self.clip = (-1.0, 1.0)
+        else:  # float RMS in the standardised units
+            self.scale_losses = torch.stack([(pyr.levels[s] - pyr.conditions[s]).pow(2).mean().sqrt()
+                                             for s in range(1, pyr.n_scales)]).float()
+            self.clip = data_clip_range(x)
         p, dev = self.params, self.runtime.device
         steps = self.steps(int(p["steps"]))
         # milestones and the EMA start are fractions of the budget (official: 20k, 40k, ... and 2k of 120k)
@@ -125,9 +193,14 @@ class SinDDM(DiffusionGenerator):
         dev = self.runtime.device
         return self.net(x.to(dev), torch.full((n,), t, device=dev), torch.full((n,), s, device=dev)).float().cpu()
 
-    def _sample_batch(self, gens, *, start_steps: list[int] | None = None, **unknown) -> tuple[torch.Tensor, int]:
+    def _sample_batch(self, gens, *, start_steps: list[int] | None = None, noise_at: str = "official",
+                      **unknown) -> tuple[torch.Tensor, int]:
+        """``start_steps``: T[s] per finer scale (None: from the scale losses); ``noise_at``: where the
+        upsampled image is noised (official: step T[s]; matched: step T[s] - 1; module docstring)."""
         if unknown:
-            raise InputError(f"sinddm: unknown sampler setting(s) {sorted(unknown)} (known: start_steps)")
+            raise InputError(f"sinddm: unknown sampler setting(s) {sorted(unknown)} (known: start_steps, noise_at)")
+        if noise_at not in ("official", "matched"):
+            raise InputError(f"sinddm: noise_at must be 'official' or 'matched', got {noise_at!r}")
         sch, lo, hi = self.schedule, *self.clip
         ac = sch.alphas_cumprod
         c = self.channels
@@ -144,8 +217,8 @@ class SinDDM(DiffusionGenerator):
             if not 1 <= t0 <= sch.T:
                 raise InputError(f"sinddm: start step for scale {s} must be in 1..{sch.T}, got {t0}")
             g = self.gammas(s).clamp(0, GAMMA_SAMPLE_MAX)
-            # noised to t0 - 1 and denoised from there (the official code noises to t0, one step more)
-            x = sch.q_sample(blur, torch.full((x.shape[0],), t0 - 1), randn_per_sample(gens, blur.shape[1:]))
+            t_noise = min(t0, sch.T - 1) if noise_at == "official" else t0 - 1
+            x = sch.q_sample(blur, torch.full((x.shape[0],), t_noise), randn_per_sample(gens, blur.shape[1:]))
             nfe += t0
             for t in reversed(range(t0)):
                 tt = torch.full((x.shape[0],), t, dtype=torch.long)

@@ -5,6 +5,23 @@ no downsampling), cosine schedule with T = 50, loss ||x_0 - f(x_t, t)||^2 on one
 ``crop_frac`` (95 %) of the image per step (batch 1), Adam lr 2e-4, no EMA (as the official
 Lightning module). Sampling: ancestral DDPM at the full image size (the net is fully
 convolutional) with the posterior variance beta~_t, x_0 clipped to the data range.
+
+Checked against yanivnik/sinfusion-code: ``main.py`` ``train_image_diffusion`` (50k steps, batch 1,
+crop int(0.95 min(H, W)), NextNet depth 16 / 64 filters from ``config.py``, x_0 target),
+``diffusion/diffusion.py`` ``Diffusion`` (cosine betas by default, Adam 2e-4; its MultiStepLR at
+epoch 20 of 5000-step epochs (``datasets/cropset.py`` ``CropSet``) never fires within 50k steps),
+``diffusion/diffusion_utils.py`` (the linear and cosine betas). Sampling schedule (sampler setting
+``schedule``): the official sampling script ``sample.py`` ``generate_diverse_samples`` reloads the
+trained net with ``noise_schedule='linear'`` although it was trained with the cosine schedule, so the
+released samples come from a linear-schedule reverse process run with a cosine-trained x_0
+predictor. We follow it (``schedule: linear``, default): the comparison should score the samples
+the authors' code produces; ``schedule: cosine`` samples with the training schedule (what the
+paper's text implies, and the training module's own ``auto_sample``).
+
+Deviations on purpose: the crop is ``crop_frac`` of each side (official: a square of 0.95 of the
+short side; the same for square images); ``intensity: standardised`` (default) trains on the
+per-channel standardised image and clips x_0 to its range widened by 10 %, while ``intensity: raw``
+restores the official [0, 1] -> [-1, 1] (``CropSet``: ``img * 2 - 1``) with x_0 clipped to [-1, 1].
 """
 
 from __future__ import annotations
@@ -15,8 +32,7 @@ from typing import Any, Mapping
 import torch
 
 from sinsemi.errors import InputError
-from sinsemi.generators.common.diffusion import (DiffusionGenerator, Schedule, TrainSpec, ancestral_step,
-                                                 data_clip_range, train_loop)
+from sinsemi.generators.common.diffusion import DiffusionGenerator, Schedule, TrainSpec, ancestral_step, train_loop
 from sinsemi.nets.nextnet import NextNet
 from sinsemi.seeding import randn_per_sample
 
@@ -26,12 +42,15 @@ class SinFusion(DiffusionGenerator):
 
     def __init__(self, runtime=None, *, filters: int = 64, depth: int = 16, timesteps: int = 50,
                  schedule: str = "cosine", crop_frac: float = 0.95, steps: int = 50_000, batch_size: int = 1,
-                 lr: float = 2e-4, min_size: int = 8):
+                 lr: float = 2e-4, min_size: int = 8, intensity: str = "standardised"):
         super().__init__(runtime, filters=filters, depth=depth, timesteps=timesteps, schedule=schedule,
-                         crop_frac=crop_frac, steps=steps, batch_size=batch_size, lr=lr, min_size=min_size)
+                         crop_frac=crop_frac, steps=steps, batch_size=batch_size, lr=lr, min_size=min_size,
+                         intensity=intensity)
         for key in ("filters", "depth", "timesteps", "steps", "batch_size"):
             if int(self.params[key]) < 1:
                 raise InputError(f"sinfusion: {key} must be >= 1, got {self.params[key]}")
+        if intensity not in ("standardised", "raw"):
+            raise InputError(f"sinfusion: intensity must be 'standardised' or 'raw', got {intensity!r}")
         if not 0.0 < float(crop_frac) <= 1.0:
             raise InputError(f"sinfusion: crop_frac must be in (0, 1], got {crop_frac}")
         self.schedule = Schedule.make(schedule, int(timesteps))
@@ -53,7 +72,7 @@ class SinFusion(DiffusionGenerator):
 
     def _fit(self, x: torch.Tensor, seed: int, ckpt_dir: Path) -> None:
         p, dev = self.params, self.runtime.device
-        self.clip = data_clip_range(x)
+        self.clip = self._clip_range(x)
         B, T = int(p["batch_size"]), self.schedule.T
         (H, W), (h, w) = self.image_size, self.crop_size()
         img = x.to(dev)
@@ -72,10 +91,13 @@ class SinFusion(DiffusionGenerator):
                          fingerprint=self.fingerprint(x, seed, steps))
         self.net = train_loop(self.net, spec, self.runtime, ckpt_dir, desc="sinfusion").model
 
-    def _sample_batch(self, gens, *, steps: int | None = None, **unknown) -> tuple[torch.Tensor, int]:
+    def _sample_batch(self, gens, *, steps: int | None = None, schedule: str = "linear",
+                      **unknown) -> tuple[torch.Tensor, int]:
+        """``schedule``: the betas of the reverse process (linear: the official ``sample.py``; cosine:
+        the training schedule); ``steps``: respaced to that many steps (None: all ``timesteps``)."""
         if unknown:
-            raise InputError(f"sinfusion: unknown sampler setting(s) {sorted(unknown)} (known: steps)")
-        sch = self.schedule.respace(None if steps is None else int(steps))
+            raise InputError(f"sinfusion: unknown sampler setting(s) {sorted(unknown)} (known: steps, schedule)")
+        sch = self.sampling_schedule(schedule).respace(None if steps is None else int(steps))
         lo, hi = self.clip
         dev = self.runtime.device
         x = randn_per_sample(gens, (self.channels, *self.image_size))
@@ -84,6 +106,12 @@ class SinFusion(DiffusionGenerator):
             x0 = self.net(x.to(dev), t_orig).float().cpu().clamp(lo, hi)
             x = ancestral_step(sch, x0, x, i, randn_per_sample(gens, x.shape[1:]) if i > 0 else None)
         return x, sch.T
+
+    def sampling_schedule(self, kind: str) -> Schedule:
+        """The reverse-process schedule: ``linear`` or ``cosine`` betas over ``timesteps`` steps."""
+        if kind not in ("linear", "cosine"):
+            raise InputError(f"sinfusion: sampler schedule must be 'linear' or 'cosine', got {kind!r}")
+        return self.schedule if kind == self.params["schedule"] else Schedule.make(kind, int(self.params["timesteps"]))
 
     def _extra_state(self) -> dict:
         return {"clip": torch.tensor(self.clip)}

@@ -7,18 +7,29 @@ ones frozen. With x~_n the image at scale n and up(.) bicubic upsampling (sec. 3
 
 G_n/D_n: 5 conv layers 3x3 (BN, LeakyReLU 0.2, no padding; the input is zero-padded by 5), width
 nfc_n = min(32 * 2^floor(n/4), 128). Loss (eq. 1-3): WGAN-GP (lambda 0.1) + alpha * ||G(z*) - x||^2
-(alpha 10) with a fixed z* at n = 0 (zero at finer scales); sigma_n = 0.1 * RMSE(x_n, up(rec_{n-1})),
-sigma_0 = 1. Pyramid: factor 0.75 refitted so the coarsest level is exactly min_size (25) px.
+(alpha 10) with the reconstruction noise z* at n = 0 (zero at finer scales); sigma_n = 0.1 *
+RMSE(x_n, up(rec_{n-1})), sigma_0 = 1. Pyramid: factor 0.75 refitted so the coarsest level is
+exactly min_size (25) px.
+
+z* at n = 0 (``z_star``):
+
+* ``redraw`` (default, the official behaviour: tamarott/SinGAN ``SinGAN/training.py``
+  ``train_single_scale`` draws a new ``z_opt`` at the start of every epoch while ``Gs == []``, and
+  keeps the last one as Zs[0] for the finer scales' reconstructions and sigma_n). The coarsest
+  reconstruction term then asks G_0 to map *any* noise to the real coarse image, which pins the
+  coarse layout of the samples (a known quirk of that code, discussed in its issues);
+* ``fixed`` (the paper's text, sec. 3.2: "a specific set of input noise maps ... z* fixed during
+  training"): z* drawn once before training, which leaves the coarse layout free.
 
 Differences from tamarott/SinGAN, on purpose:
 * the generator steps recompute ``fake`` after every G update (the official loop reuses the graph
   of the pre-update G, an in-place autograd error on torch >= 1.5);
-* z* at n = 0 is drawn once (the paper's "fixed" z*; the official loop redraws it every epoch);
 * native C channels (noise has C channels, the coarsest noise one channel broadcast to C as in the
   official code); upsampling goes straight to the next level's size;
 * the learning-rate drop is at ``lr_milestone * niter`` (0.8 * 2000 = 1600, the official value);
-* the image's own range [min, max] is mapped to [-1, 1] (official: [0, 1] -> [-1, 1]; the
-  line-pair images span only ~0.21-0.31) and samples are mapped back, clamped to that range.
+* ``intensity: minmax`` (default): the image's own range [min, max] is mapped to [-1, 1] (the
+  line-pair images span only ~0.21-0.31) and samples are mapped back, clamped to that range;
+  ``intensity: raw`` restores the official [0, 1] -> [-1, 1] (``SinGAN/functions.py`` ``norm``).
 
 Training runs in float32 whatever ``runtime.precision`` says (the WGAN-GP double backward and these
 small convolutions gain nothing from bf16 on CPU); ``runtime.device`` is honoured.
@@ -46,6 +57,7 @@ from sinsemi.generators.common.patches import RangeMap
 from sinsemi.seeding import generators_for
 
 NAME = "singan"
+Z_STAR = ("redraw", "fixed")  # the coarsest reconstruction noise: official per-epoch redraw | drawn once
 
 
 # ----------------------------------------------------------------------------- pyramid, widths
@@ -120,7 +132,8 @@ class SinGAN:
                  nfc_init: int = 32, nfc_max: int = 128, num_layer: int = 5, niter: int = 2000,
                  lr_g: float = 5e-4, lr_d: float = 5e-4, beta1: float = 0.5, lr_milestone: float = 0.8,
                  gamma: float = 0.1, d_steps: int = 3, g_steps: int = 3, lambda_grad: float = 0.1,
-                 alpha: float = 10.0, noise_amp_init: float = 0.1, negative_slope: float = 0.2):
+                 alpha: float = 10.0, noise_amp_init: float = 0.1, negative_slope: float = 0.2,
+                 z_star: str = "redraw", intensity: str = "minmax"):
         check_positive_params(NAME, scale_factor=scale_factor, min_size=min_size, nfc_init=nfc_init, nfc_max=nfc_max,
                               num_layer=num_layer, niter=niter, lr_g=lr_g, lr_d=lr_d, gamma=gamma, d_steps=d_steps,
                               g_steps=g_steps, noise_amp_init=noise_amp_init)
@@ -128,13 +141,17 @@ class SinGAN:
             raise InputError(f"{NAME}: num_layer must be >= 2, got {num_layer}")
         if not 0 < scale_factor < 1:
             raise InputError(f"{NAME}: scale_factor must be in (0, 1), got {scale_factor}")
+        if z_star not in Z_STAR:
+            raise InputError(f"{NAME}: z_star must be one of {Z_STAR}, got {z_star!r}")
+        if intensity not in ("minmax", "raw"):
+            raise InputError(f"{NAME}: intensity must be 'minmax' or 'raw', got {intensity!r}")
         self.runtime = runtime or Runtime()
         self.params: dict[str, Any] = dict(
             scale_factor=float(scale_factor), min_size=int(min_size), nfc_init=int(nfc_init), nfc_max=int(nfc_max),
             num_layer=int(num_layer), niter=int(niter), lr_g=float(lr_g), lr_d=float(lr_d), beta1=float(beta1),
             lr_milestone=float(lr_milestone), gamma=float(gamma), d_steps=int(d_steps), g_steps=int(g_steps),
             lambda_grad=float(lambda_grad), alpha=float(alpha), noise_amp_init=float(noise_amp_init),
-            negative_slope=float(negative_slope))
+            negative_slope=float(negative_slope), z_star=str(z_star), intensity=str(intensity))
         self.p = dict(self.params)
         self.device = torch.device(self.runtime.device)
         self.pad = int(num_layer)  # (3 - 1) * num_layer / 2
@@ -179,6 +196,14 @@ class SinGAN:
         h, w = self.sizes[n]
         return self.z_opt if n == 0 else torch.zeros(1, self.channels, h, w, device=self.device)
 
+    def _z_star(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """z* for one training iteration at scale n: with ``z_star=redraw`` at n = 0 a new draw from
+        ``gen``, kept as ``self.z_opt`` (official: the last epoch's z_opt is the one kept); else the
+        fixed z* (zero at n > 0)."""
+        if n == 0 and self.p["z_star"] == "redraw":
+            self.z_opt = self._noise(0, gen).contiguous()
+        return self._z_rec(n)
+
     # ------------------------------------------------------------------ fit
     def fit(self, image: torch.Tensor, *, seed: int, out_dir: str | Path) -> None:
         """Train G_0..G_N coarse to fine on ``image`` (C, H, W). Checkpoints: ``out_dir/checkpoints``."""
@@ -187,7 +212,7 @@ class SinGAN:
         niter = int(rt.max_steps) if rt.max_steps is not None else self.p["niter"]
         self.channels = int(image.shape[0])
         self.sizes = singan_sizes(image.shape[-2], image.shape[-1], self.p["scale_factor"], self.p["min_size"])
-        self.norm = range_normalizer(image)
+        self.norm = range_normalizer(image, self.p["intensity"])
         from sinsemi.data.pyramid import resize
 
         x = self.norm.forward(image.float()).to(self.device)
@@ -230,7 +255,6 @@ class SinGAN:
         with torch.no_grad():
             rec_prev = self._chain(n, self._z_rec)
         self.noise_amps.append(1.0 if n == 0 else noise_amplitude(real, rec_prev, p["noise_amp_init"]))
-        z_rec = self._z_rec(n)
 
         opt_g = torch.optim.Adam(g.parameters(), lr=p["lr_g"], betas=(p["beta1"], 0.999))
         opt_d = torch.optim.Adam(d.parameters(), lr=p["lr_d"], betas=(p["beta1"], 0.999))
@@ -245,6 +269,7 @@ class SinGAN:
             f = lr_factor(it, niter, p["lr_milestone"], p["gamma"])
             set_lr(opt_g, [p["lr_g"]], f)
             set_lr(opt_d, [p["lr_d"]], f)
+            z_rec = self._z_star(n, gen)  # official order: z_opt, then the noise of the fake
             z = self._noise(n, gen)
             for _ in range(p["d_steps"]):
                 with torch.no_grad():  # a fresh sample of the frozen coarser scales per critic step

@@ -340,6 +340,21 @@ class DiffusionGenerator:
     def _load_extra(self, state: Mapping[str, Any]) -> None:
         pass
 
+    def _standardizer(self, image: torch.Tensor):
+        """The map from the image's intensities to the model's units: per-channel standardisation,
+        or with the param ``intensity="raw"`` the official codes' fixed [0, 1] -> [-1, 1]
+        (x -> (x - 0.5) / 0.5). SinDDM overrides it (its units follow ``scale_loss``)."""
+        from sinsemi.generators.base import Standardizer
+
+        if self.params.get("intensity") == "raw":
+            return unit_range_standardizer(image.shape[0])
+        return Standardizer.fit(image)
+
+    def _clip_range(self, x: torch.Tensor) -> tuple[float, float]:
+        """Where predicted x_0 is clipped: [-1, 1] on the raw units (the official codes), else the
+        standardised image's range widened by 10 % (:func:`data_clip_range`)."""
+        return (-1.0, 1.0) if self.params.get("intensity") == "raw" else data_clip_range(x)
+
     # -- shared
     def steps(self, default: int) -> int:
         """The iteration budget: ``runtime.max_steps`` when set, else the generator's own."""
@@ -358,13 +373,12 @@ class DiffusionGenerator:
 
     def fit(self, image: torch.Tensor, *, seed: int, out_dir: str | Path) -> None:
         from sinsemi.data.io import check_trainable
-        from sinsemi.generators.base import Standardizer
 
         if not isinstance(image, torch.Tensor):
             raise InputError(f"{self.name}: the training image must be a tensor (C, H, W), got {type(image).__name__}")
         check_trainable(image, name=f"{self.name} training image")
         image = image.detach().float().cpu()
-        self.std = Standardizer.fit(image)
+        self.std = self._standardizer(image)
         self.channels, self.image_size = image.shape[0], tuple(image.shape[-2:])
         with torch.random.fork_rng(devices=[]):  # seeded weight init, global RNG untouched
             torch.manual_seed(int(seed))
@@ -423,6 +437,14 @@ class DiffusionGenerator:
         gen._load_extra(state)
         gen.net.eval()
         return gen
+
+
+def unit_range_standardizer(channels: int):
+    """The fixed map [0, 1] -> [-1, 1] (mean = std = 0.5 per channel): the official diffusion codes' units."""
+    from sinsemi.generators.base import Standardizer
+
+    half = torch.full((int(channels),), 0.5)
+    return Standardizer(mean=half, std=half.clone())
 
 
 def data_clip_range(x: torch.Tensor, margin: float = 0.1) -> tuple[float, float]:

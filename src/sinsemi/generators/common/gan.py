@@ -155,11 +155,11 @@ def set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: floa
 
 
 # ----------------------------------------------------------------------------- normalisation
-def range_normalizer(image: torch.Tensor) -> RangeMap:
-    """The official codes' ``norm``/``denorm``: the training image's per-channel [min, max] onto
-    [-1, 1] (their map for an image spanning [0, 1]); the inverse clamps to [-1, 1] first, as
-    ``denorm`` clamps to [0, 1]."""
-    return RangeMap.fit(image, "minmax", -1.0, 1.0, clamp=True)
+def range_normalizer(image: torch.Tensor, intensity: str = "minmax") -> RangeMap:
+    """The official codes' ``norm``/``denorm`` onto [-1, 1]: ``intensity="raw"`` is theirs exactly
+    ([0, 1] -> [-1, 1]); ``"minmax"`` maps the training image's per-channel [min, max] there (their
+    map for an image spanning [0, 1]). The inverse clamps to [-1, 1] first, as ``denorm`` clamps to [0, 1]."""
+    return RangeMap.fit(image, intensity, -1.0, 1.0, clamp=True)
 
 
 def check_gan_image(image: torch.Tensor, *, generator: str, min_size: int) -> torch.Tensor:
