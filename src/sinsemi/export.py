@@ -151,21 +151,24 @@ def _labeller(references: Mapping[str, Any] | None, config: Mapping[str, Any], m
     return _Labeller(refs.clean, optical_labeller(lcfg) if mask == "optical" else lcfg, refs.source)
 
 
-def _read_manifest(path: Path, n_max: int | None = None) -> dict[int, dict]:
-    """The complete lines of a manifest, by index (a line cut by a kill, or whose files are gone, is dropped)."""
-    out: dict[int, dict] = {}
+def _iter_manifest(path: Path, n_max: int | None = None):
+    """The complete records of a manifest, in file order, one at a time (a line cut by a kill, a
+    repeated index, or one whose files are gone is skipped): the card and COCO stream over it."""
     if not path.exists():
-        return out
-    root = path.parent
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-            i = int(rec["index"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue
-        if (n_max is None or i < n_max) and (root / rec["image"]).is_file() and (root / rec["mask"]).is_file():
-            out[i] = rec
-    return out
+        return
+    root, seen = path.parent, set()
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+                i = int(rec["index"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            if i in seen or (n_max is not None and i >= n_max):
+                continue
+            if (root / rec["image"]).is_file() and (root / rec["mask"]).is_file():
+                seen.add(i)
+                yield rec
 
 
 def _line(rec: dict) -> str:
@@ -263,10 +266,10 @@ def _resume(out_dir: Path, n: int) -> set[int]:
     from sinsemi.data.io import atomic_path
 
     path = out_dir / MANIFEST
-    recs = _read_manifest(path)
+    lines = {rec["index"]: _line(rec) for rec in _iter_manifest(path)}
     with atomic_path(path) as tmp:
-        tmp.write_text("".join(_line(recs[i]) for i in sorted(recs)))
-    return {i for i in recs if i < n}
+        tmp.write_text("".join(lines[i] for i in sorted(lines)))
+    return {i for i in lines if i < n}
 
 
 def _draw(gen, todo: list[int], out_dir: Path, want: dict, lab: _Labeller, *, batch: int, progress: bool) -> None:
@@ -313,10 +316,11 @@ def write_coco(out_dir: Path, n: int) -> Path:
 
     mask_api = _coco_mask_api()
     images, anns = [], []
-    recs = _read_manifest(out_dir / MANIFEST, n)
-    for i in sorted(recs):
-        m = np.array(Image.open(out_dir / recs[i]["mask"])) > 0
-        images.append({"id": i, "file_name": recs[i]["image"], "height": int(m.shape[0]), "width": int(m.shape[1])})
+    for rec in _iter_manifest(out_dir / MANIFEST, n):
+        i = rec["index"]
+        with Image.open(out_dir / rec["mask"]) as im:
+            m = np.array(im) > 0
+        images.append({"id": i, "file_name": rec["image"], "height": int(m.shape[0]), "width": int(m.shape[1])})
         comp, k = ndimage.label(m, structure=np.ones((3, 3)))
         for c in range(1, k + 1):
             rle = mask_api.encode(np.asfortranarray((comp == c).astype(np.uint8)))
@@ -331,8 +335,7 @@ def write_card(out_dir: Path, n: int, want: dict, run_dir: Path, fmt: str) -> Pa
     from sinsemi import runs
     from sinsemi.data.io import atomic_path
 
-    recs = _read_manifest(out_dir / MANIFEST, n)
-    counts = [recs[i]["defect_count"] for i in sorted(recs)]
+    counts = [rec["defect_count"] for rec in _iter_manifest(out_dir / MANIFEST, n)]
     hist = np.bincount(counts, minlength=4).tolist() if counts else []
     metrics = runs.read_metrics(run_dir) or {}
     s = want["sampler"]
@@ -342,7 +345,7 @@ def write_card(out_dir: Path, n: int, want: dict, run_dir: Path, fmt: str) -> Pa
              f"{(want['fingerprint'] or {}).get('image_sha256', 'unknown')}",
              "- sampler: " + ", ".join(f"{k}={v}" for k, v in sorted(s.items())),
              f"- seeds: {want['seed_base']} .. {want['seed_base'] + n - 1} (image i: seed seed_base + i)",
-             f"- images: {len(recs)} x `images/*.png`, {want['bit_depth']}-bit, the training image's intensity scale",
+             f"- images: {len(counts)} x `images/*.png`, {want['bit_depth']}-bit, the training image's intensity scale",
              f"- masks: `masks/*.png` (0/255), convention `{want['mask']}`, labeller references: {want['references']}",
              f"- defects: {sum(counts)} in all, {sum(c > 0 for c in counts)} images with at least one; images with "
              f"0, 1, 2, 3+ defects: {hist[:3] + [sum(hist[3:])] if hist else []}",
