@@ -11,8 +11,22 @@ PROFILE  ?= quick
 LAUNCHER ?= local
 SEEDS    ?= 0
 
-help: ## Show this help
-	@grep -hE '^[a-zA-Z0-9_ -]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+help: ## Show this help: the targets, then the variables they read (colour only on a terminal)
+	@if [ -t 1 ]; then c='\033[36m'; r='\033[0m'; else c=''; r=''; fi; \
+	grep -hE '^[a-zA-Z0-9_ -]+:.*?## ' $(MAKEFILE_LIST) | awk -v c="$$c" -v r="$$r" 'BEGIN {FS = ":.*?## "}; {printf "  %s%-18s%s %s\n", c, $$1, r, $$2}'; \
+	printf '\nVariables (make TARGET NAME=value; the value now in brackets):\n'; \
+	printf "  $$c%-18s$$r %s\n" \
+	  PROFILE  "[$(PROFILE)] quick | standard | paper: the profile of every job" \
+	  LAUNCHER "[$(LAUNCHER)] local | submitit_local | slurm: where the jobs run" \
+	  SEEDS    "[$(SEEDS)] training seed(s) of the table sweeps, e.g. SEEDS=0,1,2 (one run per generator and seed)" \
+	  ARGS     "[$(ARGS)] more overrides for every job, e.g. ARGS=\"hydra.launcher.partition=gpu\"" \
+	  WAIT     "[$(WAIT)] 0: submit the SLURM jobs and return (LAUNCHER=slurm), then make status until finished" \
+	  ENERGY   "[$(ENERGY)] LPIPS guidance weight w of the SinSEMI+energy rows (paper 1.0; 0: no such rows)" \
+	  SEG      "[$(SEG)] true: the energy rows also train and test the downstream U-Net (Table 3)" \
+	  SWEEP    "[$(SWEEP)] the sweep dir that energy and status read" \
+	  ABL_RUN  "[$(ABL_RUN)] the trained SinSEMI run the ablations (Tables 4, 5) re-sample" \
+	  DIR      "[$(or $(DIR),outputs)] wandb-sync: upload the offline W&B runs under this dir" \
+	  DRY      "[$(or $(DRY),0)] gpu-check: 1 runs the CPU-sized dry run"
 
 $(STAMP): pyproject.toml requirements/constraints.txt requirements/weights.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

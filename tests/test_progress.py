@@ -111,3 +111,14 @@ def test_baseline_sampling_reports_progress(caplog, monkeypatch):
     got = [ln for ln in lines(caplog) if ln.startswith("gpnn sampling")]
     assert [ln.split(",")[0] for ln in got[:2]] == ["gpnn sampling: 1/3 samples (33%)", "gpnn sampling: 2/3 samples (67%)"]
     assert len(got) == 3 and got[-1].startswith("gpnn sampling: 3 samples in"), got
+
+
+def test_resumed_loop_counts_only_its_own_items_and_shows_loss(caplog, clock):
+    caplog.set_level(logging.INFO, logger="sinsemi.progress")
+    with Progress(40, "sinsemi fit", unit="steps", every_s=10, clock=clock, tty=False, initial=20) as p:
+        for k in range(20):
+            clock.t += 1.0
+            p.update(loss=0.5 / (k + 1), lr=1e-3)
+    got = lines(caplog)
+    assert got[0] == "sinsemi fit: 30/40 steps (75%), loss 0.05, lr 0.001, 1/s, ETA 0:10"
+    assert got[-1] == "sinsemi fit: 20 steps in 0:20, loss 0.025, lr 0.001, 1/s"

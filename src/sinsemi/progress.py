@@ -5,6 +5,11 @@ many images, evaluation steps). A line goes to the log every ``every_s`` seconds
 ``every_n`` items when set), and a summary line at the end when the loop took over ``quiet_s``; so a
 captured log (CI, SLURM) gets a few lines, never a bar redrawn per item. On a terminal (stderr is a
 tty) a tqdm bar shows instead of the periodic lines (once the loop has run ``quiet_s``).
+
+Training loops pass their figures with each update (``p.update(loss=0.12, lr=1e-3)``): the line then
+reads ``sinsemi fit: 120/1850 steps (6%), loss 0.12, lr 0.001, 3.2/s, ETA 0:09:01`` (the bar shows
+them as its postfix). A resumed loop starts at ``initial``: its rate and ETA count only this run's items.
+The lines go to the ``sinsemi.progress`` logger, so a job's log file (``train.log``) holds them.
 """
 
 from __future__ import annotations
@@ -33,31 +38,36 @@ class Progress:
 
     Use as ``with Progress(n, "gpnn sampling", unit="samples") as p: ... p.update()`` or through
     :func:`track`. ``enabled=False`` logs nothing (tests, nested loops). ``clock``: seconds, for tests.
-    ``tty``: show a tqdm bar instead of lines (default: whether stderr is a terminal).
+    ``tty``: show a tqdm bar instead of lines (default: whether stderr is a terminal). ``initial``:
+    items already done (a resumed loop).
     """
 
     def __init__(self, total: int, desc: str, *, unit: str = "items", every_s: float = 10.0, every_n: int | None = None,
                  quiet_s: float = 1.0, enabled: bool = True, logger: logging.Logger | None = None,
-                 clock: Callable[[], float] = time.monotonic, tty: bool | None = None):
+                 clock: Callable[[], float] = time.monotonic, tty: bool | None = None, initial: int = 0):
         self.total, self.desc, self.unit = int(total), desc, unit
         self.every_s, self.every_n, self.quiet_s = float(every_s), every_n, float(quiet_s)
         self.enabled, self.log, self.clock = enabled, logger or log, clock
-        self.done = 0
+        self.done = self.initial = int(initial)
+        self.info: dict[str, float] = {}  # the loop's latest figures (loss, lr), shown in the line
         self.t0 = self._last_t = clock()
-        self._last_n = 0
+        self._last_n = self.done
         self._tty = enabled and (sys.stderr.isatty() if tty is None else tty)
         self._bar = None  # the tqdm bar, opened once the loop has run quiet_s (no flicker for quick loops)
 
     def line(self) -> str:
         """What the log says now, e.g. ``gpnn sampling: 12/64 samples (19%), 3.2/s, ETA 0:00:13``."""
         elapsed = self.clock() - self.t0
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
         pct = f" ({100 * self.done / self.total:.0f}%)" if self.total > 0 else ""
         eta = f", ETA {format_seconds((self.total - self.done) / rate)}" if rate > 0 and self.done < self.total else ""
-        return f"{self.desc}: {self.done}/{self.total} {self.unit}{pct}, {rate:.3g}/s{eta}"
+        info = "".join(f", {k} {v:.4g}" for k, v in self.info.items())
+        return f"{self.desc}: {self.done}/{self.total} {self.unit}{pct}{info}, {rate:.3g}/s{eta}"
 
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, **info: float) -> None:
+        """``n`` more items done; ``info``: the loop's latest figures (e.g. ``loss=0.12, lr=1e-3``)."""
         self.done += int(n)
+        self.info.update({k: float(v) for k, v in info.items()})
         if not self.enabled:
             return
         now = self.clock()
@@ -69,6 +79,8 @@ class Progress:
                                  dynamic_ncols=True)
             elif self._bar is not None:
                 self._bar.update(int(n))
+            if self._bar is not None and info:
+                self._bar.set_postfix({k: f"{v:.4g}" for k, v in self.info.items()}, refresh=False)
             return
         due = now - self._last_t >= self.every_s
         due = due or (self.every_n is not None and self.done - self._last_n >= self.every_n)
@@ -85,8 +97,10 @@ class Progress:
             self._bar = None
         elapsed = self.clock() - self.t0
         if elapsed >= self.quiet_s:
-            rate = self.done / elapsed if elapsed > 0 else 0.0
-            self.log.info("%s: %d %s in %s, %.3g/s", self.desc, self.done, self.unit, format_seconds(elapsed), rate)
+            rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
+            info = "".join(f", {k} {v:.4g}" for k, v in self.info.items())
+            self.log.info("%s: %d %s in %s%s, %.3g/s", self.desc, self.done - self.initial, self.unit,
+                          format_seconds(elapsed), info, rate)
 
     def __enter__(self) -> Progress:
         return self

@@ -201,8 +201,6 @@ class SinSEMI:
         the ranks round-robin and gathered, and every rank returns all samples, sample i bitwise the one a
         single process draws (same chunks, same batches). W ranks speed it up when there are >= W chunks.
         """
-        from tqdm.auto import tqdm
-
         from sinsemi.distributed import all_gather, rank_and_world
         from sinsemi.flow.guidance import LPIPSGuidance
         from sinsemi.flow.sampler import sample_pyramid
@@ -241,8 +239,10 @@ class SinSEMI:
         mine = list(range(rank, len(chunks), world))
         done: dict[int, tuple[torch.Tensor, list[torch.Tensor], int]] = {}  # chunk -> (samples, per scale, nfe)
         per_sample = steps * (len(sizes) - 1) + (coarse_steps or steps)
-        with tqdm(total=len(mine) * per_sample, desc=f"sampling ({kind} steps)",
-                  disable=not self.runtime.progress or rank > 0, leave=False) as bar:
+        from sinsemi.progress import Progress  # a bar on a terminal, a line every ~10 s in a file
+
+        with Progress(len(mine) * per_sample, f"sinsemi sampling ({kind})", unit="steps",
+                      enabled=self.runtime.progress and rank == 0) as bar:
             for c in mine:
                 chunk = chunks[c]
                 gens = generators_for(chunk, device)

@@ -261,9 +261,9 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
 
     bar = None
     if runtime.progress and step < spec.steps:
-        from tqdm.auto import tqdm
+        from sinsemi.progress import Progress  # a bar on a terminal, a line every ~10 s in a file
 
-        bar = tqdm(total=spec.steps, initial=step, desc=desc, dynamic_ncols=True)
+        bar = Progress(spec.steps, desc, unit="steps", initial=step)
     window: list[float] = []
     log_every = max(1, int(runtime.log_every))
     ckpt_every = max(1, int(runtime.checkpoint_every))
@@ -286,9 +286,7 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
             runtime.log({"train/loss": sum(window) / len(window), "train/lr": opt.param_groups[0]["lr"]}, step)
             window.clear()
         if bar is not None:
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{last_loss:.4f}")
+            bar.update(1, loss=last_loss, lr=opt.param_groups[0]["lr"])
         if step % ckpt_every == 0 or step == spec.steps:
             save()
     if bar is not None:

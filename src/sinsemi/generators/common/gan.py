@@ -299,10 +299,9 @@ def run_iterations(
     its = range(start, niter)
     bar = None
     if runtime.progress and niter > start:
-        from tqdm.auto import tqdm
+        from sinsemi.progress import Progress  # a bar on a terminal, a line every ~10 s in a file
 
-        bar = tqdm(its, desc=f"{name} scale {scale + 1}/{n_scales}", leave=False, dynamic_ncols=True)
-        its = bar
+        bar = Progress(niter, f"{name} scale {scale + 1}/{n_scales}", unit="iterations", initial=start)
     last: dict[str, float] = {}
     every = max(1, int(runtime.log_every or 1))
     ckpt_every = int(runtime.checkpoint_every or 0)
@@ -312,8 +311,8 @@ def run_iterations(
             done = it + 1
             if done % every == 0 or done == niter:
                 runtime.log({f"{name}/scale{scale}/{k}": v for k, v in last.items()}, step=global_offset + done)
-                if bar is not None:
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k in ("errD", "errG", "rec")})
+            if bar is not None:
+                bar.update(1, **{k: v for k, v in last.items() if k in ("errD", "errG", "rec")})
             if ckpt_every > 0 and done % ckpt_every == 0 and done < niter:
                 snapshot(done)
     finally:
