@@ -47,7 +47,7 @@ def test_tables_from_fake_run_dirs(runs, tmp_path):
     assert "0.123 ± 0.010" in t2 and "RANDOM BACKBONE" in t2
     by_name = {r["method"]: r for r in csv.DictReader((out / "table3.csv").open())}
     assert set(by_name) == {"two references", "sinsemi"}     # sinddm has no IoU: left out of table 3
-    assert by_name["sinsemi"]["IoU (paper set)"] == "0.810 ± 0.200" and by_name["sinsemi"]["IoU (random set)"] == "0.550 ± 0.300"
+    assert by_name["sinsemi"]["IoU (paper set, ± images)"] == "0.810 ± 0.200" and by_name["sinsemi"]["IoU unseen types (± seeds)"] == "0.550 ± 0.300"
 
 
 
@@ -72,8 +72,8 @@ def test_paper_values_and_ratios_beside_ours(runs, paper_file):
     t2 = list(csv.DictReader(cs.splitlines()))
     sin = next(r for r in t2 if r["method"] == "sinsemi")
     assert sin["paper: SIFID"] == "2.60" and sin["paper: LPIPS"] == "1.00"
-    assert sin["SIFID / two-ref (ours)"] == f"{0.123 / 0.05:.2f}" and sin["SIFID / two-ref (paper)"] == f"{2.6 / 2.4:.2f}"
-    assert sin["LPIPS / two-ref (ours)"] == f"{0.2 / 0.1:.2f}" and sin["LPIPS / two-ref (paper)"] == f"{1.0 / 0.8:.2f}"
+    assert sin["SIFID / two-ref [95% CI]"] == f"{0.123 / 0.05:.3f}" and sin["SIFID / two-ref (paper)"] == f"{2.6 / 2.4:.2f}"
+    assert sin["LPIPS / two-ref [95% CI]"] == f"{0.2 / 0.1:.3f}" and sin["LPIPS / two-ref (paper)"] == f"{1.0 / 0.8:.2f}"
     md3, cs3 = render("table3", rows)
     t3 = {r["method"]: r for r in csv.DictReader(cs3.splitlines())}
     assert t3["two references"]["paper: IoU"] == "0.74 ± 0.41" and t3["sinsemi"]["paper: IoU"] == "0.82 ± 0.26"
@@ -100,7 +100,7 @@ def test_paper_values_not_available(runs, tmp_path, monkeypatch):
                    for r in csv.DictReader(cs.splitlines()))
     _, cs = render("table2", collect([runs]))
     sin = next(r for r in csv.DictReader(cs.splitlines()) if r["method"] == "sinsemi")
-    assert sin["SIFID / two-ref (ours)"] == f"{0.123 / 0.05:.2f}" and sin["SIFID / two-ref (paper)"] == ""
+    assert sin["SIFID / two-ref [95% CI]"] == f"{0.123 / 0.05:.3f}" and sin["SIFID / two-ref (paper)"] == ""
 
 
 def _ablation_runs(tmp_path, knob, values):

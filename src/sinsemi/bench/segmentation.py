@@ -18,7 +18,7 @@ def run() -> None:
     from sinsemi.cli._common import conf_dir
     from sinsemi.data.optics import make_reference_pair
     from sinsemi.data.testsets import paper_test_set, random_defect_test_set
-    from sinsemi.metrics.seg_train import train_and_score
+    from sinsemi.metrics.segmentation import train_and_score
     from sinsemi.metrics.segmentation import SegConfig
 
     d = yaml.safe_load((Path(conf_dir()) / "downstream" / "quick.yaml").read_text())["downstream"]

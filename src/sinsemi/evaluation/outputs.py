@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 
+from sinsemi.evaluation.keys import DOWNSTREAM_PREFIXES
 from sinsemi.evaluation.result import EvalResult, merge_metrics
-
-DOWNSTREAM_PREFIXES = ("iou", "seg_")
 
 
 def write_defects(images: torch.Tensor, names: list[str], result: EvalResult, out_dir: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sinsemi.errors import InputError
 from sinsemi.evaluation.defects import DefectMetrics
-from sinsemi.evaluation.downstream import DownstreamMetrics
+from sinsemi.metrics.segmentation import DownstreamMetrics
 from sinsemi.evaluation.image_metrics import ImageMetrics
 from sinsemi.metrics.labeller import LabellerConfig, LabelResult
 

@@ -11,7 +11,8 @@ import torch
 from sinsemi.errors import InputError
 from sinsemi.evaluation.config import EvalConfig
 from sinsemi.evaluation.defects import defect_metrics, fill_reference_mask, labeller_config
-from sinsemi.evaluation.downstream import baseline_train_set, downstream
+from sinsemi.evaluation.masks import baseline_train_set
+from sinsemi.metrics.segmentation import downstream
 from sinsemi.evaluation.image_metrics import image_metrics
 from sinsemi.evaluation.references import References, check_compatible, check_size
 from sinsemi.evaluation.result import EvalResult
