@@ -10,6 +10,8 @@ import torch
 
 from sinsemi.errors import InputError
 from sinsemi.evaluation.config import EvalConfig
+from sinsemi.evaluation.confidence import chance_rate, confidence
+from sinsemi.evaluation.copying import copy_metrics
 from sinsemi.evaluation.defects import defect_metrics, fill_reference_mask, labeller_config
 from sinsemi.evaluation.masks import baseline_train_set
 from sinsemi.metrics.segmentation import downstream
@@ -69,6 +71,13 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
     result = EvalResult(name=name, mode=cfg.mode, n_samples=int(samples.shape[0]), reference=refs.source, profile=cfg.profile,
                         reference_mask=reference_mask, image=im, defects=dm, labeller=lcfg, labels=labels,
                         labeller_reference_counts=labels.counts.tolist() if cfg.mode == "reference" else None)
+    with stage(f"eval {name}: copy measures and intervals", logger=log):
+        result.copying = copy_metrics(samples, labels.centroids, refs.defect, refs.clean, refs.mask,
+                                      radius=float(cfg.copying.radius), max_shift=int(cfg.copying.max_shift))
+        if test_sets and "new_places" in test_sets:
+            result.copying.chance = chance_rate(test_sets["new_places"][1], result.copying.places, cfg.copying.radius)
+        ref_im = im if cfg.mode == "reference" else image_metrics(refs.clean[None], refs.defect, cfg)
+        result.confidence = confidence(result, ref_im, cfg.intervals)
     if cfg.probe and cfg.mode == "samples":
         with stage(f"eval {name}: labeller probe", logger=log):
             result.probe = _probe(samples, refs, lcfg, cfg)
