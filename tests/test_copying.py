@@ -85,3 +85,13 @@ def test_bootstrap_intervals_are_seeded_and_cover():
     assert rate_ci([0, 0], [0, 0]) is None                               # no detections in any resample
     with pytest.raises(InputError):
         bootstrap_ci(lambda i: 0.0, 0)
+
+
+def test_copy_distance_chunks_agree(scene, monkeypatch):
+    import sinsemi.evaluation.copying as cp
+
+    g = torch.Generator().manual_seed(2)
+    x = scene["defect"][None] + 0.02 * torch.randn(5, 1, 64, 64, generator=g)
+    whole = cp.copy_distances(x, scene["defect"], scene["clean"], max_shift=3)
+    monkeypatch.setattr(cp, "CHUNK_ELEMENTS", 2 * 64 * 64)   # two samples a chunk
+    assert torch.equal(whole, cp.copy_distances(x, scene["defect"], scene["clean"], max_shift=3))

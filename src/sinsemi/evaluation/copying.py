@@ -29,6 +29,7 @@ import torch
 
 from sinsemi.errors import InputError
 
+CHUNK_ELEMENTS = 1 << 22  # samples x pixels per shifted comparison (32 MiB of float64)
 Centroids = Sequence[Sequence[tuple[float, float]]]  # per image: (y, x) of each detection
 
 
@@ -72,18 +73,21 @@ def copy_distances(samples: torch.Tensor, training: torch.Tensor, clean: torch.T
     s = int(max_shift)
     if s < 0 or 2 * s >= min(h, w):
         raise InputError(f"copy distance: max_shift must be in [0, {(min(h, w) - 1) // 2}] px for {h}x{w} images, got {max_shift}")
-    x, t = samples.double(), training.double()
-    scale = float(torch.sqrt(((training.double() - clean.double()) ** 2).mean()))
+    t = training.double()
+    scale = float(torch.sqrt(((t - clean.double()) ** 2).mean()))
     if scale == 0:
         raise InputError("copy distance: the two references are identical (no scale to measure a copy by)")
     best = torch.full((samples.shape[0],), float("inf"), dtype=torch.float64)
-    for dy in range(-s, s + 1):
-        for dx in range(-s, s + 1):
-            # x[y + dy, x + dx] against t[y, x] on the rows/columns where both exist
-            ty, tx = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
-            xy, xx = slice(max(0, dy), h - max(0, -dy)), slice(max(0, dx), w - max(0, -dx))
-            rms = ((x[..., xy, xx] - t[..., ty, tx]) ** 2).mean(dim=(1, 2, 3)).sqrt()
-            best = torch.minimum(best, rms)
+    chunk = max(1, CHUNK_ELEMENTS // max(1, training.numel()))  # bounds memory for many or large samples
+    for i in range(0, samples.shape[0], chunk):
+        x = samples[i:i + chunk].double()
+        for dy in range(-s, s + 1):
+            for dx in range(-s, s + 1):
+                # x[y + dy, x + dx] against t[y, x] on the rows/columns where both exist
+                ty, tx = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
+                xy, xx = slice(max(0, dy), h - max(0, -dy)), slice(max(0, dx), w - max(0, -dx))
+                rms = ((x[..., xy, xx] - t[..., ty, tx]) ** 2).mean(dim=(1, 2, 3)).sqrt()
+                best[i:i + chunk] = torch.minimum(best[i:i + chunk], rms)
     return (best / scale).float()
 
 
