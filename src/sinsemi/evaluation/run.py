@@ -59,7 +59,7 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
     if cfg.segmentation:  # built first: a bad test set fails before a file is written
         test_sets = build_test_sets(cfg, refs)
         if not test_sets:
-            raise InputError("segmentation is on but no test set is enabled (test_set.paper, test_set.random.n, test_set.dir)")
+            raise InputError("segmentation is on but no test set is enabled (test_set.new_places.n, test_set.paper, test_set.random.n, test_set.dir)")
     with stage(f"eval {name}: SIFID and LPIPS of {samples.shape[0]} images", logger=log):
         im = image_metrics(samples, refs.defect, cfg)
     if im.random_backbone:

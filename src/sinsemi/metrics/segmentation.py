@@ -480,7 +480,7 @@ def downstream(train_x: torch.Tensor, train_m: torch.Tensor, sets: dict[str, tup
         # augmentations are flips too), so both U-Nets get the same number of optimiser steps.
         train_x, train_m = fill_with_flips(train_x, train_m, scfg.n_train)
     if not sets:
-        raise InputError("segmentation is on but no test set is enabled (test_set.paper, test_set.random.n, test_set.dir)")
+        raise InputError("segmentation is on but no test set is enabled (test_set.new_places.n, test_set.paper, test_set.random.n, test_set.dir)")
     seeds = [int(seed) + k for k in range(int(scfg.seeds))]
     outs = []
     for s in seeds:
