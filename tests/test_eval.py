@@ -286,3 +286,17 @@ def test_optical_training_masks_of_generated_images(pair):
     for m in opt[:2]:
         assert abs(int(m.sum()) - ref_area) < 0.25 * ref_area and int(m.sum()) > 2 * int(pair.mask.sum())
     assert torch.equal(training_masks(x, refs, LabellerConfig(), lab, "footprint"), lab.masks)
+
+
+@pytest.mark.parametrize("d, match", [({"copying": {"radius": 0}}, "copying.radius"),
+                                      ({"copying": {"max_shift": -1}}, "copying.max_shift"),
+                                      ({"copying": {"bogus": 1}}, "unknown copying"),
+                                      ({"intervals": {"n_resamples": 0}}, "intervals.n_resamples"),
+                                      ({"intervals": {"level": 1.5}}, "intervals.level"),
+                                      ({"test_set": {"new_places": {"n": -1}}}, "test_set.new_places.n"),
+                                      ({"downstream": {"seeds": 0}}, "seeds")])
+def test_new_settings_are_checked(d, match):
+    from sinsemi.evaluation import EvalConfig
+
+    with pytest.raises(InputError, match=match):
+        EvalConfig.from_dict(d)
