@@ -25,16 +25,16 @@ def chance_rate(masks: torch.Tensor, places, radius: float) -> float | None:
     return same_place_rate([mask_centroids(m) for m in masks], places, radius)
 
 
-def confidence(result, ref_image, icfg: IntervalConfig) -> dict:
-    """Ratio and interval keys of an :class:`~sinsemi.evaluation.result.EvalResult` (its image,
-    defect and copy metrics filled); ``ref_image``: the two-reference row's ImageMetrics."""
+def confidence(result, icfg: IntervalConfig) -> dict:
+    """Ratio and interval keys of an :class:`~sinsemi.evaluation.result.EvalResult` (its image
+    metrics with the two-reference row's figures, its defect and copy metrics filled)."""
     from sinsemi.evaluation.intervals import ci_keys, mean_ci, median_ci, rate_ci
 
     kw = {"n_resamples": int(icfg.n_resamples), "seed": int(icfg.seed), "level": float(icfg.level)}
     im, cp = result.image, result.copying
     out = {}
     for k in ("sifid", "lpips"):
-        per, ref = getattr(im, f"{k}_per_image"), float(getattr(ref_image, f"{k}_mean"))
+        per, ref = getattr(im, f"{k}_per_image"), float(getattr(im, f"reference_{k}"))
         out.update(ci_keys(k, mean_ci(per, **kw)))
         ratio_ok = ref > 0
         out[f"{k}_ratio"] = float(getattr(im, f"{k}_mean")) / ref if ratio_ok else None

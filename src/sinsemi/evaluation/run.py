@@ -31,7 +31,10 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
 
     With ``cfg.out_dir`` set, writes there ``metrics.json`` (merged into an existing one),
     ``row.md``/``row.csv``, ``defects.json``, ``heatmap.png`` and ``eval_grid.png``; the merged dict
-    is ``result.metrics``. ``name`` is the row label when ``cfg.name`` is None. ``on_epoch`` gets
+    is ``result.metrics``: SIFID/LPIPS with their ratios to the two-reference row, defect counts,
+    copy measures (same-place rate, nearest-copy distance), bootstrap intervals (``*_ci_low`` /
+    ``*_ci_high``) and, with segmentation, the U-Net's IoU per test set (new places first) as
+    mean ± std over ``downstream.seeds`` U-Nets. ``name`` is the row label when ``cfg.name`` is None. ``on_epoch`` gets
     each downstream U-Net epoch's record (loss; e.g. for a W&B logger).
     """
     from sinsemi.evaluation import outputs
@@ -61,7 +64,7 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
         if not test_sets:
             raise InputError("segmentation is on but no test set is enabled (test_set.new_places.n, test_set.paper, test_set.random.n, test_set.dir)")
     with stage(f"eval {name}: SIFID and LPIPS of {samples.shape[0]} images", logger=log):
-        im = image_metrics(samples, refs.defect, cfg)
+        im = image_metrics(samples, refs.defect, cfg, clean_reference=refs.clean)
     if im.random_backbone:
         log.warning("a randomly initialised backbone produced SIFID/LPIPS: the figures are not comparable")
     labelled = torch.stack([refs.defect, refs.clean]) if cfg.mode == "reference" else samples
@@ -76,8 +79,7 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
                                       radius=float(cfg.copying.radius), max_shift=int(cfg.copying.max_shift))
         if test_sets and "new_places" in test_sets:
             result.copying.chance = chance_rate(test_sets["new_places"][1], result.copying.places, cfg.copying.radius)
-        ref_im = im if cfg.mode == "reference" else image_metrics(refs.clean[None], refs.defect, cfg)
-        result.confidence = confidence(result, ref_im, cfg.intervals)
+        result.confidence = confidence(result, cfg.intervals)
     if cfg.probe and cfg.mode == "samples":
         with stage(f"eval {name}: labeller probe", logger=log):
             result.probe = _probe(samples, refs, lcfg, cfg)
