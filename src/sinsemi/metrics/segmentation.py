@@ -232,14 +232,6 @@ class SegOutcome:
     scores: dict[str, SegScore] = field(default_factory=dict)
     best_epoch: int | None = None
 
-    def summary(self, prefix: str = "iou") -> dict:
-        out = {}
-        for name, r in self.iou.items():
-            key = prefix if name == "paper" else f"{prefix}_{name}"
-            out[f"{key}_mean"] = r.mean
-            out[f"{key}_std"] = r.std
-        return out
-
 
 # ----------------------------------------------------------------------------- training
 def seg_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, pos_weight: float = 1.0) -> torch.Tensor:
