@@ -175,7 +175,7 @@ def test_new_columns_intervals_and_notes(tmp_path):
           same_place_rate_ci_high=0.95, copy_distance_median=0.3, copy_distance_median_ci_low=0.25, copy_distance_median_ci_high=0.35,
           unet_collapsed=1, seg_seeds=[0, 1, 2])
     _fake(root, "sinsemi", "s", **common, sifid_mean=0.2, sifid_std=0.05, sifid_ci_low=0.18, sifid_ci_high=0.22,
-          iou_new_places_mean=0.80, iou_new_places_seed_std=0.02, same_place_rate=0.06, same_place_rate_ci_low=0.03,
+          iou_new_places_mean=0.80, iou_new_places_seed_std=0.02, iou_mean=0.7, iou_std=0.3, iou_seed_std=0.01, same_place_rate=0.06, same_place_rate_ci_low=0.03,
           same_place_rate_ci_high=0.09, copy_distance_median=1.3)
     rows = collect([root])
     md1, _ = render("table1", rows, paper=None)
@@ -188,6 +188,7 @@ def test_new_columns_intervals_and_notes(tmp_path):
     md3, cs3 = render("table3", rows, paper=None)
     t3 = {r["method"]: r for r in csv.DictReader(io.StringIO(cs3))}
     assert t3["sinsemi"]["IoU new places (± seeds)"] == "0.800 ± 0.020" and t3["copier"]["collapsed U-Nets"] == "1"
+    assert t3["sinsemi"]["IoU (paper set, ± images)"] == "0.700 ± 0.300 (seeds ± 0.010)"
     assert "Teaching the U-Net more than the augmentation baseline on new places: sinsemi." in md3
     assert "above: sinsemi" in md3 and "copier" not in md3.split("above: sinsemi")[1].split("\n")[0]
 

@@ -63,7 +63,10 @@ def _cell(m: dict, key: str, kind: str | None) -> str:
         std = m.get(f"{key}_seed_std") if kind == "seeds" and m.get(f"{key}_seed_std") is not None else m.get(f"{key}_std")
         if mean is None:
             return ""
-        return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
+        cell = f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
+        if kind == "pm" and m.get(f"{key}_seed_std") is not None:  # the paper's ± over images, and ours over U-Net seeds
+            cell += f" (seeds ± {m[f'{key}_seed_std']:.3f})"
+        return cell
     if kind == "ci":
         v = m.get(BY_KEY[key].value_key()) if key in BY_KEY else m.get(key)
         if v is None:
@@ -118,13 +121,13 @@ def with_ratios(rows: list[dict]) -> list[dict]:
 
 def interval(m: dict, key: str) -> tuple[float, float] | None:
     """The row's interval of column ``key``: its bootstrap 95 % CI (``ci`` columns) or mean ± the
-    std over U-Net seeds (``seeds`` columns); None without one."""
+    std over U-Net seeds (``seeds`` columns, and ``pm`` columns that have one); None without one."""
     col = BY_KEY.get(key)
     if col is None:
         return None
     if col.kind == "ci" and m.get(f"{key}_ci_low") is not None and m.get(f"{key}_ci_high") is not None:
         return float(m[f"{key}_ci_low"]), float(m[f"{key}_ci_high"])
-    if col.kind == "seeds" and m.get(f"{key}_mean") is not None and m.get(f"{key}_seed_std") is not None:
+    if col.kind in ("seeds", "pm") and m.get(f"{key}_mean") is not None and m.get(f"{key}_seed_std") is not None:
         mean, sd = float(m[f"{key}_mean"]), float(m[f"{key}_seed_std"])
         return mean - sd, mean + sd
     return None
