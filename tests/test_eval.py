@@ -59,8 +59,19 @@ def test_cli_end_to_end_tiny(samples_run):
         assert k in m, k
     assert m["fit_seconds"] == 1.5 and m["name"] == "fakegen"  # merged into the run's metrics.json
     assert m["n_samples"] == 6 and m["defect_count_mean"] == pytest.approx(0.5)  # 3 defect copies, 3 clean
-    assert m["seg_test_sizes"] == {"paper": 50, "random": 4}
+    assert m["seg_test_sizes"] == {"new_places": 6, "paper": 50, "random": 4}
     assert 0.0 <= m["iou_mean"] <= 1.0
+    for k in ("iou_new_places_mean", "iou_new_places_std", "iou_new_places_recall", "iou_new_places_false_per_clean",
+              "same_place_rate", "copy_distance_median", "copy_distance_p10", "sifid_ratio", "lpips_ratio", "unet_collapsed",
+              "sifid_ci_low", "sifid_ci_high", "lpips_ci_low", "sifid_ratio_ci_high", "defect_count_ci_low", "same_place_rate_ci_low",
+              "copy_distance_median_ci_high", "same_place_chance"):
+        assert k in m and m[k] is not None, k
+    assert m["same_place_rate"] == 1.0                      # the 3 defect copies: every detection at the training place
+    assert m["sifid_ci_low"] <= m["sifid_mean"] <= m["sifid_ci_high"]
+    assert m["sifid_ratio"] == pytest.approx(m["sifid_mean"] / m["sifid_reference"])
+    d = json.loads((samples_run / "defects.json").read_text())
+    cd = d["copy_distance"]   # noisy copies of the defect reference are nearer the training image than noisy clean ones
+    assert len(cd) == 6 and max(cd[:3]) < min(cd[3:]) - 0.3 and d["same_place"] == [1, 1, 1, 0, 0, 0]
     for f in ("row.md", "row.csv", "heatmap.png", "eval_grid.png", "defects.json"):
         assert (samples_run / f).stat().st_size > 0, f
     assert "fakegen" in (samples_run / "row.md").read_text()
@@ -111,7 +122,7 @@ def test_reference_files_and_external_test_set(tmp_path, pair):
     assert m["reference_mask"] == "labeller" and m["name"] == "two references" and m["n_samples"] == 1
     assert m["labeller_reference_counts"] == [1, 0]
     assert m["sifid_mean"] > 0 and m["lpips_mean"] > 0
-    assert m["seg_test_sizes"] == {"external": 2} and "iou_external_mean" in m
+    assert m["seg_test_sizes"] == {"new_places": 6, "external": 2} and "iou_external_mean" in m  # new places: pasted residual
 
 
 def _samples_dir(tmp_path, images):
@@ -207,11 +218,16 @@ def test_mask_conventions(tmp_path):
 
     with_paper = compose("profile=paper", "trainer.accelerator=cpu")
     assert with_paper.downstream.mask == "optical" and eval_config(with_paper).downstream.mask == "optical"
-    assert compose().downstream.mask == "footprint"
-    m = evaluate(compose("mode=reference", f"out_dir={tmp_path}", "allow_random_backbone=true", "downstream.mask=optical",
+    assert compose().downstream.mask == "optical"        # the paper's convention in every profile
+    assert compose("profile=quick").downstream.mask == "optical"
+    m = evaluate(compose("mode=reference", f"out_dir={tmp_path}", "allow_random_backbone=true", "downstream.mask=footprint",
                          "test_set.random.n=3"))
-    assert m["seg_mask"] == "optical" and m["seg_test_sizes"] == {"paper": 50, "random": 3}
-    assert "optical" in (tmp_path / "row.md").read_text()
+    assert m["seg_mask"] == "footprint" and m["seg_test_sizes"] == {"new_places": 6, "paper": 50, "random": 3}
+    assert "footprint" in (tmp_path / "row.md").read_text()
+    # the two-reference row has the same keys: copy measures of the clean reference, ratios 1
+    assert m["sifid_ratio"] == pytest.approx(1.0) and m["lpips_ratio"] == pytest.approx(1.0)
+    assert m["same_place_rate"] == 1.0 and 0.5 < m["copy_distance_median"] <= 1.0 + 1e-6
+    assert "iou_new_places_mean" in m and m["seg_seeds"] == [0]
     with pytest.raises(InputError, match="downstream.mask"):
         evaluate(compose("mode=reference", f"out_dir={tmp_path}", "downstream.mask=blob"))
 
@@ -245,6 +261,9 @@ def test_library_call_with_objects(tmp_path, pair):
     assert sum(x["lpips"] for x in rows) / 2 == pytest.approx(r.metrics["lpips_mean"])
     assert rows[0]["lpips"] < rows[1]["lpips"]  # the defect reference itself is closest to the defect reference
     assert "sifid_per_image" not in r.metrics and "lpips_per_image" not in r.metrics
+    # copying: the defect reference is an exact copy at its own place, the clean one about 1 away
+    assert [x["same_place"] for x in rows] == [1, 0] and rows[0]["copy_distance"] == 0.0 and 0.5 < rows[1]["copy_distance"] <= 1.0
+    assert r.metrics["same_place_rate"] == 1.0 and r.metrics["copy_distance_p10"] < r.metrics["copy_distance_median"]
     with pytest.raises(InputError, match="mode must be"):
         EvalConfig(mode="both")
 
@@ -266,3 +285,17 @@ def test_optical_training_masks_of_generated_images(pair):
     for m in opt[:2]:
         assert abs(int(m.sum()) - ref_area) < 0.25 * ref_area and int(m.sum()) > 2 * int(pair.mask.sum())
     assert torch.equal(training_masks(x, refs, LabellerConfig(), lab, "footprint"), lab.masks)
+
+
+@pytest.mark.parametrize("d, match", [({"copying": {"radius": 0}}, "copying.radius"),
+                                      ({"copying": {"max_shift": -1}}, "copying.max_shift"),
+                                      ({"copying": {"bogus": 1}}, "unknown copying"),
+                                      ({"intervals": {"n_resamples": 0}}, "intervals.n_resamples"),
+                                      ({"intervals": {"level": 1.5}}, "intervals.level"),
+                                      ({"test_set": {"new_places": {"n": -1}}}, "test_set.new_places.n"),
+                                      ({"downstream": {"seeds": 0}}, "seeds")])
+def test_new_settings_are_checked(d, match):
+    from sinsemi.evaluation import EvalConfig
+
+    with pytest.raises(InputError, match=match):
+        EvalConfig.from_dict(d)

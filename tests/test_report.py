@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 import numpy as np
@@ -47,7 +48,7 @@ def test_tables_from_fake_run_dirs(runs, tmp_path):
     assert "0.123 ± 0.010" in t2 and "RANDOM BACKBONE" in t2
     by_name = {r["method"]: r for r in csv.DictReader((out / "table3.csv").open())}
     assert set(by_name) == {"two references", "sinsemi"}     # sinddm has no IoU: left out of table 3
-    assert by_name["sinsemi"]["IoU (paper set)"] == "0.810 ± 0.200" and by_name["sinsemi"]["IoU (random set)"] == "0.550 ± 0.300"
+    assert by_name["sinsemi"]["IoU (paper set, ± images)"] == "0.810 ± 0.200" and by_name["sinsemi"]["IoU unseen types (± seeds)"] == "0.550 ± 0.300"
 
 
 
@@ -72,8 +73,8 @@ def test_paper_values_and_ratios_beside_ours(runs, paper_file):
     t2 = list(csv.DictReader(cs.splitlines()))
     sin = next(r for r in t2 if r["method"] == "sinsemi")
     assert sin["paper: SIFID"] == "2.60" and sin["paper: LPIPS"] == "1.00"
-    assert sin["SIFID / two-ref (ours)"] == f"{0.123 / 0.05:.2f}" and sin["SIFID / two-ref (paper)"] == f"{2.6 / 2.4:.2f}"
-    assert sin["LPIPS / two-ref (ours)"] == f"{0.2 / 0.1:.2f}" and sin["LPIPS / two-ref (paper)"] == f"{1.0 / 0.8:.2f}"
+    assert sin["SIFID / two-ref [95% CI]"] == f"{0.123 / 0.05:.3f}" and sin["SIFID / two-ref (paper)"] == f"{2.6 / 2.4:.2f}"
+    assert sin["LPIPS / two-ref [95% CI]"] == f"{0.2 / 0.1:.3f}" and sin["LPIPS / two-ref (paper)"] == f"{1.0 / 0.8:.2f}"
     md3, cs3 = render("table3", rows)
     t3 = {r["method"]: r for r in csv.DictReader(cs3.splitlines())}
     assert t3["two references"]["paper: IoU"] == "0.74 ± 0.41" and t3["sinsemi"]["paper: IoU"] == "0.82 ± 0.26"
@@ -100,7 +101,7 @@ def test_paper_values_not_available(runs, tmp_path, monkeypatch):
                    for r in csv.DictReader(cs.splitlines()))
     _, cs = render("table2", collect([runs]))
     sin = next(r for r in csv.DictReader(cs.splitlines()) if r["method"] == "sinsemi")
-    assert sin["SIFID / two-ref (ours)"] == f"{0.123 / 0.05:.2f}" and sin["SIFID / two-ref (paper)"] == ""
+    assert sin["SIFID / two-ref [95% CI]"] == f"{0.123 / 0.05:.3f}" and sin["SIFID / two-ref (paper)"] == ""
 
 
 def _ablation_runs(tmp_path, knob, values):
@@ -157,3 +158,48 @@ def test_heatmap_png(tmp_path):
 
     with Image.open(tmp_path / "h.png") as im:
         assert im.size[0] > 400 and np.asarray(im).std() > 0
+
+
+def test_new_columns_intervals_and_notes(tmp_path):
+    """Intervals printed in the cells; the note names the rows whose interval lies beyond the
+    two-reference row's, the rows that copy the training defect's place, and the rows that teach
+    the U-Net more than the augmentation baseline on new places."""
+    root = tmp_path / "r"
+    common = dict(n_samples=64, defect_count_mean=1.0, defect_count_std=0.5, seg_train_set="x", same_place_radius_px=8.0,
+                  same_place_chance=0.05, lpips_mean=0.2, lpips_std=0.02)
+    _fake(root, "two references", "ref", **{**common, "n_samples": 1}, sifid_mean=0.05, sifid_std=0.0, sifid_ci_low=0.05,
+          sifid_ci_high=0.05, iou_new_places_mean=0.52, iou_new_places_seed_std=0.03, iou_new_places_std=0.4,
+          same_place_rate=1.0, same_place_rate_ci_low=1.0, same_place_rate_ci_high=1.0)
+    _fake(root, "copier", "c", **common, sifid_mean=0.04, sifid_std=0.01, sifid_ci_low=0.03, sifid_ci_high=0.049,
+          iou_new_places_mean=0.50, iou_new_places_seed_std=0.05, same_place_rate=0.9, same_place_rate_ci_low=0.8,
+          same_place_rate_ci_high=0.95, copy_distance_median=0.3, copy_distance_median_ci_low=0.25, copy_distance_median_ci_high=0.35,
+          unet_collapsed=1, seg_seeds=[0, 1, 2])
+    _fake(root, "sinsemi", "s", **common, sifid_mean=0.2, sifid_std=0.05, sifid_ci_low=0.18, sifid_ci_high=0.22,
+          iou_new_places_mean=0.80, iou_new_places_seed_std=0.02, iou_mean=0.7, iou_std=0.3, iou_seed_std=0.01, same_place_rate=0.06, same_place_rate_ci_low=0.03,
+          same_place_rate_ci_high=0.09, copy_distance_median=1.3)
+    rows = collect([root])
+    md1, _ = render("table1", rows, paper=None)
+    assert "Copying the training defect's place (95% CI above chance): copier." in md1 and "within 8 px" in md1
+    md2, cs2 = render("table2", rows, paper=None)
+    t2 = {r["method"]: r for r in csv.DictReader(io.StringIO(cs2))}
+    assert t2["sinsemi"]["SIFID ↓ [95% CI]"] == "0.200 [0.180, 0.220]"
+    assert t2["sinsemi"]["SIFID / two-ref [95% CI]"] == "4.000"          # ratio filled from the two-reference row
+    assert "SIFID ↓: beyond the intervals of the two-reference row, above: sinsemi; below: copier." in md2
+    md3, cs3 = render("table3", rows, paper=None)
+    t3 = {r["method"]: r for r in csv.DictReader(io.StringIO(cs3))}
+    assert t3["sinsemi"]["IoU new places (± seeds)"] == "0.800 ± 0.020" and t3["copier"]["collapsed U-Nets"] == "1"
+    assert t3["sinsemi"]["IoU (paper set, ± images)"] == "0.700 ± 0.300 (seeds ± 0.010)"
+    assert "Teaching the U-Net more than the augmentation baseline on new places: sinsemi." in md3
+    assert "above: sinsemi" in md3 and "copier" not in md3.split("above: sinsemi")[1].split("\n")[0]
+
+
+def test_heatmap_marks_the_training_defect(tmp_path):
+    """Marks drawn in cyan at the training defect's place; many detections (high counts) still render."""
+    from PIL import Image
+
+    cents = [[(48.0, 48.0)] * 30] + [[(float(i % 96), float((7 * i) % 96))] for i in range(500)]
+    save_heatmap([30] + [1] * 500, cents, (96, 96), tmp_path / "h.png", marks=[(20.0, 70.0)], mark_radius=8.0)
+    with Image.open(tmp_path / "h.png") as im:
+        g = np.asarray(im.convert("RGB")).astype(int)
+    cyan = (g[..., 0] < 80) & (g[..., 1] > 180) & (g[..., 2] > 180)
+    assert cyan.sum() > 30

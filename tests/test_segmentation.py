@@ -80,7 +80,7 @@ def test_unet_handles_sizes_not_multiple_of_depth():
 
 def test_tiny_unet_learns_an_obvious_defect():
     """Bright squares on noise: a few epochs must beat the trivial all-empty prediction."""
-    from sinsemi.metrics.seg_train import train_and_score
+    from sinsemi.metrics.segmentation import train_and_score
 
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
@@ -102,7 +102,7 @@ def test_tiny_unet_learns_an_obvious_defect():
 
 def test_fill_with_flips_tops_up_a_small_generated_set():
     """Fewer samples than n_train: the originals, then their flips (masks flipped with them)."""
-    from sinsemi.evaluation.downstream import fill_with_flips
+    from sinsemi.metrics.segmentation import fill_with_flips
 
     x = torch.rand(3, 1, 8, 8)
     m = x[:, 0] > 0.5
@@ -137,7 +137,7 @@ def test_seg_score_defect_iou_recall_false_and_empty_flag():
 
 def test_val_iou_selection_and_time_budget(tiny_image):
     """select=val_iou keeps the best validation epoch; max_seconds stops early."""
-    from sinsemi.metrics.seg_train import train_unet
+    from sinsemi.metrics.segmentation import train_unet
 
     x = torch.stack([tiny_image] * 20)
     m = torch.zeros(20, 32, 32, dtype=torch.bool)
@@ -152,7 +152,7 @@ def test_val_iou_selection_and_time_budget(tiny_image):
 
 def test_unet_epochs_reach_the_log_and_the_callback(tiny_image, caplog):
     """Every epoch's loss goes to the log (INFO) and to on_epoch (the job's logger), as in the history."""
-    from sinsemi.metrics.seg_train import train_unet
+    from sinsemi.metrics.segmentation import train_unet
 
     x = torch.stack([tiny_image] * 10)
     m = torch.zeros(10, 32, 32, dtype=torch.bool)
@@ -184,7 +184,7 @@ def test_quick_unet_learns_random_position_defects(mask):
     from sinsemi.data.testsets import random_defect_test_set
     from sinsemi.evaluation import load_references
     from sinsemi.evaluation.testsets import build_test_sets
-    from sinsemi.metrics.seg_train import train_and_score
+    from sinsemi.metrics.segmentation import train_and_score
 
     cfg = _quick_seg(mask)
     sets = build_test_sets(cfg, load_references(cfg.reference))
@@ -199,12 +199,59 @@ def test_quick_unet_learns_random_position_defects(mask):
 @pytest.mark.slow
 def test_quick_augmentation_baseline_learns():
     from sinsemi.evaluation import load_references
-    from sinsemi.evaluation.downstream import baseline_train_set
+    from sinsemi.evaluation.masks import baseline_train_set
     from sinsemi.evaluation.testsets import build_test_sets
-    from sinsemi.metrics.seg_train import train_and_score
+    from sinsemi.metrics.segmentation import train_and_score
 
     cfg = _quick_seg("footprint").replace(test_set=dataclasses.replace(_quick_seg("footprint").test_set, random_n=0))
     refs = load_references(cfg.reference)
     tx, tm = baseline_train_set(refs, cfg.downstream, 0)
     s = train_and_score(tx, tm, build_test_sets(cfg, refs), cfg.downstream, seed=0).scores["paper"]
     assert s.iou_defect >= 0.8 and s.recall >= 0.9 and s.false_per_clean <= 0.1
+
+
+def test_smp_bce_dice_equals_the_hand_written_formula():
+    """smp's DiceLoss (binary, smooth 0.5) + BCE is the former hand-written BCE + (1 - (2 sum pt + 1) / (sum p + sum t + 1))."""
+    from sinsemi.metrics.segmentation import seg_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(4, 16, 16, generator=g)
+    target = (torch.rand(4, 16, 16, generator=g) > 0.8).float()
+
+    def old(lg, t, pos_weight=1.0, balanced=False):
+        w = torch.tensor(pos_weight) if balanced else None
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(lg, t, pos_weight=w)
+        if t.sum() == 0:
+            return bce
+        p = torch.sigmoid(lg)
+        return bce + 1 - (2 * (p * t).sum() + 1.0) / (p.sum() + t.sum() + 1.0)
+
+    for t in (target, torch.zeros_like(target), target[:1].expand(4, -1, -1).contiguous()):
+        assert abs(float(seg_loss(logits, t, "bce_dice")) - float(old(logits, t))) < 1e-6
+        assert abs(float(seg_loss(logits, t, "balanced", 7.0)) - float(old(logits, t, 7.0, True))) < 1e-6
+    assert float(seg_loss(logits, target, "bce")) == float(torch.nn.functional.binary_cross_entropy_with_logits(logits, target))
+
+
+def test_downstream_over_seeds_counts_collapsed_unets(monkeypatch):
+    """Several U-Net seeds: IoU is the mean of the seeds' means, the ± the seeds' std; a U-Net that
+    predicts empty masks on the defect images is counted in unet_collapsed and kept in the mean."""
+    import sinsemi.metrics.segmentation as seg
+
+    true = torch.zeros(4, 8, 8, dtype=torch.bool)
+    true[:2, 2:5, 2:5] = True   # 2 defect images, 2 clean
+    preds = {0: true.clone(), 1: torch.zeros_like(true), 2: true.clone()}  # seed 1 collapses
+
+    def fake(train_x, train_m, sets, cfg, *, seed, on_epoch=None):
+        scores = {k: seg.SegScore.of(preds[seed], y) for k, (x, y) in sets.items()}
+        return seg.SegOutcome(iou={k: s.iou for k, s in scores.items()}, epochs_run=1, best_val_loss=None, train_seconds=0.0,
+                              n_train=int(train_x.shape[0]), scores=scores, best_epoch=1)
+
+    monkeypatch.setattr(seg, "train_and_score", fake)
+    cfg = seg.SegConfig(encoder_depth=3, decoder_channels=(8, 8, 8), seeds=3, n_train=None)
+    m = seg.downstream(torch.zeros(4, 1, 8, 8), true, {"new_places": (torch.zeros(4, 1, 8, 8), true)}, cfg, seed=0, train_set="x")
+    assert m.seeds == [0, 1, 2] and m.seed_iou["new_places"] == [1.0, 0.5, 1.0]
+    assert m.iou["new_places"][0] == pytest.approx(2.5 / 3)
+    assert m.seed_std("new_places") == pytest.approx(float(torch.tensor([1.0, 0.5, 1.0]).std()))
+    d = m.to_dict()
+    assert d["unet_collapsed"] == 1 and d["seg_empty_flag"] == ["new_places"]
+    assert d["iou_new_places_recall"] == pytest.approx(2 / 3) and d["iou_new_places_seed_std"] > 0

@@ -127,3 +127,52 @@ def test_optical_mask_of_the_real_pair(real_pair_dir):
     print(f"optical mask of the real pair: {int(m.sum())} px, rows {int(yy.min())}-{int(yy.max())}, cols {int(xx.min())}-{int(xx.max())}")
     assert 180 <= int(m.sum()) <= 215
     assert 36 <= int(yy.min()) and int(yy.max()) <= 59 and 34 <= int(xx.min()) and int(xx.max()) <= 57
+
+
+@pytest.mark.parametrize("mask", ["footprint", "optical"])
+def test_pasted_new_places_match_the_simulators_exact_masks(mask):
+    """The line_pair pair treated as a user's pair: its bridge residual pasted at new places. The
+    simulator, asked for bridges at the same places (line + the number of periods moved, along + the
+    row offset), gives masks that agree with the pasted ones (IoU >= 0.85 per image)."""
+    from sinsemi.data.layouts import Bridge
+    from sinsemi.data.optics import get_preset, make_reference_pair, simulate_batch
+    from sinsemi.data.testsets import _flip, optical_masks_of_batch, pasted_defect_test_set
+    from sinsemi.metrics.segmentation import per_image_iou
+
+    pair = make_reference_pair("line_pair", 0)
+    t = pasted_defect_test_set(pair, 10, seed=3, mask=mask)
+    assert t.images.shape == (10, 1, 96, 96) and t.info["period_px"] == pytest.approx(19.2, abs=0.1)
+    scene = get_preset("line_pair").scene
+    placed = [i for i, m in enumerate(t.meta) if m["placed"]]
+    assert placed
+    dls = [[Bridge(line=1 + round(p["periods"]), along_nm=480.0 + 10.0 * p["dy"], length_nm=50.0) for p in t.meta[i]["placed"]]
+           for i in placed]
+    b = simulate_batch(scene, dls, [0] * len(placed))
+    exact = b.masks if mask == "footprint" else optical_masks_of_batch(scene, b, [0] * len(placed))
+    exact = torch.stack([_flip(e, t.meta[i]["flip"]) for e, i in zip(exact, placed)])
+    ious = per_image_iou(t.masks[placed], exact)
+    assert float(ious.min()) >= 0.85, ious
+    assert all(len(m["placed"]) <= 3 for m in t.meta)
+    t2 = pasted_defect_test_set(pair, 10, seed=3, mask=mask)
+    assert torch.equal(t.images, t2.images) and torch.equal(t.masks, t2.masks)   # seeded
+
+
+def test_new_places_for_a_preset_is_its_own_defect_kind():
+    from sinsemi.data.optics import make_reference_pair
+    from sinsemi.data.testsets import new_places_test_set, random_defect_test_set
+
+    pair = make_reference_pair("line_pair", 0)
+    t = new_places_test_set(pair, 5, preset="line_pair", seed=7, mask="footprint")
+    ref = random_defect_test_set(5, preset="line_pair", seed=7, kinds=("bridge",), mask="footprint")
+    assert t.info["kinds"] == ["bridge"] and t.info["kind"] == "new_places"
+    assert torch.equal(t.masks, ref.masks)                       # the simulator's exact masks
+
+
+def test_pasted_new_places_bad_inputs():
+    from sinsemi.data.optics import make_reference_pair
+    from sinsemi.data.testsets import pasted_defect_test_set
+
+    pair = make_reference_pair("line_pair", 0)
+    empty = type(pair)(defect=pair.defect, clean=pair.clean, mask=torch.zeros_like(pair.mask), meta={})
+    with pytest.raises(InputError, match="empty"):
+        pasted_defect_test_set(empty, 4)

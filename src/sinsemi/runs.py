@@ -21,12 +21,13 @@ import json
 from pathlib import Path
 
 from sinsemi.errors import InputError
+from sinsemi.evaluation.keys import REQUIRED_EVAL, REQUIRED_SEG
 
 MODEL_DIR = "model"
 SAMPLES_DIR = "samples"
 METRICS = "metrics.json"
-EVAL_KEYS = ("sifid_mean", "lpips_mean", "defect_count_mean")
-SEG_KEYS = ("iou_mean",)
+EVAL_KEYS = REQUIRED_EVAL  # the metric-key registry: sinsemi.evaluation.keys
+SEG_KEYS = REQUIRED_SEG
 
 
 def read_metrics(run_dir: str | Path) -> dict | None:

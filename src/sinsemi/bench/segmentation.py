@@ -15,8 +15,8 @@ def run() -> None:
 
     from sinsemi.data.optics import make_reference_pair
     from sinsemi.data.testsets import paper_test_set, random_defect_test_set
-    from sinsemi.metrics.seg_train import train_and_score
     from sinsemi.jobs.config import compose, to_plain
+    from sinsemi.metrics.segmentation import train_and_score
     from sinsemi.metrics.segmentation import SegConfig
 
     d = to_plain(compose("eval", ["profile=quick"]))["downstream"]

@@ -8,6 +8,10 @@
 * :func:`random_defect_test_set` - harder: simulator images of a preset's scene, each with its own
   layout randomness and noise and 0-3 defects (bridges and opens by default) at random lines,
   positions and lengths, drawn from seed ``seed + i``.
+* :func:`new_places_test_set` - the training image's own defect type at new, structure-consistent
+  places, 0-3 per image: for a simulator preset, its defect kind(s) through
+  :func:`random_defect_test_set` (exact masks); for any other pair, :func:`pasted_defect_test_set`
+  (the reference's aligned defect residual pasted along the same line spaces).
 
 Masks by convention (``mask``): ``footprint`` = the simulator's geometric footprint / the given
 mask; ``optical`` = the paper's labelling (:mod:`sinsemi.metrics.optical_mask`): the region where the
@@ -196,3 +200,107 @@ def defect_residual(preset: str = "line_pair", seed: int = 0, defects: Sequence 
     diff = _sensor_residual(p.scene, b.intensity[:1], b.intensity[1:])
     yy, xx = torch.nonzero(b.masks[0], as_tuple=True)
     return DefectResidual(residual=diff[0], mask=b.masks[0].clone(), centroid=(float(yy.float().mean()), float(xx.float().mean())))
+
+
+KIND_NAMES = {Bridge: "bridge", Open: "open", Particle: "particle"}
+
+
+def new_places_test_set(pair: ReferencePair, n: int = 100, *, preset: str | None = None, seed: int = 0, max_defects: int = 3,
+                        mask: str = "optical") -> TestSet:
+    """``n`` images with 0..``max_defects`` defects of the training image's own type at random,
+    structure-consistent places. ``preset`` (the pair is that simulator preset's): the preset's
+    defect kind(s) by :func:`random_defect_test_set` with exact masks; None: the pair's own defect
+    residual pasted by :func:`pasted_defect_test_set`."""
+    if preset is not None:
+        kinds = sorted({KIND_NAMES[type(d)] for d in get_preset(preset).defects})
+        if not kinds:
+            raise InputError(f"preset {preset!r} has no defect: no type to place at new places")
+        t = random_defect_test_set(n, preset=preset, seed=seed, max_defects=max_defects, kinds=kinds, mask=mask)
+        return TestSet(images=t.images, masks=t.masks, names=[f"new_places_{i:04d}" for i in range(n)], meta=t.meta,
+                       info={**t.info, "kind": "new_places", "source": "simulator"})
+    return pasted_defect_test_set(pair, n, seed=seed, max_defects=max_defects, mask=mask)
+
+
+def pasted_defect_test_set(pair: ReferencePair, n: int = 100, *, seed: int = 0, max_defects: int = 3, mask: str = "optical",
+                           noise_std: float = 1.0, margin_px: int = 2, tries: int = 50) -> TestSet:
+    """New places for any reference pair with line structure (vertical or horizontal lines).
+
+    The defect's residual R = defect - clean (the pair is pixel-aligned, as the paper's) is kept on a
+    window W: the defect's region (``pair.mask`` ∪ the paper's optical region) dilated by
+    ``margin_px`` and tapered by a sigma-1 Gaussian. Image i (seed ``seed + i``) is the clean
+    reference with k ~ U{0..max_defects} copies of R·W pasted without overlap at
+    (dy, round(m p)) from the defect's own place: dy any row offset that keeps the window inside,
+    m an integer and p the line period of the clean reference's column profile (the same line
+    spaces, the reference's own sensor noise in the residual). Then, as the paper's set, one of
+    four flips and Gaussian noise of std ~ U(0, ``noise_std``) gray levels, 8-bit quantised.
+    Masks: ``footprint`` = ``pair.mask`` moved with each copy; ``optical`` = the paper's rule
+    (|blur(image) - blur(clean)| > 5 gray levels, components > 100 px, circularity > 0.6) on the
+    pasted residuals.
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    from sinsemi.data.linestats import period_px
+    from sinsemi.metrics.labeller import line_orientation
+    from sinsemi.metrics.optical_mask import optical_mask, optical_mask_of_residual
+
+    _check_mask(mask)
+    if n < 1 or max_defects < 0:
+        raise InputError(f"test-set size n must be >= 1 and max_defects >= 0, got {n}, {max_defects}")
+    defect, clean, fmask = pair.defect.float(), pair.clean.float(), pair.mask.bool()
+    if not fmask.any():
+        raise InputError("new-places test set: the defect reference's mask is empty (nothing to paste)")
+    gray = clean.double().mean(0).numpy()
+    transpose = line_orientation(gray) != "vertical"
+    if transpose:  # work with vertical lines, turn the results back at the end
+        defect, clean, fmask, gray = defect.transpose(-1, -2), clean.transpose(-1, -2), fmask.T, gray.T
+    h, w = fmask.shape
+    period = float(period_px(gray * 255.0))
+    region = fmask.numpy() | optical_mask(defect, clean).numpy()
+    window = ndimage.binary_dilation(region, iterations=int(margin_px))
+    taper = np.clip(ndimage.gaussian_filter(window.astype(np.float64), 1.0) * 2.0, 0.0, 1.0)
+    ys, xs = np.nonzero(taper > 1e-3)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    bh, bw = y1 - y0, x1 - x0
+    if bh >= h or bw >= w:
+        raise InputError("new-places test set: the defect's window covers the whole image (no other place to put it)")
+    patch = (defect - clean)[:, y0:y1, x0:x1] * torch.from_numpy(taper[y0:y1, x0:x1]).float()
+    fpatch = fmask[y0:y1, x0:x1]
+    shifts_x = sorted({int(round(m * period)) for m in range(-int(w // period) - 1, int(w // period) + 2)
+                       if 0 <= x0 + int(round(m * period)) <= w - bw})
+    images, masks, names, meta = [], [], [], []
+    for i, g in enumerate(generators_for([seed + j for j in range(n)])):
+        k = int(torch.randint(max_defects + 1, (1,), generator=g))
+        img, resid = clean.clone(), torch.zeros_like(clean)
+        foot = torch.zeros(h, w, dtype=torch.bool)
+        taken = torch.zeros(h, w, dtype=torch.bool)
+        placed = []
+        for _ in range(k):
+            for _ in range(tries):
+                dx = shifts_x[int(torch.randint(len(shifts_x), (1,), generator=g))]
+                ny = int(torch.randint(h - bh + 1, (1,), generator=g))
+                nx = x0 + dx
+                if not taken[ny:ny + bh, nx:nx + bw].any():
+                    break
+            else:
+                continue  # no free place left for this copy
+            taken[ny:ny + bh, nx:nx + bw] = True
+            resid[:, ny:ny + bh, nx:nx + bw] += patch
+            foot[ny:ny + bh, nx:nx + bw] |= fpatch
+            placed.append({"dy": ny - y0, "dx": dx, "periods": round(dx / period, 3)})
+        img = img + resid
+        m = (optical_mask_of_residual(resid) if placed else torch.zeros_like(foot)) if mask == "optical" else foot
+        flip = FLIPS[int(torch.randint(len(FLIPS), (1,), generator=g))]
+        std = noise_std * float(torch.rand(1, generator=g))
+        img = torch.round((img + (std / 255.0) * torch.randn(img.shape, generator=g)).clamp(0, 1) * 255.0) / 255.0
+        img, m = _flip(img, flip), _flip(m, flip)
+        if transpose:
+            img, m = img.transpose(-1, -2), m.T
+        images.append(img)
+        masks.append(m.clone())
+        names.append(f"new_places_{i:04d}")
+        meta.append({"seed": seed + i, "flip": flip, "noise_std_gray": std, "placed": placed})
+    info = {"kind": "new_places", "source": "pasted residual", "n": n, "seed": seed, "max_defects": max_defects, "mask": mask,
+            "period_px": period, "window": [y0, y1, x0, x1], "noise_std_max_gray": noise_std,
+            "orientation": "horizontal" if transpose else "vertical", "reference": pair.meta.get("preset", "given pair")}
+    return TestSet(images=torch.stack(images), masks=torch.stack(masks), names=names, meta=meta, info=info)

@@ -47,7 +47,8 @@ class ImageMetricsConfig:
 
 @dataclass(frozen=True)
 class TestSetConfig:
-    """The downstream U-Net's test sets: paper-style (from the references), random simulated, external dir."""
+    """The downstream U-Net's test sets: new places (the training defect's type at random places),
+    paper-style (from the references), random simulated (unseen types), external dir."""
 
     __test__ = False  # not a pytest class
 
@@ -55,6 +56,43 @@ class TestSetConfig:
     random_n: int = 200
     random_seed: int = 1000
     dir: str | None = None
+    new_places_n: int = 100
+    new_places_seed: int = 2000
+
+    def __post_init__(self):
+        for name in ("random_n", "new_places_n", "random_seed", "new_places_seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise InputError(f"test_set.{name.replace('_n', '.n').replace('_seed', '.seed')} must be an integer >= 0, got {v!r}")
+
+
+@dataclass(frozen=True)
+class CopyingConfig:
+    """The copy measures (:mod:`sinsemi.evaluation.copying`): same-place ``radius`` px, copy-distance shift window ``max_shift`` px."""
+
+    radius: float = 8.0
+    max_shift: int = 8
+
+    def __post_init__(self):
+        if isinstance(self.radius, bool) or not isinstance(self.radius, (int, float)) or not self.radius > 0:
+            raise InputError(f"copying.radius must be a positive number of px, got {self.radius!r}")
+        if isinstance(self.max_shift, bool) or not isinstance(self.max_shift, int) or self.max_shift < 0:
+            raise InputError(f"copying.max_shift must be an integer >= 0 (px), got {self.max_shift!r}")
+
+
+@dataclass(frozen=True)
+class IntervalConfig:
+    """Bootstrap intervals over samples (:mod:`sinsemi.evaluation.intervals`)."""
+
+    n_resamples: int = 1000
+    level: float = 0.95
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.n_resamples, bool) or not isinstance(self.n_resamples, int) or self.n_resamples < 1:
+            raise InputError(f"intervals.n_resamples must be a positive integer, got {self.n_resamples!r}")
+        if not isinstance(self.level, (int, float)) or not 0 < float(self.level) < 1:
+            raise InputError(f"intervals.level must be in (0, 1), got {self.level!r}")
 
 
 @dataclass(frozen=True)
@@ -75,6 +113,8 @@ class EvalConfig:
     metrics: ImageMetricsConfig = field(default_factory=ImageMetricsConfig)
     test_set: TestSetConfig = field(default_factory=TestSetConfig)
     downstream: SegConfig = field(default_factory=SegConfig)
+    copying: CopyingConfig = field(default_factory=CopyingConfig)
+    intervals: IntervalConfig = field(default_factory=IntervalConfig)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -85,8 +125,10 @@ class EvalConfig:
         """From the nested dict of ``eval.yaml`` (groups reference/labeller/metrics/test_set/downstream)."""
         ts = dict(d.get("test_set") or {})
         rnd = dict(ts.pop("random", None) or {})
+        new = dict(ts.pop("new_places", None) or {})
         ts = {"paper": ts.get("paper", True), "dir": ts.get("dir"), "random_n": int(rnd.get("n", 0) or 0),
-              "random_seed": int(rnd.get("seed", 1000))}
+              "random_seed": int(rnd.get("seed", 1000)), "new_places_n": int(new.get("n", 0) or 0),
+              "new_places_seed": int(new.get("seed", 2000))}
         return cls(
             mode=str(d.get("mode", "samples")),
             out_dir=Path(d["out_dir"]) if d.get("out_dir") else None,
@@ -102,6 +144,8 @@ class EvalConfig:
             metrics=ImageMetricsConfig(**_known(ImageMetricsConfig, d.get("metrics"), "metrics")),
             test_set=TestSetConfig(**ts),
             downstream=SegConfig.from_dict({**dict(d.get("downstream") or {}), "device": device}),
+            copying=CopyingConfig(**_known(CopyingConfig, d.get("copying"), "copying")),
+            intervals=IntervalConfig(**_known(IntervalConfig, d.get("intervals"), "intervals")),
         )
 
     def replace(self, **changes) -> EvalConfig:

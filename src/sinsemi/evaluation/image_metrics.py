@@ -27,6 +27,8 @@ class ImageMetrics:
     pixel_diversity: float | None = None
     sifid_per_image: list[float] = field(default_factory=list, repr=False)
     lpips_per_image: list[float] = field(default_factory=list, repr=False)
+    reference_sifid: float | None = None  # the two-reference row's figures (clean vs defect reference): the ratios' denominators
+    reference_lpips: float | None = None
 
     def to_dict(self) -> dict:
         out = {"sifid_mean": self.sifid_mean, "sifid_std": self.sifid_std, "lpips_mean": self.lpips_mean,
@@ -37,8 +39,10 @@ class ImageMetrics:
         return out
 
 
-def image_metrics(samples: torch.Tensor, defect_reference: torch.Tensor, cfg: EvalConfig) -> ImageMetrics:
-    """Samples (N, C, H, W) against the defect reference (C, H, W)."""
+def image_metrics(samples: torch.Tensor, defect_reference: torch.Tensor, cfg: EvalConfig,
+                  clean_reference: torch.Tensor | None = None) -> ImageMetrics:
+    """Samples (N, C, H, W) against the defect reference (C, H, W); with ``clean_reference`` (C, H, W)
+    also the two-reference row's SIFID and LPIPS (the same models: the ratios' denominators)."""
     from sinsemi.metrics.lpips import lpips_to_reference, pairwise_lpips, pixel_diversity
     from sinsemi.metrics.sifid import sifid
     from sinsemi.metrics.weights import inception_model, lpips_model
@@ -52,6 +56,9 @@ def image_metrics(samples: torch.Tensor, defect_reference: torch.Tensor, cfg: Ev
                        weights={"sifid": s.weights, "lpips": l2r.weights},
                        random_backbone=bool(getattr(inception, "random_backbone", False) or getattr(lp, "random_backbone", False)),
                        sifid_per_image=s.per_image.tolist(), lpips_per_image=l2r.per_image.tolist())
+    if clean_reference is not None:
+        out.reference_sifid = sifid(clean_reference[None], defect_reference, model=inception, batch_size=bs).mean
+        out.reference_lpips = lpips_to_reference(clean_reference[None], defect_reference, model=lp, batch_size=bs).mean
     if samples.shape[0] >= 2:
         pw = pairwise_lpips(samples, model=lp, max_pairs=cfg.metrics.pairwise_max_pairs, batch_size=bs)
         out.pairwise_lpips_mean, out.pairwise_lpips_std, out.pairwise_lpips_exhaustive = pw.mean, pw.std, pw.exhaustive

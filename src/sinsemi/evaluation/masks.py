@@ -36,3 +36,13 @@ def training_masks(samples: torch.Tensor, refs: References, lcfg: LabellerConfig
     if convention == "optical":
         return label_defects(samples, refs.clean, optical_labeller(lcfg)).masks
     return labels.masks
+
+
+def baseline_train_set(refs: References, scfg, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The augmentation baseline's training set (``scfg``: :class:`~sinsemi.metrics.segmentation.SegConfig`):
+    ``n_baseline`` noisy flips of the two references, the defect reference's mask by the
+    ``downstream.mask`` convention."""
+    from sinsemi.metrics.segmentation import augment_references
+
+    return augment_references(refs.defect, refs.clean, reference_mask(refs, scfg.mask), int(scfg.n_baseline), seed=seed,
+                              noise_max=float(scfg.baseline_noise_max))

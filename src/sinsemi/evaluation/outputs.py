@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 
+from sinsemi.evaluation.keys import DOWNSTREAM_PREFIXES
 from sinsemi.evaluation.result import EvalResult, merge_metrics
-
-DOWNSTREAM_PREFIXES = ("iou", "seg_")
 
 
 def write_defects(images: torch.Tensor, names: list[str], result: EvalResult, out_dir: Path) -> None:
@@ -16,10 +15,17 @@ def write_defects(images: torch.Tensor, names: list[str], result: EvalResult, ou
     from sinsemi.data.io import save_json
     from sinsemi.report.heatmap import save_heatmap
 
-    res = result.labels
-    save_json({"names": names, "counts": res.counts.tolist(), "centroids": res.centroids, "areas": res.areas,
-               "image_size": list(images.shape[-2:]), "orientation": res.orientation}, out_dir / "defects.json")
-    save_heatmap(res.counts.tolist(), res.centroids, tuple(images.shape[-2:]), out_dir / "heatmap.png", title=result.name)
+    res, cp = result.labels, result.copying
+    out = {"names": names, "counts": res.counts.tolist(), "centroids": res.centroids, "areas": res.areas,
+           "image_size": list(images.shape[-2:]), "orientation": res.orientation}
+    if cp is not None:
+        # per image: detections within the radius of the training defect; per evaluated sample: nearest-copy distance
+        out.update({"training_defect_places": [list(p) for p in cp.places], "same_place_radius_px": cp.radius,
+                    "same_place": cp.near, "copy_distance": cp.distance,
+                    "copy_distance_names": names if len(cp.distance) == len(names) else ["reference_clean"]})
+    save_json(out, out_dir / "defects.json")
+    save_heatmap(res.counts.tolist(), res.centroids, tuple(images.shape[-2:]), out_dir / "heatmap.png", title=result.name,
+                 marks=cp.places if cp is not None else (), mark_radius=cp.radius if cp is not None else 0.0)
 
 
 def write_grid(images: torch.Tensor, result: EvalResult, value_range: tuple[float, float], out_dir: Path) -> None:

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sinsemi.errors import InputError
+from sinsemi.evaluation.copying import CopyMetrics
 from sinsemi.evaluation.defects import DefectMetrics
-from sinsemi.evaluation.downstream import DownstreamMetrics
+from sinsemi.metrics.segmentation import DownstreamMetrics
 from sinsemi.evaluation.image_metrics import ImageMetrics
 from sinsemi.metrics.labeller import LabellerConfig, LabelResult
 
@@ -32,6 +33,8 @@ class EvalResult:
     downstream: DownstreamMetrics | None = None
     labeller_reference_counts: list[int] | None = None  # mode=reference: counts on (defect, clean)
     probe: dict | None = None            # the labeller on the samples with the reference's defect inserted
+    copying: CopyMetrics | None = None   # same-place rate, nearest-copy distances
+    confidence: dict | None = None       # ratios to the two-reference row, bootstrap intervals (flat keys)
     eval_seconds: float = 0.0
     metrics: dict | None = None          # to_dict() merged over the out_dir's previous metrics.json
 
@@ -44,6 +47,10 @@ class EvalResult:
             out["labeller_reference_counts"] = self.labeller_reference_counts
         if self.probe is not None:
             out.update({f"labeller_probe_{k}": v for k, v in self.probe.items()})
+        if self.copying is not None:
+            out.update(self.copying.to_dict())
+        if self.confidence is not None:
+            out.update(self.confidence)
         out["labeller"] = dataclasses.asdict(self.labeller)
         if self.downstream is not None:
             out.update(self.downstream.to_dict())
@@ -53,7 +60,8 @@ class EvalResult:
     def per_sample(self) -> list[dict]:
         """One row per evaluated sample (mode=samples; [] for mode=reference, which scores one clean
         image): its index, defect count (border / interior split as in :class:`DefectMetrics`),
-        SIFID and LPIPS against the defect reference."""
+        SIFID and LPIPS against the defect reference, detections at the training defect's place
+        and the nearest-copy distance."""
         from sinsemi.evaluation.probe import border_split
 
         if self.mode != "samples":
@@ -62,9 +70,12 @@ class EvalResult:
         rows = []
         for i in range(self.n_samples):
             border, interior = border_split([self.labels.centroids[i]], size, self.defects.border)
-            rows.append({"index": i, "defects": int(self.labels.counts[i]), "defects_border": border,
-                         "defects_interior": interior, "sifid": float(self.image.sifid_per_image[i]),
-                         "lpips": float(self.image.lpips_per_image[i])})
+            row = {"index": i, "defects": int(self.labels.counts[i]), "defects_border": border,
+                   "defects_interior": interior, "sifid": float(self.image.sifid_per_image[i]),
+                   "lpips": float(self.image.lpips_per_image[i])}
+            if self.copying is not None:
+                row.update({"same_place": int(self.copying.near[i]), "copy_distance": float(self.copying.distance[i])})
+            rows.append(row)
         return rows
 
 

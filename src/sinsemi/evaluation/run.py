@@ -10,8 +10,11 @@ import torch
 
 from sinsemi.errors import InputError
 from sinsemi.evaluation.config import EvalConfig
+from sinsemi.evaluation.confidence import chance_rate, confidence
+from sinsemi.evaluation.copying import copy_metrics
 from sinsemi.evaluation.defects import defect_metrics, fill_reference_mask, labeller_config
-from sinsemi.evaluation.downstream import baseline_train_set, downstream
+from sinsemi.evaluation.masks import baseline_train_set
+from sinsemi.metrics.segmentation import downstream
 from sinsemi.evaluation.image_metrics import image_metrics
 from sinsemi.evaluation.references import References, check_compatible, check_size
 from sinsemi.evaluation.result import EvalResult
@@ -28,7 +31,10 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
 
     With ``cfg.out_dir`` set, writes there ``metrics.json`` (merged into an existing one),
     ``row.md``/``row.csv``, ``defects.json``, ``heatmap.png`` and ``eval_grid.png``; the merged dict
-    is ``result.metrics``. ``name`` is the row label when ``cfg.name`` is None. ``on_epoch`` gets
+    is ``result.metrics``: SIFID/LPIPS with their ratios to the two-reference row, defect counts,
+    copy measures (same-place rate, nearest-copy distance), bootstrap intervals (``*_ci_low`` /
+    ``*_ci_high``) and, with segmentation, the U-Net's IoU per test set (new places first) as
+    mean ± std over ``downstream.seeds`` U-Nets. ``name`` is the row label when ``cfg.name`` is None. ``on_epoch`` gets
     each downstream U-Net epoch's record (loss; e.g. for a W&B logger).
     """
     from sinsemi.evaluation import outputs
@@ -56,9 +62,9 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
     if cfg.segmentation:  # built first: a bad test set fails before a file is written
         test_sets = build_test_sets(cfg, refs)
         if not test_sets:
-            raise InputError("segmentation is on but no test set is enabled (test_set.paper, test_set.random.n, test_set.dir)")
+            raise InputError("segmentation is on but no test set is enabled (test_set.new_places.n, test_set.paper, test_set.random.n, test_set.dir)")
     with stage(f"eval {name}: SIFID and LPIPS of {samples.shape[0]} images", logger=log):
-        im = image_metrics(samples, refs.defect, cfg)
+        im = image_metrics(samples, refs.defect, cfg, clean_reference=refs.clean)
     if im.random_backbone:
         log.warning("a randomly initialised backbone produced SIFID/LPIPS: the figures are not comparable")
     labelled = torch.stack([refs.defect, refs.clean]) if cfg.mode == "reference" else samples
@@ -68,6 +74,12 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
     result = EvalResult(name=name, mode=cfg.mode, n_samples=int(samples.shape[0]), reference=refs.source, profile=cfg.profile,
                         reference_mask=reference_mask, image=im, defects=dm, labeller=lcfg, labels=labels,
                         labeller_reference_counts=labels.counts.tolist() if cfg.mode == "reference" else None)
+    with stage(f"eval {name}: copy measures and intervals", logger=log):
+        result.copying = copy_metrics(samples, labels.centroids, refs.defect, refs.clean, refs.mask,
+                                      radius=float(cfg.copying.radius), max_shift=int(cfg.copying.max_shift))
+        if test_sets and "new_places" in test_sets:
+            result.copying.chance = chance_rate(test_sets["new_places"][1], result.copying.places, cfg.copying.radius)
+        result.confidence = confidence(result, cfg.intervals)
     if cfg.probe and cfg.mode == "samples":
         with stage(f"eval {name}: labeller probe", logger=log):
             result.probe = _probe(samples, refs, lcfg, cfg)

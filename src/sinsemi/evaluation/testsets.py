@@ -1,4 +1,4 @@
-"""The downstream U-Net's named test sets: paper-style (from the references), random simulated, external."""
+"""The downstream U-Net's named test sets: new places, paper-style (from the references), random simulated, external."""
 
 from __future__ import annotations
 
@@ -37,10 +37,27 @@ def external_test_set(directory: str | Path, like: torch.Tensor) -> tuple[torch.
     return torch.stack(imgs), torch.stack(masks)
 
 
+def new_places_set(cfg: EvalConfig, refs: References):
+    """The new-places test set of ``refs`` (:func:`sinsemi.data.testsets.new_places_test_set`):
+    the simulator's own defect kind for its preset pair, the pasted residual for any other pair."""
+    from sinsemi.data.optics import ReferencePair
+    from sinsemi.data.testsets import new_places_test_set
+
+    if refs.mask is None:
+        raise InputError("the new-places test set needs the defect reference's mask (reference.mask=PNG, or the labeller's)")
+    pair = ReferencePair(defect=refs.defect, clean=refs.clean, mask=refs.mask.bool(), meta={"preset": refs.source})
+    preset = str(cfg.reference.preset) if refs.simulated else None
+    return new_places_test_set(pair, cfg.test_set.new_places_n, preset=preset, seed=int(cfg.test_set.new_places_seed),
+                               mask=cfg.downstream.mask)
+
+
 def build_test_sets(cfg: EvalConfig, refs: References) -> TestSets:
     """The test sets enabled in ``cfg.test_set``."""
     sets: TestSets = {}
     ts = cfg.test_set
+    if ts.new_places_n > 0:
+        t = new_places_set(cfg, refs)
+        sets["new_places"] = (t.images.float(), t.masks.bool())
     if ts.paper:
         from sinsemi.data.optics import ReferencePair
         from sinsemi.data.testsets import paper_test_set

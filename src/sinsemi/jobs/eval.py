@@ -19,7 +19,7 @@ from sinsemi.errors import InputError
 from sinsemi.evaluation import EvalConfig
 from sinsemi.jobs.config import to_plain
 
-SUMMARY_KEYS = ("sifid_mean", "lpips_mean", "defect_count_mean", "iou_mean")
+from sinsemi.evaluation.keys import SUMMARY as SUMMARY_KEYS  # noqa: E402  (the one registry of metric keys)
 #: the top-level keys of conf/eval.yaml: EvalConfig's fields (``profile`` is read from ``profile_name``,
 #: ``device`` from ``trainer.accelerator``), the CLI's own and the logger's (``logger``, ``tags``, ``experiment_name``)
 KNOWN_KEYS = tuple(sorted({f.name for f in dataclasses.fields(EvalConfig)} - {"profile", "device"}

@@ -1,7 +1,10 @@
 """Defect-count histogram and spatial heat-map of defect centroids (the paper's Figure 4), as one PNG.
 
 A generator that copies the training image puts every defect at the same place (one hot cell, all
-counts 1); one that has learnt the structure spreads them. Pure matplotlib (Agg), atomic write.
+counts 1); one that has learnt the structure spreads them. The training image's own defects are
+marked (cyan circles of the same-place radius), so a hot cell there reads as copying. The colour
+scale is a square root (a few hot cells do not wash out the rest at high counts) and the histogram
+groups counts above 10. Pure matplotlib (Agg), atomic write.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ def centroid_density(centroids: Sequence[Sequence[tuple[float, float]]], size: t
 
 
 def save_heatmap(counts: Sequence[int], centroids: Sequence[Sequence[tuple[float, float]]], size: tuple[int, int],
-                 path: str | os.PathLike, *, bins: int = 12, title: str = "") -> None:
-    """Write the count histogram (left) and the centroid heat-map (right) to ``path`` (PNG)."""
+                 path: str | os.PathLike, *, bins: int = 12, title: str = "", marks: Sequence[tuple[float, float]] = (),
+                 mark_radius: float = 0.0) -> None:
+    """Write the count histogram (left) and the centroid heat-map (right) to ``path`` (PNG);
+    ``marks``: the training defects' centroids (y, x), circled with ``mark_radius`` px."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,17 +35,29 @@ def save_heatmap(counts: Sequence[int], centroids: Sequence[Sequence[tuple[float
 
     from sinsemi.data.io import atomic_path
 
+    from matplotlib.colors import PowerNorm
+    from matplotlib.patches import Circle
+
     counts = np.asarray(list(counts), dtype=int)
     dens = centroid_density(centroids, size, bins)
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(8, 3.4), dpi=110)
-    top = int(counts.max()) if counts.size else 0
-    a0.bar(np.arange(top + 1), np.bincount(counts, minlength=top + 1), color="0.35")
+    cap = 10  # counts above this share one "10+" bar
+    top = min(int(counts.max()), cap) if counts.size else 0
+    a0.bar(np.arange(top + 1), np.bincount(np.minimum(counts, cap), minlength=top + 1), color="0.35")
     a0.set_xlabel("defects per image")
     a0.set_ylabel("images")
     a0.set_title(f"mean {counts.mean():.2f} over {counts.size} images" if counts.size else "no images")
-    a0.set_xticks(np.arange(top + 1))
+    a0.set_xticks(np.arange(top + 1), [str(i) if i < cap else f"{cap}+" for i in range(top + 1)])
     h, w = size
-    im = a1.imshow(dens, extent=(0, w, h, 0), cmap="magma", interpolation="nearest")
+    im = a1.imshow(dens, extent=(0, w, h, 0), cmap="magma", interpolation="nearest",
+                   norm=PowerNorm(0.5, vmin=0, vmax=max(1.0, float(dens.max()))))
+    for y, x in marks:
+        a1.add_patch(Circle((x, y), max(float(mark_radius), 1.5), fill=False, edgecolor="cyan", linewidth=1.5))
+        a1.plot([x], [y], marker="+", color="cyan", markersize=6)
+    a1.set_xlim(0, w)
+    a1.set_ylim(h, 0)
+    if len(marks):
+        a1.text(0.01, 0.99, "○ training defect", color="cyan", fontsize=7, va="top", ha="left", transform=a1.transAxes)
     a1.set_title(f"defect centroids ({int(dens.sum())})")
     a1.set_xlabel("x (px)")
     a1.set_ylabel("y (px)")

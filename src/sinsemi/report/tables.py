@@ -20,31 +20,15 @@ import sys
 from pathlib import Path
 
 from sinsemi.errors import InputError
+from sinsemi.evaluation.keys import BY_KEY, TABLE_MARKER, TABLE_TITLES, columns
 
 REFERENCE_ROW = "two references"
 _AUTO = object()
 
-TABLES = {
-    "table1": ("Table 1: average defect count per generated image (labeller)",
-               [("n_samples", "N", None), ("defect_count", "defects / image", "pm"),
-                ("defect_count_interior_mean", "interior / image", "num"), ("defect_count_border_mean", "border band / image", "num"),
-                ("defect_count_hist", "count histogram 0,1,2,…", "list"),
-                ("labeller_probe_recall", "labeller recall (inserted defect)", "num")]),
-    "table2": ("Table 2: SIFID (fidelity, vs the defect reference) and LPIPS (vs the defect reference)",
-               [("sifid", "SIFID ↓", "pm"), ("lpips", "LPIPS", "pm"), ("pairwise_lpips", "pairwise LPIPS", "pm"),
-                ("pixel_diversity", "pixel diversity", "num"), ("weights", "weights", "weights")]),
-    "table3": ("Table 3: downstream U-Net IoU (paper-style test set; random-position and external sets when run)",
-               [("iou", "IoU (paper set)", "pm"), ("iou_iou_defect", "IoU defect images (paper set)", "num"),
-                ("iou_recall", "detection recall (paper set)", "num"), ("iou_false_per_clean", "false / clean image (paper set)", "num"),
-                ("iou_random", "IoU (random set)", "pm"), ("iou_random_iou_defect", "IoU defect images (random)", "num"),
-                ("iou_random_recall", "detection recall (random)", "num"), ("iou_random_false_per_clean", "false / clean image (random)", "num"),
-                ("iou_external", "IoU (external)", "pm"), ("seg_train_set", "trained on", "str"), ("seg_mask", "mask convention", "str"),
-                ("seg_empty_flag", "flag", "flag")]),
-}
+TABLES = {t: (title, [(c.key, c.label, c.kind) for c in columns(t)]) for t, title in TABLE_TITLES.items()}
 PAPER_HEADERS = {
     "table1": ["paper: defects / image"],
-    "table2": ["paper: SIFID", "paper: LPIPS", "SIFID / two-ref (ours)", "SIFID / two-ref (paper)",
-               "LPIPS / two-ref (ours)", "LPIPS / two-ref (paper)"],
+    "table2": ["paper: SIFID", "paper: LPIPS", "SIFID / two-ref (paper)", "LPIPS / two-ref (paper)"],
     "table3": ["paper: IoU"],
 }
 
@@ -69,23 +53,35 @@ def _paper_cells(table: str, row: dict, rows: list[dict], paper: dict | None) ->
         return [f"{v['iou']:.2f} ± {v['iou_std']:.2f}" if isinstance(v, dict) and "iou" in v else ""]
     sec = (paper or {}).get("table2_sifid_lpips")
     pv, pref = lookup(sec, key) or {}, lookup(sec, REFERENCE_ROW) or {}
-    ours_ref = next((r for r in rows if str(r.get("name", "")).lower() == REFERENCE_ROW), {})
-    return [_num(pv.get("sifid")), _num(pv.get("lpips")),
-            _ratio(row.get("sifid_mean"), ours_ref.get("sifid_mean")), _ratio(pv.get("sifid"), pref.get("sifid")),
-            _ratio(row.get("lpips_mean"), ours_ref.get("lpips_mean")), _ratio(pv.get("lpips"), pref.get("lpips"))]
+    return [_num(pv.get("sifid")), _num(pv.get("lpips")), _ratio(pv.get("sifid"), pref.get("sifid")),
+            _ratio(pv.get("lpips"), pref.get("lpips"))]
 
 
 def _cell(m: dict, key: str, kind: str | None) -> str:
-    if kind == "pm":
-        mean, std = m.get(f"{key}_mean"), m.get(f"{key}_std")
+    if kind in ("pm", "seeds"):
+        mean = m.get(f"{key}_mean")
+        std = m.get(f"{key}_seed_std") if kind == "seeds" and m.get(f"{key}_seed_std") is not None else m.get(f"{key}_std")
         if mean is None:
             return ""
-        return f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
+        cell = f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
+        if kind == "pm" and m.get(f"{key}_seed_std") is not None:  # the paper's ± over images, and ours over U-Net seeds
+            cell += f" (seeds ± {m[f'{key}_seed_std']:.3f})"
+        return cell
+    if kind == "ci":
+        v = m.get(BY_KEY[key].value_key()) if key in BY_KEY else m.get(key)
+        if v is None:
+            return ""
+        lo, hi, std = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high"), m.get(f"{key}_std")
+        if lo is not None and hi is not None:
+            return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+        return f"{v:.3f} ± {std:.3f}" if std is not None else f"{v:.3f}"
     v = m.get(key)
     if v is None:
         return ""
     if kind == "num":
         return f"{float(v):.3f}"
+    if kind == "int":
+        return str(int(v))
     if kind == "list":
         return ",".join(str(int(x)) for x in v)
     if kind == "flag":
@@ -106,7 +102,77 @@ def row_label(m: dict) -> str:
 
 
 def _has(m: dict, table: str) -> bool:
-    return {"table1": "defect_count_mean", "table2": "sifid_mean", "table3": "iou_mean"}[table] in m
+    return any(k in m for k in TABLE_MARKER[table])
+
+
+def with_ratios(rows: list[dict]) -> list[dict]:
+    """Rows with ``sifid_ratio`` / ``lpips_ratio`` filled from the two-reference row of the same
+    table where an older metrics.json lacks them (metrics.json written today holds them)."""
+    ref = next((r for r in rows if str(r.get("name", "")).lower() == REFERENCE_ROW), {})
+    out = []
+    for r in rows:
+        r = dict(r)
+        for k in ("sifid", "lpips"):
+            if r.get(f"{k}_ratio") is None and r.get(f"{k}_mean") is not None and ref.get(f"{k}_mean"):
+                r[f"{k}_ratio"] = float(r[f"{k}_mean"]) / float(ref[f"{k}_mean"])
+        out.append(r)
+    return out
+
+
+def interval(m: dict, key: str) -> tuple[float, float] | None:
+    """The row's interval of column ``key``: its bootstrap 95 % CI (``ci`` columns) or mean ± the
+    std over U-Net seeds (``seeds`` columns, and ``pm`` columns that have one); None without one."""
+    col = BY_KEY.get(key)
+    if col is None:
+        return None
+    if col.kind == "ci" and m.get(f"{key}_ci_low") is not None and m.get(f"{key}_ci_high") is not None:
+        return float(m[f"{key}_ci_low"]), float(m[f"{key}_ci_high"])
+    if col.kind in ("seeds", "pm") and m.get(f"{key}_mean") is not None and m.get(f"{key}_seed_std") is not None:
+        mean, sd = float(m[f"{key}_mean"]), float(m[f"{key}_seed_std"])
+        return mean - sd, mean + sd
+    return None
+
+
+def notes(table: str, rows: list[dict]) -> list[str]:
+    """The table's note lines on confidence: for each column with intervals, the rows whose interval
+    lies wholly above or below the two-reference row's (a difference larger than the intervals);
+    Table 1: the rows whose same-place rate lies above chance (they copy the training defect's
+    place); Table 3: the rows that teach the U-Net more than the augmentation baseline on new places."""
+    ref = next((r for r in rows if str(r.get("name", "")).lower() == REFERENCE_ROW), None)
+    out = []
+    if ref is not None:
+        for col in columns(table):
+            iref = interval(ref, col.key)
+            if iref is None:
+                continue
+            above = [row_label(r) for r in rows if r is not ref and (i := interval(r, col.key)) and i[0] > iref[1]]
+            below = [row_label(r) for r in rows if r is not ref and (i := interval(r, col.key)) and i[1] < iref[0]]
+            if above or below:
+                parts = ([f"above: {', '.join(above)}"] if above else []) + ([f"below: {', '.join(below)}"] if below else [])
+                out.append(f"{col.label.split(' [')[0]}: beyond the intervals of the two-reference row, " + "; ".join(parts) + ".")
+    if table == "table1":
+        r_px = next((r.get("same_place_radius_px") for r in rows if r.get("same_place_radius_px") is not None), None)
+        chance = next((r.get("same_place_chance") for r in rows if r.get("same_place_chance") is not None), None)
+        if r_px is not None:
+            line = (f"Same place: share of detections whose centroid lies within {r_px:g} px of a defect of the training image"
+                    + (f" (chance, defects of the same type at random places: {chance:.3f})" if chance is not None else "") + ".")
+            copiers = [row_label(r) for r in rows if r is not ref and chance is not None and r.get("same_place_rate_ci_low") is not None
+                       and r["same_place_rate_ci_low"] > chance]
+            out.append(line + (f" Copying the training defect's place (95% CI above chance): {', '.join(copiers)}." if copiers
+                               else " No row's interval lies above chance." if chance is not None else ""))
+    if table == "table2":
+        out.append("Copy distance: per sample, the smallest RMS difference to the training image over integer shifts of up to "
+                   "±8 px, divided by the RMS difference of the two references (a copy with fresh noise: about 1; an exact copy: 0). "
+                   "Intervals: bootstrap 95% over samples; ratios are to the two-reference row of the same references.")
+    if table == "table3":
+        out.append("U-Net figures: mean ± std over the U-Net's training seeds (seg_seeds); collapsed U-Nets (empty masks on >= 90% "
+                   "of a set's defect images) are counted, and kept in the mean.")
+        base = interval(ref, "iou_new_places") if ref is not None else None
+        if base is not None:
+            better = [row_label(r) for r in rows if r is not ref and (i := interval(r, "iou_new_places")) and i[0] > base[1]]
+            out.append("Teaching the U-Net more than the augmentation baseline on new places: "
+                       + (", ".join(better) if better else "no row") + ".")
+    return out
 
 
 def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
@@ -118,7 +184,7 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
     if paper is _AUTO:
         paper = load_paper()
     title, cols = TABLES[table]
-    all_rows = rows
+    rows = all_rows = with_ratios(rows)
     rows = [r for r in rows if _has(r, table)]
     header = ["method"] + [c[1] for c in cols] + PAPER_HEADERS[table]
     body = [[row_label(r)] + [_cell(r, k, kind) for k, _, kind in cols] + _paper_cells(table, r, all_rows, paper)
@@ -131,7 +197,7 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
     else:
         md.append(f"Paper columns: {paper_path()} ({paper.get('source', 'SinSEMI paper')}).")
         if table == "table2" and paper.get("units_note"):
-            md.append(f"Units: {paper['units_note']} Ratios are to the two-reference row of the same table (ours to ours, paper to paper).")
+            md.append(f"Units: {paper['units_note']}")
         if table == "table1":
             reading = ((paper.get("table1_defect_count") or {}).get("_reading"))
             md.append(f"Paper's reading: {reading}." if reading else "")
@@ -139,6 +205,7 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
         band = next((r.get("defect_border_px") for r in rows if r.get("defect_border_px") is not None), None)
         if band is not None:
             md.append(f"Border band: detections whose centroid lies within {band} px of an edge (the SinSEMI net's receptive-field half-width).")
+    md += notes(table, rows)
     if table == "table3":
         md.append("IoU: the paper's convention (per image, empty vs empty = 1, over defect and clean test images); "
                   "'IoU defect images' averages the defect images only; recall: true defects touched by the prediction.")

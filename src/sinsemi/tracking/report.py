@@ -53,7 +53,7 @@ def report_metrics(logger, metrics: dict) -> None:
 
 
 def epoch_hook(logger, prefix: str = "seg") -> Callable[[dict], None] | None:
-    """A callback for the U-Net's epoch records (:func:`sinsemi.metrics.seg_train.train_unet`):
+    """A callback for the U-Net's epoch records (:func:`sinsemi.metrics.segmentation.train_unet`):
     ``<prefix>/train_loss`` ... against ``<prefix>/epoch`` (W&B: its own x axis, the fit's
     ``trainer/global_step`` untouched; other loggers: step = epoch). None without a logger."""
     if logger is None:
