@@ -17,9 +17,9 @@ from pathlib import Path
 
 from sinsemi.errors import InputError
 from sinsemi.evaluation import EvalConfig
+from sinsemi.evaluation.keys import SUMMARY as SUMMARY_KEYS  # the one registry of metric keys
 from sinsemi.jobs.config import to_plain
 
-from sinsemi.evaluation.keys import SUMMARY as SUMMARY_KEYS  # noqa: E402  (the one registry of metric keys)
 #: the top-level keys of conf/eval.yaml: EvalConfig's fields (``profile`` is read from ``profile_name``,
 #: ``device`` from ``trainer.accelerator``), the CLI's own and the logger's (``logger``, ``tags``, ``experiment_name``)
 KNOWN_KEYS = tuple(sorted({f.name for f in dataclasses.fields(EvalConfig)} - {"profile", "device"}
