@@ -55,14 +55,21 @@ def evaluate(cfg: DictConfig) -> dict:
     elif ecfg.out_dir is None:
         raise InputError("out_dir= is required when samples_dir is not a run dir")
     label = str(ecfg.name or name)
-    logger = make_logger(cfg, ecfg.out_dir, job_type="eval", label=label, tags=(label,))
-    try:
-        result = run_evaluation(samples, refs, ecfg, names=names, name=name, on_epoch=epoch_hook(logger))
-        report_evaluation(logger, result, samples, ecfg.out_dir, names)
-        if s is not None and artifacts_wanted(cfg, evaluates=True):
-            log_artifacts(logger, **_evaluated_files(cfg.samples_dir, s.run_dir))
-    finally:
-        finish_logger(logger)
+    # --- harden hook (issue 25): one writer per out_dir; the temp files of a killed eval are removed
+    from sinsemi.data.io import remove_partials
+    from sinsemi.runlock import run_lock
+
+    with run_lock(ecfg.out_dir, job="sinsemi-eval"):
+        remove_partials(ecfg.out_dir, recursive=False)  # not checkpoints/: a train job's
+        logger = make_logger(cfg, ecfg.out_dir, job_type="eval", label=label, tags=(label,))
+        try:
+            result = run_evaluation(samples, refs, ecfg, names=names, name=name, on_epoch=epoch_hook(logger))
+            report_evaluation(logger, result, samples, ecfg.out_dir, names)
+            if s is not None and artifacts_wanted(cfg, evaluates=True):
+                log_artifacts(logger, **_evaluated_files(cfg.samples_dir, s.run_dir))
+        finally:
+            finish_logger(logger)
+    # --- end harden hook
     return result.metrics
 
 

@@ -75,6 +75,18 @@ def sample(cfg: DictConfig) -> Path:
     device, _ = resolve_device(cfg.trainer.accelerator)
     gen = load_generator(run_dir / runs.MODEL_DIR, runtime=Runtime(device=device, precision=str(cfg.trainer.precision),
                                                                    progress=bool(cfg.trainer.progress)))
+    # --- harden hook (issue 25): one writer per samples dir, held for the rest of the job
+    from sinsemi.runlock import run_lock
+
+    with run_lock(out_dir, job="sinsemi-sample"):
+        return _sample_locked(cfg, gen, settings, seeds, out_dir)
+    # --- end harden hook
+
+
+def _sample_locked(cfg: DictConfig, gen, settings: dict, seeds: list[int], out_dir: Path) -> Path:
+    from sinsemi import runs
+    from sinsemi.data.io import remove_partials, save_json
+
     done = runs.read_metrics(out_dir)
     if runs.run_finished(out_dir, done, evaluate=bool(cfg.evaluate), segmentation=bool(cfg.get("segmentation")), job=runs.SAMPLE_KEYS):
         log.info("samples in %s are finished (metrics.json present): skipping", out_dir)

@@ -63,7 +63,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     plain = to_primitive(cfg)
     validate_train(plain, run_dir)  # before anything heavy is even imported
     check_logger_settings(cfg)
+    # --- harden hook (issue 25): one writer per run dir, held for the rest of the job (rank 0 writes)
+    from sinsemi.distributed import is_global_zero
+    from sinsemi.runlock import run_lock
 
+    if not is_global_zero():
+        return _train(cfg, run_dir, plain)
+    with run_lock(run_dir, job="sinsemi-train"):
+        return _train(cfg, run_dir, plain)
+    # --- end harden hook
+
+
+def _train(cfg: DictConfig, run_dir: Path, plain: dict) -> dict:
     import contextlib
 
     from sinsemi import runs

@@ -173,11 +173,10 @@ def build_generator(name: str, params: Mapping[str, Any] | None = None, runtime:
 # ----------------------------------------------------------------------------- save / load
 def write_model(directory: str | Path, name: str, params: Mapping[str, Any], state: Mapping[str, Any]) -> Path:
     """Save a generator: ``generator.json`` (name, params) and ``state.pt`` (tensors/primitives)."""
-    from sinsemi.data.io import atomic_path, ensure_dir, save_json
+    from sinsemi.data.io import ensure_dir, save_checkpoint_file, save_json
 
     directory = ensure_dir(directory)
-    with atomic_path(directory / "state.pt") as tmp:
-        torch.save(dict(state), tmp)
+    save_checkpoint_file(dict(state), directory / "state.pt")  # atomic, and the same bytes for the same state
     save_json({"name": name, "format": MODEL_FORMAT, "params": dict(params)}, directory / "generator.json")
     return directory
 
