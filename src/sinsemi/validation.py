@@ -8,6 +8,7 @@ the value and what is allowed. The CLIs run :func:`validate_train` / :func:`vali
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -27,25 +28,56 @@ INTERNAL_SAMPLER_KEYS = ("allow_random_backbone",)
 def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = True, integer: bool = False,
                  allow_none: bool = False, maximum: float | None = None, strict_maximum: bool = False):
     """``value`` is a number (not a bool, not a string) ``> minimum`` (``>=`` unless ``strict``) and
-    ``<= maximum`` (``<`` with ``strict_maximum``); with ``integer`` it must be whole. Returns it (an
-    ``int`` when ``integer``)."""
+    ``<= maximum`` (``<`` with ``strict_maximum``); with ``integer`` it must be whole. Never inf or
+    NaN. Returns it (an ``int`` when ``integer``)."""
     if value is None and allow_none:
         return None
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and value == value  # NaN
+    ok = ok and math.isfinite(value)  # inf and NaN (YAML's .inf/.nan; int('inf') would crash later)
     ok = ok and (not integer or float(value).is_integer())
     ok = ok and (value > minimum if strict else value >= minimum)
     ok = ok and (maximum is None or (value < maximum if strict_maximum else value <= maximum))
     if not ok:
-        kind = "an integer" if integer else "a number"
-        rng = f"{'>' if strict else '>='} {minimum:g}" + (f" and {'<' if strict_maximum else '<='} {maximum:g}" if maximum is not None else "")
+        kind = "an integer" if integer else "a finite number" if isinstance(value, float) and not math.isfinite(value) else "a number"
+        rng = f"{'>' if strict else '>='} {_fmt(minimum)}" + (f" and {'<' if strict_maximum else '<='} {_fmt(maximum)}" if maximum is not None else "")
         raise InputError(f"{name} must be {kind} {rng}{' (or null)' if allow_none else ''}, got {value!r}")
     return int(value) if integer else value
 
 
+#: the largest seed: numpy's and Lightning's ``seed_everything`` range (uint32); every seed a job
+#: uses (``seed``, and ``seed_base + i`` for each sample i) lies in 0 .. SEED_MAX
+SEED_MAX = 2**32 - 1
+#: the most samples one job draws: draw more in chunks with consecutive ``seed_base`` (sample i of
+#: ``seed_base=b`` is sample b + i of ``seed_base=0``, so chunks join into one set)
+MAX_SAMPLES = 10**6
+
+
+def _fmt(x: float) -> str:
+    """A bound as written: whole numbers in full (4294967295, not 4.29497e+09)."""
+    return str(int(x)) if math.isfinite(x) and float(x).is_integer() else f"{x:g}"
+
+
 def check_seed(name: str, value: Any) -> int:
-    """A seed: a non-negative integer."""
-    return check_number(name, value, minimum=0, strict=False, integer=True)
+    """A seed: an integer in 0 .. :data:`SEED_MAX`."""
+    seed = check_number(name, value, minimum=0, strict=False, integer=True)
+    return check_number(name, seed, minimum=0, strict=False, integer=True, maximum=SEED_MAX)
+
+
+def check_count(name: str, value: Any, *, seed_base: Any = None, seed_name: str = "seed_base",
+                maximum: int = MAX_SAMPLES) -> int:
+    """A number of samples: an integer in 1 .. ``maximum``, checked before any list of that length is
+    built; with ``seed_base`` the last per-sample seed ``seed_base + n - 1`` must stay <= SEED_MAX."""
+    n = check_number(name, value, integer=True)
+    if n > maximum:
+        raise InputError(f"{name}={n} is over the limit of {maximum} samples per job: draw them in chunks of at "
+                         f"most {maximum} with consecutive {seed_name} ({seed_name}=0 {name}={maximum}, then "
+                         f"{seed_name}={maximum} {name}={maximum}, ...: sample i of {seed_name}=b is sample b+i of {seed_name}=0)")
+    if seed_base is not None:
+        base = check_seed(seed_name, seed_base)
+        if base + n - 1 > SEED_MAX:
+            raise InputError(f"{seed_name}={base} with {name}={n} needs seeds up to {base + n - 1}, over the largest "
+                             f"seed {SEED_MAX}: use {seed_name} <= {SEED_MAX - n + 1}")
+    return n
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -60,6 +92,25 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     if str(value) not in choices:
         raise InputError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return str(value)
+
+
+def check_added_keys(overrides: Iterable[str], groups: Iterable[str], job: str) -> None:
+    """``+key=value`` on the command line adds a top-level setting the job never reads (often a typo:
+    ``+n_sample=100`` for ``n_samples``): refused, as ``sinsemi-eval`` refuses unknown keys.
+    ``+group=option`` (a config group: ``+experiment=...``, ``+launcher=slurm``) and nested
+    additions (``+sampler.x=``: checked with the sampler settings) are fine. ``groups``: the run's
+    config group choices (HydraConfig ``runtime.choices``)."""
+    groups = set(groups)
+    added = []
+    for o in overrides:
+        if not o.startswith("+") or o.startswith("++"):
+            continue
+        key = o[1:].split("=", 1)[0]
+        if "." not in key and "/" not in key and key not in groups:
+            added.append(key)
+    if added:
+        raise InputError(f"unknown setting(s) {', '.join(added)} for {job} (added with +; {job} does not read them: "
+                         "check the spelling of the setting you meant)")
 
 
 # ----------------------------------------------------------------------------- paths
@@ -119,11 +170,29 @@ def check_sampler_settings(generator: str, settings: Mapping[str, Any]) -> None:
     if unknown:
         raise InputError(f"unknown sampler setting(s) {', '.join('sampler.' + k for k in unknown)} for generator "
                          f"{generator} (it takes: {', '.join(sorted(known)) or 'none'})")
+    for key, value in settings.items():  # each value of its default's type (a string for a number: an error)
+        _check_setting_type(f"sampler.{key}", value, known.get(key))
     if "steps" in settings:
         check_number("sampler.steps", settings["steps"], minimum=0, integer=True,
                      allow_none=known.get("steps") is None)
     if "guidance" in settings:
         check_number("sampler.guidance", settings["guidance"], strict=False)
+
+
+def _check_setting_type(name: str, value: Any, default: Any) -> None:
+    """``value`` has the type of the setting's ``default`` (a flag, a number, a string); a number is
+    never inf or NaN. A setting without a default (None, or none declared) takes any finite value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    if value is None or default is None or default is inspect.Parameter.empty:
+        return
+    if isinstance(default, bool):
+        check_bool(name, value)
+    elif isinstance(default, (int, float)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise InputError(f"{name} must be a number (its default is {default!r}), got {value!r}")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise InputError(f"{name} must be a string (its default is {default!r}), got {value!r}")
 
 
 # ----------------------------------------------------------------------------- pretrained weights
@@ -192,7 +261,7 @@ def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
     """Every check of a ``sinsemi-train`` job that needs no training: run before the first step."""
     check_seed("seed", cfg.get("seed"))
     check_seed("seed_base", cfg.get("seed_base"))
-    check_number("n_samples", cfg.get("n_samples"), integer=True)
+    check_count("n_samples", cfg.get("n_samples"), seed_base=cfg.get("seed_base"))
     check_ckpt_path(cfg.get("ckpt_path"), cfg["generator"]["name"])
     data = cfg.get("data") or {}
     check_number("data.max_side", data.get("max_side"), integer=True, allow_none=True)
@@ -209,7 +278,7 @@ def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
 def validate_sample(cfg: Mapping[str, Any], generator: str) -> None:
     """Every check of a ``sinsemi-sample`` job that needs no sampling (its out_dir: check_writable_dir)."""
     check_seed("seed_base", cfg.get("seed_base"))
-    check_number("n", cfg.get("n"), integer=True)
+    check_count("n", cfg.get("n"), seed_base=cfg.get("seed_base"))
     tr = cfg["trainer"]
     check_choice("trainer.precision", tr.get("precision"), PRECISIONS)
     check_number("trainer.devices", tr.get("devices", 1), integer=True)

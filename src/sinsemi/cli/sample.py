@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 import hydra
-import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
@@ -31,7 +30,9 @@ def run_generator_name(run_dir: Path) -> str:
 
 
 def _run_config(run_dir: Path) -> dict:
-    return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    from sinsemi.runs import read_run_config  # harden hook (issue 25): data, never resolved; checked
+
+    return read_run_config(run_dir)
 
 
 def _take_run_sampler(cfg: DictConfig, run_dir: Path) -> None:
@@ -139,6 +140,9 @@ def _sample_into(cfg: DictConfig, gen, settings: dict, seeds: list[int], out_dir
 @task
 def _main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
+    from sinsemi.validation import check_added_keys  # harden hook (issue 25): +typo=... refused
+
+    check_added_keys(hc.overrides.task, hc.runtime.choices, "sinsemi-sample")
     if cfg.get("experiment_name") and hc.mode.name == "MULTIRUN":
         from sinsemi.runs import claim_sweep_dir
 

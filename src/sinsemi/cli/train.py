@@ -175,6 +175,10 @@ def _train(cfg: DictConfig, run_dir: Path, plain: dict) -> dict:
         save_json(metrics, run_dir / runs.METRICS)  # last: the run is finished when this exists
         log.info("done: %s (fit %s s, %d samples)", run_dir, metrics["fit_seconds"], len(seeds))
         return metrics
+    except InputError:  # harden hook (issue 25): bad input found by the fit leaves a fresh run dir as it was
+        if zero and fresh:
+            runs.forget_fresh_start(run_dir)
+        raise
     finally:
         finish_logger(runtime.logger)
 
@@ -203,6 +207,9 @@ def _check_ddp_launch(cfg: DictConfig, multirun: bool) -> None:
 @task
 def _main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
+    from sinsemi.validation import check_added_keys  # harden hook (issue 25): +typo=... refused
+
+    check_added_keys(hc.overrides.task, hc.runtime.choices, "sinsemi-train")
     _check_ddp_launch(cfg, hc.mode.name == "MULTIRUN")
     if cfg.get("experiment_name") and hc.mode.name == "MULTIRUN":
         from sinsemi.runs import claim_sweep_dir

@@ -253,7 +253,12 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
         raise InputError(f"seeds must be a sequence of integers (one per sample), got {seeds!r}")
     if len(seeds) == 0:
         raise InputError("number of samples must be positive, got no seeds")
-    return [int(s) for s in seeds]
+    import numbers
+
+    from sinsemi.validation import check_seed
+
+    # 0 .. SEED_MAX (harden, issue 25); numpy/torch integers taken as ints
+    return [check_seed("a sample seed", int(s) if isinstance(s, numbers.Integral) else s) for s in seeds]
 
 
 def clamp_counted(x: torch.Tensor, lo: float, hi: float) -> tuple[torch.Tensor, int]:
