@@ -221,9 +221,32 @@ def test_draw_to_disk_matches_one_go_and_resumes_after_a_kill(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         draw_to_disk(killed, seeds, settings, tmp_path / "resumed", batch=4, meta=meta)
     assert len(list((tmp_path / "resumed").glob("*.png"))) == 8 and not (tmp_path / "resumed" / "samples.npz").exists()
+    with pytest.raises(InputError, match="holds unfinished samples of another request"):
+        draw_to_disk(_FakeGen(), seeds, {"scale": 0.5}, tmp_path / "resumed", batch=4, meta=meta)
     rerun = _FakeGen()
-    draw_to_disk(rerun, seeds, settings, tmp_path / "resumed", batch=2, meta=meta)  # another batch size
-    assert rerun.calls == [[108, 109], [110]]  # only the unfinished samples are drawn
+    draw_to_disk(rerun, seeds, settings, tmp_path / "resumed", batch=4, meta=meta)
+    assert rerun.calls == [[108, 109, 110]]  # only the unfinished samples are drawn
     assert _bytes(tmp_path / "resumed") == _bytes(tmp_path / "one")
     assert not (tmp_path / "resumed" / ".parts").exists()
     assert load_bundle(tmp_path / "resumed" / "samples.npz")[1]["seeds"] == seeds
+    # a kill mid-batch-commit (its temp left), resumed with another batch size: aligned on the new one
+    with pytest.raises(KeyboardInterrupt):
+        draw_to_disk(_FakeGen(fail_after=1), seeds, settings, tmp_path / "other", batch=3, meta=meta)
+    rerun = _FakeGen()
+    draw_to_disk(rerun, seeds, settings, tmp_path / "other", batch=2, meta=meta)
+    assert rerun.calls == [[103], [104, 105], [106, 107], [108, 109], [110]]
+    assert _bytes(tmp_path / "other") == _bytes(tmp_path / "one")
+
+
+def test_disk_full_is_one_clear_error_and_leaves_no_temp(tmp_path):
+    import errno
+
+    from sinsemi.data.io import atomic_path
+
+    with pytest.raises(InputError, match=r"cannot write .*out.json: No space left on device \(nothing half-written"):
+        with atomic_path(tmp_path / "out.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(PermissionError):  # other OS errors stay what they are
+        with atomic_path(tmp_path / "out.json"):
+            raise PermissionError(errno.EACCES, "denied")

@@ -59,25 +59,36 @@ def draw_to_disk(gen, seeds: Sequence[int], settings: dict, out_dir: str | os.Pa
     :func:`~sinsemi.data.io.display_range`. Returns (samples (N, C, H, W), sample_info).
 
     Each batch is committed whole (one atomic ``.parts/batch-<first>.npz``: indices, pixels, its
-    sample_info), so a resumed set counts every batch's facts once. The caller holds the out_dir's
-    lock (:func:`sinsemi.runlock.run_lock`) and has checked that an earlier attempt there used the
-    same generator, settings and seeds (the parts do not record them)."""
-    from sinsemi.data.io import atomic_path, display_range, ensure_dir, save_bundle, save_grid, save_png
+    sample_info), so a resumed set counts every batch's facts once. Batches are aligned on multiples
+    of ``batch`` (sample i is in batch i // batch), so a resumed set with the same ``batch`` draws
+    exactly the batches a set drawn in one go draws: a generator whose float rounding depends on the
+    batch (oneDNN blocking) still gives the same bits. Another ``batch`` on resume is allowed (the
+    samples then agree up to that rounding). An earlier attempt with another generator, settings or
+    seeds (``.parts/request.json``) is refused. The caller holds the out_dir's lock
+    (:func:`sinsemi.runlock.run_lock`)."""
+    from sinsemi.data.io import atomic_path, display_range, ensure_dir, save_bundle, save_grid, save_json, save_png
     from sinsemi.validation import check_number
 
     batch = check_number("batch", batch, integer=True)
     seeds = [int(s) for s in seeds]
     out_dir = ensure_dir(out_dir)
     ensure_dir(out_dir / PARTS)
+    request = json.loads(json.dumps({"generator": getattr(gen, "name", None), "settings": settings, "seeds": seeds}))
+    req_path = out_dir / PARTS / "request.json"
+    if req_path.exists() and json.loads(req_path.read_text()) != request:
+        from sinsemi.errors import InputError
+
+        raise InputError(f"{out_dir} holds unfinished samples of another request (generator, sampler settings or seeds "
+                         f"differ: {req_path}): rerun with the same settings, or choose another out_dir")
+    save_json(request, req_path)
     done = _finished(out_dir)
-    todo = [i for i in range(len(seeds)) if i not in done]
+    todo = [[i for i in range(b, min(b + batch, len(seeds))) if i not in done] for b in range(0, len(seeds), batch)]
 
     def png(i: int, img: np.ndarray) -> None:
         x = torch.from_numpy(img)
         save_png(x if x.shape[0] in (1, 3) else x[:1], out_dir / f"{i:05d}.png", value_range=value_range)
 
-    for start in range(0, len(todo), batch):
-        idx = todo[start:start + batch]
+    for idx in (t for t in todo if t):
         out = gen.sample([seeds[i] for i in idx], **settings)
         x = out.samples.detach().float().cpu().numpy()
         info = out.sample_info()

@@ -18,6 +18,7 @@ with one sentence naming the file and the problem.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -260,6 +261,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~current_umask())
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # the user's disk, not a bug: one line, exit 2
+            raise InputError(f"cannot write {path}: {os.strerror(e.errno)} (nothing half-written is left; "
+                             "free space, or write to another output dir)") from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
