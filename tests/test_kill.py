@@ -402,3 +402,58 @@ def test_identical_runs_give_identical_bytes(tmp_path, image, args, files):
         sums.append({f: _sha(run_dir / f) for f in files})
         shutil.rmtree(run_dir)
     assert sums[0] == sums[1]
+
+
+# ----------------------------------------------------------------------------- eval: own temp files, one writer
+@pytest.fixture
+def eval_run(tmp_path) -> Path:
+    """A fake run dir whose 'samples' are noisy copies of the simulator's references."""
+    from sinsemi.data.io import save_json, save_samples
+    from sinsemi.data.optics import make_reference_pair
+
+    pair = make_reference_pair("line_pair", seed=0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.stack([pair.defect] * 2 + [pair.clean] * 2)
+    x = x + 0.004 * torch.randn(x.shape, generator=g)
+    run = tmp_path / "run"
+    save_samples(x.clamp(0, 1), run / "samples")
+    (run / "config.yaml").write_text("generator:\n  name: fakegen\n")
+    save_json({"generator": "fakegen"}, run / "metrics.json")
+    return run
+
+
+EVAL_ARGS = ["profile=tiny", "allow_random_backbone=true", "segmentation=false", "logger=none"]
+
+
+def test_eval_removes_the_temp_files_of_a_killed_eval(eval_run):
+    stale = eval_run / ".defects.json.partial-k1ll3d.json"  # what a kill inside the defects.json write leaves
+    stale.write_text("{")
+    keep = eval_run / "checkpoints" / ".last.ckpt.partial-x.ckpt"  # a train job's: not eval's to remove
+    keep.parent.mkdir()
+    keep.write_text("")
+    proc = subprocess.run([str(BIN / "sinsemi-eval"), f"samples_dir={eval_run}", *EVAL_ARGS], capture_output=True,
+                          text=True, timeout=600, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (eval_run / "defects.json").exists() and not stale.exists() and keep.exists()
+    assert not (eval_run / ".lock").exists()
+
+
+def test_eval_refused_while_another_job_holds_the_run_dir(eval_run):
+    import sys
+
+    hold = "import sys, time\nfrom sinsemi.runlock import run_lock\nwith run_lock(sys.argv[1], job='sinsemi-train'):\n" \
+           "    print('locked', flush=True); time.sleep(120)\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(eval_run)], stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        metrics = (eval_run / "metrics.json").read_text()
+        proc = subprocess.run([str(BIN / "sinsemi-eval"), f"samples_dir={eval_run}", *EVAL_ARGS], capture_output=True,
+                              text=True, timeout=600, env=_env())
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in proc.stderr
+        assert f"is in use by PID {holder.pid} on host" in errors[0] and "(sinsemi-train since" in errors[0]
+        assert (eval_run / "metrics.json").read_text() == metrics and not (eval_run / "defects.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
