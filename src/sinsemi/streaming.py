@@ -1,12 +1,12 @@
 """Sampling that streams to disk in batches and resumes from the samples already finished.
 
-``draw_to_disk`` draws ``seeds`` ``batch`` at a time. Each finished sample i is written at once: its
-float32 pixels to ``<out_dir>/.parts/<i>.npy`` and its 8-bit ``<i>.png`` (both atomic), so a kill
-loses at most the batch in flight, and the rerun draws only the samples without a part. Sample i
-draws all its randomness from seed ``seeds[i]`` (see :mod:`sinsemi.seeding`), so it is the same
-whatever the batch and whether it was drawn before or after a kill: the finished set is
-byte-identical to one drawn in one go. At the end the grid and ``samples.npz`` (written last: its
-presence means the set is complete) are written exactly as :func:`sinsemi.data.io.save_samples`
+``draw_to_disk`` draws ``seeds`` ``batch`` at a time. Each finished batch is committed at once:
+its float32 pixels (one atomic ``<out_dir>/.parts/batch-<first>.npz``), then each sample's 8-bit
+``<i>.png``, so a kill loses at most the batch in flight, and the rerun draws only the samples no
+committed batch holds. Sample i draws all its randomness from seed ``seeds[i]`` (see
+:mod:`sinsemi.seeding`), so it is the same whether it was drawn before or after a kill: the finished
+set is byte-identical to one drawn in one go. At the end the grid and ``samples.npz`` (written last:
+its presence means the set is complete) are written exactly as :func:`sinsemi.data.io.save_samples`
 writes them, and ``.parts/`` is removed.
 
 Memory: the generator holds one batch at a time; the final bundle (one float32 array of every
