@@ -43,6 +43,8 @@ def files(tmp_path_factory, tiny_image_module):
     tifffile.imwrite(d / "hdr.tif", np.linspace(-0.5, 2.0, 32 * 32, dtype=np.float32).reshape(32, 32))
     write_tiny_png(d / "const.png", torch.full((1, 32, 32), 0.5))
     write_tiny_png(d / "wide.png", torch.rand(1, 32, 48, generator=torch.Generator().manual_seed(0)))
+    write_tiny_png(d / "small.png", torch.rand(1, 3, 3, generator=torch.Generator().manual_seed(1)))
+    write_tiny_png(d / "thin.png", torch.rand(1, 1, 32, generator=torch.Generator().manual_seed(2)))
     (d / "a_file").write_text("x")
     (d / "weights").mkdir()
     return d
@@ -78,6 +80,16 @@ TRAIN_CASES = [
     ("ckpt_path", "gpnn", ["ckpt_path=first"], {}, "ckpt_path=first: no such file"),
     ("ckpt_path_training_free", "gpnn", ["ckpt_path={d}/a_file"], {}, "generator gpnn is training-free"),
     ("ckpt_path_dir", "sinsemi", ["ckpt_path={d}/weights"], {}, "is a directory: name the checkpoint file"),
+    # issue 25: limits before any work or write
+    ("seed_huge", "gpnn", ["seed=1180591620717411303424"], {}, "seed must be an integer >= 0 and <= 4294967295"),
+    ("seed_base_huge", "sinsemi", ["seed_base=4294967295"], {}, "seed_base=4294967295 with n_samples=4 needs seeds up to"),
+    ("n_samples_huge", "gpnn", ["n_samples=1000000000"], {}, "n_samples=1000000000 is over the limit of 1000000 samples"),
+    ("guidance_inf", "sinsemi", ["sampler.guidance=inf"], {}, "sampler.guidance must be a finite number"),
+    ("guidance_nan", "sinsemi", ["sampler.guidance=nan"], {}, "sampler.guidance must be a finite number"),
+    ("noise_std_text", "gpnn", ["sampler.noise_std=abc"], {}, "sampler.noise_std must be a number (its default is 0.75), got 'abc'"),
+    ("unknown_top_level_key", "gpnn", ["+n_sample=100"], {}, "unknown setting(s) n_sample for sinsemi-train"),
+    ("image_3x3", "gpnn", ["data.image={d}/small.png"], {}, "gpnn: image 3x3 is too small"),
+    ("image_1x32", "sinsemi", ["data.image={d}/thin.png"], {}, "image 1x32 is smaller than the coarsest pyramid level"),
 ]
 
 
@@ -90,7 +102,19 @@ def test_train_bad_input(tmp_path, files, case, gen, args, env, match):
     proc = run("train", f"generator={gen}", *TINY, *image, *rd, *args, env={k: v.format(d=files) for k, v in env.items()})
     assert_one_error(proc, match)
     written = {p.name for p in run_dir.iterdir()} if run_dir.exists() else set()
-    assert not written & {"config.yaml", "fingerprint.json", "model", "checkpoints", "samples", "metrics.json"}
+    assert not written & {"config.yaml", "fingerprint.json", "progress.json", "model", "checkpoints", "samples",
+                          "metrics.json", "wandb_id.json", ".lock"}
+
+
+def test_a_corrected_rerun_after_a_too_small_image_needs_no_force(tmp_path, files):
+    """The image check of the generator's fit refuses a 3x3 image; the corrected command into the
+    same run dir then runs (issue 25 case 6: it was refused until force=true)."""
+    run_dir = tmp_path / "run"
+    base = ["generator=gpnn", *TINY, f"hydra.run.dir={run_dir}"]
+    assert_one_error(run("train", *base, f"data.image={files / 'small.png'}"), "is too small")
+    proc = run("train", *base, f"data.image={files / 'tiny.png'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((run_dir / "fingerprint.json").read_text())["image_shape"] == [1, 32, 32]
 
 
 def test_gpu_without_cuda(tmp_path, files):
@@ -120,6 +144,12 @@ SAMPLE_CASES = [
     ("seed_base", "gpnn", "gpnn", ["seed_base=-2"], "seed_base must be an integer >= 0, got -2"),
     ("unknown_sampler_key", "gpnn", "gpnn", ["+sampler.steps=5"], "unknown sampler setting(s) sampler.steps for generator gpnn"),
     ("precision", "gpnn", "gpnn", ["trainer.precision=fp8"], "trainer.precision must be one of"),
+    # issue 25
+    ("n_huge", "gpnn", "gpnn", ["n=1000000000"], "n=1000000000 is over the limit of 1000000 samples per job"),
+    ("seed_base_huge", "gpnn", "gpnn", ["seed_base=1180591620717411303424"], "seed_base must be an integer >= 0 and <= 4294967295"),
+    ("noise_std_text", "gpnn", "gpnn", ["sampler.noise_std=abc"], "sampler.noise_std must be a number (its default is 0.75)"),
+    ("noise_std_inf", "gpnn", "gpnn", ["sampler.noise_std=inf"], "sampler.noise_std must be a finite number"),
+    ("unknown_top_level_key", "gpnn", "gpnn", ["+n_sample=100"], "unknown setting(s) n_sample for sinsemi-sample"),
 ]
 
 
@@ -128,7 +158,8 @@ def test_sample_bad_input(tmp_path, case, config_gen, model_gen, args, match):
     run_dir = _fake_run(tmp_path, config_gen, model_gen) if config_gen else tmp_path / "nothing"
     proc = run("sample", f"run_dir={run_dir}", *args)
     assert_one_error(proc, match)
-    assert not list(run_dir.glob("samples/*/*.npz")) and not list(run_dir.glob("samples/*/metrics.json"))
+    # nothing but Hydra's own log dir: no samples/<settings>/ (not even one holding only wandb_id.json)
+    assert not [p for p in run_dir.glob("samples/*") if p.name != ".hydra"]
 
 
 SIMULATE_CASES = [
@@ -176,6 +207,8 @@ def eval_files(tmp_path_factory):
         (d / sub).mkdir()
         for i, im in enumerate(images):
             save_png(im, d / sub / f"{i:05d}.png")
+    write_tiny_png(d / "small.png", torch.rand(1, 3, 3, generator=torch.Generator().manual_seed(1)))
+    write_tiny_png(d / "thin.png", torch.rand(1, 1, 32, generator=torch.Generator().manual_seed(2)))
     (d / "a_file").write_text("x")
     return d
 
@@ -291,3 +324,71 @@ def test_force_starts_a_mismatching_run_again(tmp_path, files):
     assert json.loads((run_dir / "fingerprint.json").read_text())["seed"] == 1
     assert json.loads((run_dir / "metrics.json").read_text())["seed"] == 1
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed"] == 1
+
+
+def test_sample_n_huge_fails_fast(tmp_path):
+    """n=10^9 used to build 10^9 seeds and be OOM-killed: now one line, long before any sampling
+    (the bound is the interpreter's start-up, seconds on a busy 2-core machine)."""
+    import time
+
+    run_dir = _fake_run(tmp_path, "gpnn", "gpnn")
+    t0 = time.perf_counter()
+    assert_one_error(run("sample", f"run_dir={run_dir}", "n=1000000000"), "over the limit")
+    assert time.perf_counter() - t0 < 60
+
+
+# ----------------------------------------------------------------------------- a run dir is data (issue 25)
+def _copy_run(trained: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(trained, run_dir, ignore=shutil.ignore_patterns("samples"))
+    return run_dir
+
+
+def _edit_config(run_dir: Path, section: str, key: str, value) -> None:
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    cfg[section][key] = value
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_an_interpolation_in_a_run_config_reaches_no_output(trained, tmp_path):
+    """A shared run dir whose config.yaml holds ``${oc.env:...}`` must not make sinsemi-sample
+    resolve it: the secret appears in no file written, nor on stdout/stderr."""
+    marker = "MARKER-5ecret-25"
+    run_dir = _copy_run(trained, tmp_path)
+    _edit_config(run_dir, "sampler", "noise_std", "${oc.env:SINSEMI_TEST_SECRET}")
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    proc = run("sample", f"run_dir={run_dir}", "n=2", env={"SINSEMI_TEST_SECRET": marker})
+    assert_one_error(proc, "holds an interpolation ('${...}') at sampler.noise_std")
+    assert marker not in proc.stdout + proc.stderr
+    for p in run_dir.rglob("*"):
+        if p.is_file():
+            assert marker.encode() not in p.read_bytes(), p
+    new = [p for p in run_dir.rglob("*") if p.is_file() and p not in before and ".hydra" not in p.parts]
+    assert not new, new
+
+
+@pytest.mark.parametrize("section,key,value,match", [
+    ("generator", "patch_size", 5, "says generator.patch_size=5 but the run's model was trained with generator.patch_size=7"),
+    ("sampler", "noise_std", 0.5, "says sampler.noise_std=0.5 but the run sampled with sampler.noise_std=0.75"),
+])
+def test_a_hand_edited_run_config_is_refused(trained, tmp_path, section, key, value, match):
+    run_dir = _copy_run(trained, tmp_path)
+    _edit_config(run_dir, section, key, value)
+    assert_one_error(run("sample", f"run_dir={run_dir}", "n=2"), match)
+    assert not [p for p in run_dir.glob("samples/*") if p.name != ".hydra"]
+
+
+def test_a_missing_fingerprint_is_not_rewritten_to_other_inputs(trained, tmp_path):
+    """fingerprint.json and metrics.json deleted, a rerun with another image: refused (it used to
+    reuse the model and rewrite the fingerprint to claim the other image)."""
+    run_dir = _copy_run(trained, tmp_path)
+    (run_dir / "fingerprint.json").unlink()
+    (run_dir / "metrics.json").unlink()
+    config = (run_dir / "config.yaml").read_text()
+    other = write_tiny_png(tmp_path / "other.png", torch.rand(1, 32, 32, generator=torch.Generator().manual_seed(3)))
+    proc = run("train", "generator=gpnn", *TINY, f"hydra.run.dir={run_dir}", f"data.image={other}")
+    assert_one_error(proc, "no fingerprint.json: the image it was made from is unknown")
+    assert not (run_dir / "fingerprint.json").exists() and not (run_dir / "metrics.json").exists()
+    assert (run_dir / "config.yaml").read_text() == config

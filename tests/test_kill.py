@@ -351,3 +351,108 @@ def test_fit_time_is_recorded_while_it_runs(tmp_path):
     with accumulating(tmp_path, "fit_seconds", every=10):
         time.sleep(0.1)
     assert read_progress(tmp_path)["fit_seconds"] >= 0.4 - 0.02
+
+
+# ----------------------------------------------------------------------------- one writer per run dir
+@pytest.mark.slow
+def test_two_identical_trainings_on_one_run_dir(tmp_path, image, reference):
+    """Two identical commands started together (a SLURM requeue twin, a second terminal): one holds
+    the run dir's lock and finishes with the weights of a lone run; the other is refused at once
+    with one line naming the holder's PID. (Checkpoint writes pause 2 s so the winner is surely
+    still fitting when the other arrives.)"""
+    run_dir = tmp_path / "run"
+    env = {**_env(), "SINSEMI_TEST_PAUSE_IN_CHECKPOINT_WRITE": "2"}
+    cmd = [str(BIN / "sinsemi-train"), *FIT, f"data.image={image}", f"hydra.run.dir={run_dir}"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], [(p.returncode, o[1][-2000:]) for p, o in zip(procs, outs)]
+    (winner,) = [p for p in procs if p.returncode == 0]
+    (_, err), = [o for p, o in zip(procs, outs) if p.returncode == 2]
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert f"run dir {run_dir} is in use by PID {winner.pid} on host" in errors[0]
+    _assert_same_as(run_dir, reference)  # and no lock file or temp left behind
+    assert not (run_dir / ".lock").exists()
+
+
+# ----------------------------------------------------------------------------- deterministic bytes
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("args,files", [
+    (["generator=sinsemi", "profile=tiny", "logger=none", "trainer.max_steps=8"], ("model/state.pt", "checkpoints/last.ckpt")),
+    (["generator=singan", "profile=tiny", "logger=none", "generator.niter=4"], ("model/state.pt", "checkpoints/last.pt")),
+], ids=["sinsemi", "singan"])
+def test_identical_runs_give_identical_bytes(tmp_path, image, args, files):
+    """The same command twice (into the same run dir, the first run deleted) writes the same bytes:
+    a checksum proves two runs equal. (Lightning's last.ckpt also records its checkpoint dir's path,
+    so it is byte-equal only between runs into the same run dir; state.pt is equal anywhere.)"""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    sums = []
+    for _ in range(2):
+        proc = _train(run_dir, image, args=args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        sums.append({f: _sha(run_dir / f) for f in files})
+        shutil.rmtree(run_dir)
+    assert sums[0] == sums[1]
+
+
+# ----------------------------------------------------------------------------- eval: own temp files, one writer
+@pytest.fixture
+def eval_run(tmp_path) -> Path:
+    """A fake run dir whose 'samples' are noisy copies of the simulator's references."""
+    from sinsemi.data.io import save_json, save_samples
+    from sinsemi.data.optics import make_reference_pair
+
+    pair = make_reference_pair("line_pair", seed=0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.stack([pair.defect] * 2 + [pair.clean] * 2)
+    x = x + 0.004 * torch.randn(x.shape, generator=g)
+    run = tmp_path / "run"
+    save_samples(x.clamp(0, 1), run / "samples")
+    (run / "config.yaml").write_text("generator:\n  name: fakegen\n")
+    save_json({"generator": "fakegen"}, run / "metrics.json")
+    return run
+
+
+EVAL_ARGS = ["profile=tiny", "allow_random_backbone=true", "segmentation=false", "logger=none"]
+
+
+def test_eval_removes_the_temp_files_of_a_killed_eval(eval_run):
+    stale = eval_run / ".defects.json.partial-k1ll3d.json"  # what a kill inside the defects.json write leaves
+    stale.write_text("{")
+    keep = eval_run / "checkpoints" / ".last.ckpt.partial-x.ckpt"  # a train job's: not eval's to remove
+    keep.parent.mkdir()
+    keep.write_text("")
+    proc = subprocess.run([str(BIN / "sinsemi-eval"), f"samples_dir={eval_run}", *EVAL_ARGS], capture_output=True,
+                          text=True, timeout=600, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (eval_run / "defects.json").exists() and not stale.exists() and keep.exists()
+    assert not (eval_run / ".lock").exists()
+
+
+def test_eval_refused_while_another_job_holds_the_run_dir(eval_run):
+    import sys
+
+    hold = "import sys, time\nfrom sinsemi.runlock import run_lock\nwith run_lock(sys.argv[1], job='sinsemi-train'):\n" \
+           "    print('locked', flush=True); time.sleep(120)\n"
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(eval_run)], stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        metrics = (eval_run / "metrics.json").read_text()
+        proc = subprocess.run([str(BIN / "sinsemi-eval"), f"samples_dir={eval_run}", *EVAL_ARGS], capture_output=True,
+                              text=True, timeout=600, env=_env())
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in proc.stderr
+        assert f"is in use by PID {holder.pid} on host" in errors[0] and "(sinsemi-train since" in errors[0]
+        assert (eval_run / "metrics.json").read_text() == metrics and not (eval_run / "defects.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()

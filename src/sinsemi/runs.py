@@ -153,7 +153,8 @@ def check_fingerprint(run_dir: str | Path, fp: dict, *, force: bool = False) -> 
     """Refuse to reuse or resume a run dir whose model was made from other inputs.
 
     Returns True when the run dir holds nothing of an earlier run (the fingerprint is to be
-    written). With ``force`` a mismatching run's model, checkpoints and samples are deleted instead."""
+    written). With ``force`` a mismatching run's model, checkpoints and samples are deleted instead.
+    A model, checkpoints or samples without ``fingerprint.json`` count as made from other inputs."""
     run_dir = Path(run_dir)
     path = run_dir / FINGERPRINT
     if path.exists():
@@ -163,9 +164,9 @@ def check_fingerprint(run_dir: str | Path, fp: dict, *, force: bool = False) -> 
             raise InputError(f"corrupt {path}: {e} (delete the run dir or use force=true)") from None
         why = _differences(old, fp)
     elif has_model_artifacts(run_dir):
-        why = _legacy_differences(run_dir, fp)
-        if not why:
-            return True  # an earlier run of the same config without a fingerprint: adopt it
+        # deleted, or a run from before fingerprints: nothing says which image it was made from, so
+        # it is never adopted (and its fingerprint never rewritten) to match the new inputs
+        why = _legacy_differences(run_dir, fp) or [f"no {FINGERPRINT}: the image it was made from is unknown"]
     else:
         return True
     if not why:
@@ -193,6 +194,22 @@ def _legacy_differences(run_dir: Path, fp: dict) -> list[str]:
     old = {"generator": name, "params": model_params(name, gen) if name == fp["generator"] else gen,
            "seed": cfg.get("seed"), "max_steps": (cfg.get("trainer") or {}).get("max_steps")}
     return _differences(old, {k: fp[k] for k in old})
+
+
+#: what a train job writes into a fresh run dir before its generator's own checks of the image
+FRESH_START = (FINGERPRINT, "config.yaml", PROGRESS, WANDB_ID)
+
+
+def forget_fresh_start(run_dir: str | Path) -> None:
+    """Undo a fresh start that failed on bad input before the run made anything (e.g. an image too
+    small for the generator's pyramid, found by its fit): the fingerprint, config, progress and W&B
+    id this job wrote go, so the corrected command runs without ``force``. A no-op once the run has
+    a model, checkpoints or samples."""
+    run_dir = Path(run_dir)
+    if has_model_artifacts(run_dir):
+        return
+    for name in FRESH_START:
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def write_fingerprint(run_dir: str | Path, fp: dict) -> None:
@@ -262,6 +279,75 @@ def run_generator(run_dir: str | Path) -> str:
     if not name:
         raise InputError(f"{cfg_path} names no generator")
     return name
+
+
+# ----------------------------------------------------------------------------- a run dir read back
+def _interpolations(node, prefix: str = "") -> list[str]:
+    """Dotted keys of every string in ``node`` holding ``${`` (an OmegaConf interpolation, once copied
+    into a live config: ``${oc.env:SECRET}`` would be resolved)."""
+    if isinstance(node, dict):
+        return [k for key, v in node.items() for k in _interpolations(v, f"{prefix}{key}.")] + \
+               [f"{prefix}{key}" for key in node if "${" in str(key)]
+    if isinstance(node, list):
+        return [k for i, v in enumerate(node) for k in _interpolations(v, f"{prefix}{i}.")]
+    return [prefix.rstrip(".")] if isinstance(node, str) and "${" in node else []
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """A training run's ``config.yaml`` as plain data, never as config: read with ``yaml.safe_load``
+    (no OmegaConf, so nothing resolves), refused when a stored string holds ``${`` (a job that
+    copies it into its live config would resolve it: ``${oc.env:WANDB_API_KEY}`` would leak the
+    key into folder names, logs and metrics), and checked against the run's own records: its
+    ``generator.*``, ``seed`` and ``trainer.max_steps`` must be what ``fingerprint.json`` says the
+    model was trained with, its ``sampler.*`` what the training job sampled with (``metrics.json``).
+    A hand-edited config.yaml is one :class:`InputError` naming the key."""
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise InputError(f"{run_dir} is not a training run dir (no config.yaml): train it first with sinsemi-train")
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(f"corrupt {path}: {' '.join(str(e).split())}") from None
+    if not isinstance(cfg, dict):
+        raise InputError(f"corrupt {path}: a mapping of settings expected, got {type(cfg).__name__}")
+    for key, kind in (("generator", dict), ("sampler", dict), ("trainer", dict)):
+        if cfg.get(key) is not None and not isinstance(cfg[key], kind):
+            raise InputError(f"corrupt {path}: {key} must be a mapping, got {cfg[key]!r}")
+    bad = _interpolations(cfg)
+    if bad:
+        raise InputError(f"{path} holds an interpolation ('${{...}}') at {', '.join(bad)}: a run dir's settings are "
+                         "data and are never resolved; restore the value the run was trained with")
+    _check_against_records(Path(run_dir), path, cfg)
+    return cfg
+
+
+def _check_against_records(run_dir: Path, path: Path, cfg: dict) -> None:
+    fp_path = run_dir / FINGERPRINT
+    if fp_path.exists():
+        try:
+            fp = json.loads(fp_path.read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"corrupt {fp_path}: {e}") from None
+        gen = dict(cfg.get("generator") or {})
+        stored = {"generator.name": (gen.pop("name", None), fp.get("generator")),
+                  "seed": (cfg.get("seed"), fp.get("seed")),
+                  "trainer.max_steps": ((cfg.get("trainer") or {}).get("max_steps"), fp.get("max_steps"))}
+        params = fp.get("params") or {}
+        stored.update({f"generator.{k}": (gen.get(k), params.get(k)) for k in sorted(set(gen) | set(params))
+                       if k not in NON_MODEL_PARAMS})
+        for key, (have, want) in stored.items():
+            if have != want:
+                raise InputError(f"{path} says {key}={have!r} but the run's model was trained with {key}={want!r} "
+                                 f"({FINGERPRINT}): the config was edited; restore it, or train a new run")
+    trained = (read_metrics(run_dir) or {}).get("sampler")
+    if isinstance(trained, dict):
+        for key, have in (cfg.get("sampler") or {}).items():
+            if key in trained and trained[key] != have:
+                raise InputError(f"{path} says sampler.{key}={have!r} but the run sampled with sampler.{key}="
+                                 f"{trained[key]!r} ({METRICS}): the config was edited; restore it, or set "
+                                 f"sampler.{key}= on the command line")
 
 
 class accumulating:

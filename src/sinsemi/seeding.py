@@ -27,11 +27,15 @@ def derive_seed(seed: int, index: int = 0, *, stream: str = "sample") -> int:
 
 
 def sample_seeds(n: int, seed_base: int = 0) -> list[int]:
-    """Seeds ``seed_base, ..., seed_base + n - 1`` for ``n`` samples."""
-    if n <= 0:
+    """Seeds ``seed_base, ..., seed_base + n - 1`` for ``n`` samples (n <= ``MAX_SAMPLES``, every
+    seed <= ``SEED_MAX``: :func:`sinsemi.validation.check_count`, checked before the list is built)."""
+    from sinsemi.checks import check_count
+
+    if isinstance(n, int) and not isinstance(n, bool) and n <= 0:
         from sinsemi.errors import InputError
 
         raise InputError(f"number of samples must be positive, got n={n}")
+    check_count("n", n, seed_base=seed_base)
     return [derive_seed(seed_base, i) for i in range(n)]
 
 

@@ -12,13 +12,33 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sinsemi.checks import check_bool, check_choice, check_number, check_seed  # noqa: F401  (re-exported)
+from sinsemi.checks import (MAX_SAMPLES, SEED_MAX, check_bool, check_choice, check_count, check_number,  # noqa: F401
+                            check_seed)  # (re-exported: the one wording of each check)
 from sinsemi.errors import InputError
 
 #: Lightning's names, plus ``auto``: SinSEMI probes bf16 against fp32 (sinsemi.generators.speed); on
 #: CUDA it is bf16-mixed everywhere; the other generators on CPU train in fp32 with it
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "64-true", "auto")
 ACCELERATORS = ("cpu", "gpu", "auto")
+
+
+def check_added_keys(overrides: Iterable[str], groups: Iterable[str], job: str) -> None:
+    """``+key=value`` on the command line adds a top-level setting the job never reads (often a typo:
+    ``+n_sample=100`` for ``n_samples``): refused, as ``sinsemi-eval`` refuses unknown keys.
+    ``+group=option`` (a config group: ``+experiment=...``, ``+launcher=slurm``) and nested
+    additions (``+sampler.x=``: checked with the sampler settings) are fine. ``groups``: the run's
+    config group choices (HydraConfig ``runtime.choices``)."""
+    groups = set(groups)
+    added = []
+    for o in overrides:
+        if not o.startswith("+") or o.startswith("++"):
+            continue
+        key = o[1:].split("=", 1)[0]
+        if "." not in key and "/" not in key and key not in groups:
+            added.append(key)
+    if added:
+        raise InputError(f"unknown setting(s) {', '.join(added)} for {job} (added with +; {job} does not read them: "
+                         "check the spelling of the setting you meant)")
 
 
 # ----------------------------------------------------------------------------- paths
@@ -143,7 +163,7 @@ def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
     """Every check of a ``sinsemi-train`` job that needs no training: run before the first step."""
     check_seed("seed", cfg.get("seed"))
     check_seed("seed_base", cfg.get("seed_base"))
-    check_number("n_samples", cfg.get("n_samples"), integer=True)
+    check_count("n_samples", cfg.get("n_samples"), seed_base=cfg.get("seed_base"))
     check_ckpt_path(cfg.get("ckpt_path"), cfg["generator"]["name"])
     data = cfg.get("data") or {}
     check_number("data.max_side", data.get("max_side"), integer=True, allow_none=True)
@@ -161,7 +181,7 @@ def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
 def validate_sample(cfg: Mapping[str, Any], generator: str) -> None:
     """Every check of a ``sinsemi-sample`` job that needs no sampling (its out_dir: check_writable_dir)."""
     check_seed("seed_base", cfg.get("seed_base"))
-    check_number("n", cfg.get("n"), integer=True)
+    check_count("n", cfg.get("n"), seed_base=cfg.get("seed_base"))
     tr = cfg["trainer"]
     check_choice("trainer.precision", tr.get("precision"), PRECISIONS)
     check_number("trainer.devices", tr.get("devices", 1), integer=True)

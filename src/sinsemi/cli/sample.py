@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from sinsemi.cli._common import cli_main, task
 from sinsemi.errors import InputError
 from sinsemi.jobs.config import to_plain
+from sinsemi.validation import check_added_keys
 
 
 @hydra.main(version_base="1.3", config_path="pkg://sinsemi.conf", config_name="sample")
@@ -22,6 +23,7 @@ def _main(cfg: DictConfig) -> None:
     from sinsemi.jobs.sample import sample_run
 
     hc = HydraConfig.get()
+    check_added_keys(hc.overrides.task, hc.runtime.choices, "sinsemi-sample")  # +typo=... refused
     overridden = {o.lstrip("+~").split("=", 1)[0] for o in hc.overrides.task}
     sample_run(to_plain(cfg), overridden, sweep_dir=hc.sweep.dir if hc.mode.name == "MULTIRUN" else None)
 

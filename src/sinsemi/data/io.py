@@ -18,6 +18,7 @@ with one sentence naming the file and the problem.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -260,6 +261,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~current_umask())
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):  # the user's disk, not a bug: one line, exit 2
+            raise InputError(f"cannot write {path}: {os.strerror(e.errno)} (nothing half-written is left; "
+                             "free space, or write to another output dir)") from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -287,7 +294,8 @@ def _test_pause(seconds: float, where: str) -> None:
 def save_checkpoint_file(obj, path: str | os.PathLike) -> Path:
     """``torch.save(obj)`` into ``path`` atomically: until the new file is complete the previous
     checkpoint stays whole, and a killed write leaves only a ``.<name>.partial-*`` temp beside it
-    (removed by :func:`remove_partials` when the job is started again).
+    (removed by :func:`remove_partials` when the job is started again). Deterministic: the same
+    ``obj`` gives the same bytes, whatever the path.
 
     Test hook, for tests that kill a job inside a checkpoint write: with
     ``$SINSEMI_TEST_PAUSE_IN_CHECKPOINT_WRITE=<seconds>`` every checkpoint write puts the first half
@@ -297,7 +305,11 @@ def save_checkpoint_file(obj, path: str | os.PathLike) -> Path:
     pause = _test_pause_seconds(PAUSE_IN_CHECKPOINT_WRITE)
     with atomic_path(path) as tmp:
         if not pause:
-            torch.save(obj, tmp)
+            # through a file object: torch.save(obj, <path>) names the archive inside the zip after the
+            # (random) temp file, so identical states would differ byte-wise; a file object gets the
+            # fixed name "archive", and the serialization id torch derives from names + CRCs follows
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
         else:
             from io import BytesIO
 
@@ -312,14 +324,15 @@ def save_checkpoint_file(obj, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def remove_partials(directory: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that killed atomic writes left under ``directory`` (recursively).
-    Only for a directory one job owns (a run dir at job start): another writer's file would go too."""
+def remove_partials(directory: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Delete the temporary files that killed atomic writes left under ``directory`` (recursively,
+    or only directly in it). Only for a directory one job owns (a run dir at job start, under its
+    :func:`sinsemi.runlock.run_lock`): another writer's file would go too."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
     gone = []
-    for p in directory.rglob(f".*{PARTIAL}*"):
+    for p in (directory.rglob if recursive else directory.glob)(f".*{PARTIAL}*"):
         if p.is_file():
             p.unlink(missing_ok=True)
             gone.append(p)

@@ -158,11 +158,10 @@ def build_generator(name: str, params: Mapping[str, Any] | None = None, runtime:
 # ----------------------------------------------------------------------------- save / load
 def write_model(directory: str | Path, name: str, params: Mapping[str, Any], state: Mapping[str, Any]) -> Path:
     """Save a generator: ``generator.json`` (name, params) and ``state.pt`` (tensors/primitives)."""
-    from sinsemi.data.io import atomic_path, ensure_dir, save_json
+    from sinsemi.data.io import ensure_dir, save_checkpoint_file, save_json
 
     directory = ensure_dir(directory)
-    with atomic_path(directory / "state.pt") as tmp:
-        torch.save(dict(state), tmp)
+    save_checkpoint_file(dict(state), directory / "state.pt")  # atomic, and the same bytes for the same state
     save_json({"name": name, "format": MODEL_FORMAT, "params": dict(params)}, directory / "generator.json")
     return directory
 
@@ -239,7 +238,12 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
         raise InputError(f"seeds must be a sequence of integers (one per sample), got {seeds!r}")
     if len(seeds) == 0:
         raise InputError("number of samples must be positive, got no seeds")
-    return [int(s) for s in seeds]
+    import numbers
+
+    from sinsemi.checks import check_seed
+
+    # 0 .. SEED_MAX (harden, issue 25); numpy/torch integers taken as ints
+    return [check_seed("a sample seed", int(s) if isinstance(s, numbers.Integral) else s) for s in seeds]
 
 
 def clamp_counted(x: torch.Tensor, lo: float, hi: float) -> tuple[torch.Tensor, int]:

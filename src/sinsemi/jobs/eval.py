@@ -72,13 +72,18 @@ def eval_run(cfg: Mapping) -> dict:
     elif ecfg.out_dir is None:
         raise InputError("out_dir= is required when samples_dir is not a run dir")
     label = str(ecfg.name or name)
-    logger = make_logger(cfg, ecfg.out_dir, job_type="eval", label=label, tags=(label,))
-    try:
-        result = evaluate_samples(samples, refs, ecfg, names=names, name=name, logger=logger)
-        if s is not None and artifacts_wanted(cfg, evaluates=True):
-            log_artifacts(logger, **_evaluated_files(cfg["samples_dir"], s.run_dir))
-    finally:
-        finish_logger(logger)
+    from sinsemi.data.io import remove_partials
+    from sinsemi.runlock import run_lock
+
+    with run_lock(ecfg.out_dir, job="sinsemi-eval"):  # one writer per out_dir
+        remove_partials(ecfg.out_dir, recursive=False)  # a killed eval's temp files (not checkpoints/: a train job's)
+        logger = make_logger(cfg, ecfg.out_dir, job_type="eval", label=label, tags=(label,))
+        try:
+            result = evaluate_samples(samples, refs, ecfg, names=names, name=name, logger=logger)
+            if s is not None and artifacts_wanted(cfg, evaluates=True):
+                log_artifacts(logger, **_evaluated_files(cfg["samples_dir"], s.run_dir))
+        finally:
+            finish_logger(logger)
     return result.metrics
 
 

@@ -60,12 +60,10 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 @functools.lru_cache(maxsize=8)
 def _read_run(run_dir: Path, *stamps) -> TrainedRun:
-    import yaml
-
-    from sinsemi.runs import run_generator
+    from sinsemi.runs import read_run_config, run_generator
 
     name = run_generator(run_dir)  # the checks: a training run dir, its config and model agree
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    cfg = read_run_config(run_dir)  # data, never resolved; checked against the run's fingerprint
     return TrainedRun(run_dir, name, cfg.get("profile_name"), dict(cfg.get("sampler") or {}))
 
 
@@ -109,21 +107,24 @@ def sample_run(cfg: Mapping, overridden: set[str] = frozenset(), *, sweep_dir: s
     device, _ = resolve_device(tr["accelerator"])
     gen = load_generator(run_dir / runs.MODEL_DIR, runtime=Runtime(device=device, precision=str(tr["precision"]),
                                                                    progress=bool(tr["progress"])))
-    done = runs.read_metrics(out_dir)
-    if runs.run_finished(out_dir, done, evaluate=bool(cfg["evaluate"]), segmentation=bool(cfg.get("segmentation")), job=runs.SAMPLE_KEYS):
-        log.info("samples in %s are finished (metrics.json present): skipping", out_dir)
+    from sinsemi.runlock import run_lock
+
+    with run_lock(out_dir, job="sinsemi-sample"):  # one writer per samples dir, held for the rest of the job
+        done = runs.read_metrics(out_dir)
+        if runs.run_finished(out_dir, done, evaluate=bool(cfg["evaluate"]), segmentation=bool(cfg.get("segmentation")), job=runs.SAMPLE_KEYS):
+            log.info("samples in %s are finished (metrics.json present): skipping", out_dir)
+            return out_dir
+        remove_partials(out_dir)
+        logger = make_logger(cfg, out_dir, job_type="sample")
+        try:
+            metrics = _sample_into(cfg, gen, settings, seeds, out_dir, done, logger)
+            report_metrics(logger, metrics)  # before metrics.json: a rerun after a kill reports again
+            if artifacts_wanted(cfg, evaluates=bool(cfg["evaluate"])):
+                log_artifacts(logger, bundle=out_dir / "samples.npz", grid=out_dir / "grid.png")
+            save_json(metrics, out_dir / runs.METRICS)  # last: the samples are finished when this exists
+        finally:
+            finish_logger(logger)
         return out_dir
-    remove_partials(out_dir)
-    logger = make_logger(cfg, out_dir, job_type="sample")
-    try:
-        metrics = _sample_into(cfg, gen, settings, seeds, out_dir, done, logger)
-        report_metrics(logger, metrics)  # before metrics.json: a rerun after a kill reports again
-        if artifacts_wanted(cfg, evaluates=bool(cfg["evaluate"])):
-            log_artifacts(logger, bundle=out_dir / "samples.npz", grid=out_dir / "grid.png")
-        save_json(metrics, out_dir / runs.METRICS)  # last: the samples are finished when this exists
-    finally:
-        finish_logger(logger)
-    return out_dir
 
 
 def _sample_into(cfg: dict, gen, settings: dict, seeds: list[int], out_dir: Path, done: dict | None, logger) -> dict:

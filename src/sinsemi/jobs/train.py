@@ -189,6 +189,16 @@ def train_run(cfg: Mapping, run_dir: Path, *, sweep_dir: str | Path | None = Non
     validate_train(cfg, run_dir)  # before anything heavy is even imported
     check_logger_settings(cfg)
 
+    from sinsemi.distributed import is_global_zero
+    from sinsemi.runlock import run_lock
+
+    if not is_global_zero():  # rank 0 writes, and holds the run dir's lock for every rank
+        return _train_locked(cfg, run_dir)
+    with run_lock(run_dir, job="sinsemi-train"):  # one writer per run dir (a requeue twin, a second terminal)
+        return _train_locked(cfg, run_dir)
+
+
+def _train_locked(cfg: dict, run_dir: Path) -> dict:
     from sinsemi import runs
     from sinsemi.data.io import ensure_dir, remove_partials
     from sinsemi.distributed import rank_and_world
@@ -220,6 +230,10 @@ def train_run(cfg: Mapping, run_dir: Path, *, sweep_dir: str | Path | None = Non
         if drawn is None:
             return {}  # rank 0 writes and evaluates
         return _finish(cfg, plan, gen, drawn[0], run_dir, runtime.logger)
+    except InputError:  # bad input found by the fit (a too-small image) leaves a fresh run dir as it was
+        if plan.zero and plan.fresh:
+            runs.forget_fresh_start(run_dir)
+        raise
     finally:
         finish_logger(runtime.logger)
 
