@@ -65,7 +65,7 @@ def test_sampler_setting_of_the_wrong_type():
         check_sampler_settings("gpnn", {"noise_std": "abc"})
     with pytest.raises(InputError, match="sampler.noise_std must be a finite number, got inf"):
         check_sampler_settings("gpnn", {"noise_std": math.inf})
-    with pytest.raises(InputError, match="sampler.lpips_net must be a string"):
+    with pytest.raises(InputError, match="sampler.lpips_net must be one of alex, vgg, squeeze, got 3"):
         check_sampler_settings("sinsemi", {"lpips_net": 3})
     with pytest.raises(InputError, match="sampler.keep_intermediates must be true or false"):
         check_sampler_settings("sinsemi", {"keep_intermediates": "yes"})
@@ -85,7 +85,7 @@ def test_added_top_level_keys_are_refused():
 def _run_dir(tmp_path, **edits):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    cfg = {"generator": {"name": "gpnn", "patch_size": 7, "sample_batch": 8}, "seed": 0, "trainer": {"max_steps": None},
+    cfg = {"generator": {"name": "gpnn", "patch_size": 7}, "seed": 0, "trainer": {"max_steps": None},
            "sampler": {"noise_std": 0.75}, "profile_name": "tiny"}
     fp = {"generator": "gpnn", "params": {"patch_size": 7}, "image_sha256": "x", "image_shape": [1, 32, 32], "seed": 0,
           "max_steps": None}

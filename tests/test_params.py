@@ -68,7 +68,7 @@ def test_fingerprint_leaves_out_the_speed_only_fields(tiny_image):
 @pytest.mark.parametrize("bad,match", [
     (dict(width=15), "generator.width must be even"),
     (dict(lr=float("inf")), "generator.lr must be a finite number"),
-    (dict(lr=float("nan")), "generator.lr must be a number > 0"),
+    (dict(lr=float("nan")), "generator.lr must be a finite number > 0"),
     (dict(t_eps=0.5), "generator.t_eps must be a number > 0 and < 0.5"),
     (dict(ema_decay=1.0), "generator.ema_decay must be a number >= 0 and < 1"),
     (dict(milestones=[10, -1]), r"generator.milestones\[1\] must be an integer >= 0"),

@@ -49,7 +49,8 @@ def check_number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
 
 def check_seed(name: str, value: Any) -> int:
     """A seed: an integer in 0 .. :data:`SEED_MAX`."""
-    return check_number(name, value, minimum=0, strict=False, integer=True, maximum=SEED_MAX)
+    seed = check_number(name, value, minimum=0, strict=False, integer=True)  # a type error says so first
+    return check_number(name, seed, minimum=0, strict=False, integer=True, maximum=SEED_MAX)
 
 
 def check_count(name: str, value: Any, *, seed_base: Any = None, seed_name: str = "seed_base",

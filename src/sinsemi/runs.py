@@ -335,8 +335,8 @@ def _check_against_records(run_dir: Path, path: Path, cfg: dict) -> None:
                   "seed": (cfg.get("seed"), fp.get("seed")),
                   "trainer.max_steps": ((cfg.get("trainer") or {}).get("max_steps"), fp.get("max_steps"))}
         params = fp.get("params") or {}
-        stored.update({f"generator.{k}": (gen.get(k), params.get(k)) for k in sorted(set(gen) | set(params))
-                       if k not in NON_MODEL_PARAMS})
+        mine = model_params(str(fp.get("generator")), gen) if gen else {}
+        stored.update({f"generator.{k}": (mine.get(k), params.get(k)) for k in sorted(set(mine) | set(params))})
         for key, (have, want) in stored.items():
             if have != want:
                 raise InputError(f"{path} says {key}={have!r} but the run's model was trained with {key}={want!r} "

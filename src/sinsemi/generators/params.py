@@ -250,7 +250,25 @@ def parse_sampler(generator: str, mapping: Mapping[str, Any]):
             check_number("sampler.steps", mapping["steps"], integer=True, allow_none=defaults.get("steps") is None)
         if "guidance" in mapping:
             check_number("sampler.guidance", mapping["guidance"], strict=False)
+        for key, value in mapping.items():  # each value of its default's type (a string for a number: an error)
+            _check_type(f"sampler.{key}", value, defaults.get(key))
     return s
+
+
+def _check_type(name: str, value: Any, default: Any) -> None:
+    """``value`` has the type of the setting's ``default`` (a flag, a number, a string); a number is
+    never inf or NaN. A setting without a default (None, or none declared) takes any finite value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    if value is None or default is None or default is MISSING or default is inspect.Parameter.empty:
+        return
+    if isinstance(default, bool):
+        check_bool(name, value)
+    elif isinstance(default, (int, float)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise InputError(f"{name} must be a number (its default is {default!r}), got {value!r}")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise InputError(f"{name} must be a string (its default is {default!r}), got {value!r}")
 
 
 def defaults(dc: type) -> dict[str, Any]:
