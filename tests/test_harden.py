@@ -103,7 +103,7 @@ def _run_dir(tmp_path, **edits):
 
 def test_read_run_config_as_data(tmp_path):
     cfg = runs.read_run_config(_run_dir(tmp_path))
-    assert cfg["sampler"] == {"noise_std": 0.75} and cfg["generator"]["sample_batch"] == 8
+    assert cfg["sampler"] == {"noise_std": 0.75} and cfg["generator"]["patch_size"] == 7
 
 
 @pytest.mark.parametrize("edits,match", [
