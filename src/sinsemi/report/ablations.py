@@ -65,7 +65,7 @@ def _pm(row: dict, key: str) -> str:
 def render(rows: list[dict], ablation: str, paper=_AUTO) -> tuple[str, str]:
     """(markdown, csv) of the ablation table, the paper's SIFID/LPIPS at the same knob value beside
     ours (``paper``: parsed tables.json, None for none; default: :func:`sinsemi.report.paper.load_paper`)."""
-    from sinsemi.report.paper import NOT_AVAILABLE, load_paper, lookup_number, paper_path
+    from sinsemi.report.paper import NOT_AVAILABLE, load_paper, lookup_number, paper_path, shown_path
 
     if paper is _AUTO:
         paper = load_paper()
@@ -90,7 +90,7 @@ def render(rows: list[dict], ablation: str, paper=_AUTO) -> tuple[str, str]:
     labels = {_weights(r) for r in rows}
     md += ["", f"Weights: {', '.join(sorted(labels))}."]
     md += ["", f"Paper columns: {NOT_AVAILABLE}." if paper is None else
-           f"Paper columns: {paper_path()} (the paper's units differ from ours: compare trends along the knob, not values)."]
+           f"Paper columns: {shown_path(paper_path())} (the paper's units differ from ours: compare trends along the knob, not values)."]
     if any(r.get("random_backbone") for r in rows):
         md += ["", "**Computed with a RANDOM backbone (test only): these figures are not comparable with any paper.**"]
     return "\n".join(md) + "\n", buf.getvalue()

@@ -25,6 +25,16 @@ def paper_path(path: str | os.PathLike | None = None) -> Path:
     return Path(path or os.environ.get("SINSEMI_PAPER_TABLES") or DEFAULT_PATH)
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a committed table names it: relative to the repo (``../shared/paper/tables.json``),
+    never an absolute path of the machine that made it."""
+    p = Path(path).resolve()
+    try:
+        return os.path.relpath(p, REPO) if p.is_relative_to(REPO.parent) else p.name
+    except ValueError:
+        return p.name
+
+
 def load_paper(path: str | os.PathLike | None = None) -> dict | None:
     """The parsed tables.json, or None when it is absent."""
     p = paper_path(path)

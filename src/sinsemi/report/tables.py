@@ -179,7 +179,7 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
     """(Markdown, CSV) of one table from run metrics (rows without its metrics are left out), the
     paper's values beside ours (``paper``: the parsed tables.json, None for none; default: found by
     :func:`sinsemi.report.paper.load_paper`)."""
-    from sinsemi.report.paper import NOT_AVAILABLE, load_paper, paper_path
+    from sinsemi.report.paper import NOT_AVAILABLE, load_paper, paper_path, shown_path
 
     if paper is _AUTO:
         paper = load_paper()
@@ -195,7 +195,7 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
     if paper is None:
         md.append(f"Paper columns: {NOT_AVAILABLE}.")
     else:
-        md.append(f"Paper columns: {paper_path()} ({paper.get('source', 'SinSEMI paper')}).")
+        md.append(f"Paper columns: {shown_path(paper_path())} ({paper.get('source', 'SinSEMI paper')}).")
         if table == "table2" and paper.get("units_note"):
             md.append(f"Units: {paper['units_note']}")
         if table == "table1":
