@@ -26,7 +26,7 @@ class Run:
 
     def __init__(self, run_dir: str | os.PathLike, *, device: str = "cpu"):
         from sinsemi import runs
-        from sinsemi.export import read_run_config
+        from sinsemi.runs import read_run_config
 
         self.dir = Path(run_dir)
         self.generator = runs.run_generator(self.dir)

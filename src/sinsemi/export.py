@@ -46,20 +46,7 @@ CARD_METRICS = ("sifid_mean", "sifid_ratio", "lpips_mean", "lpips_ratio", "defec
 
 
 # ----------------------------------------------------------------------------- the run dir, read as data
-def read_run_config(run_dir: str | os.PathLike) -> dict:
-    """``run_dir/config.yaml`` as a plain dict, interpolations left as written (a run dir's config
-    is data: nothing in it is evaluated)."""
-    from omegaconf import OmegaConf
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise InputError(f"{run_dir} is not a training run dir (no config.yaml): train it first with sinsemi-train")
-    try:
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
-    except Exception as e:  # yaml and omegaconf raise several types
-        raise InputError(f"cannot read {path}: {type(e).__name__}: {e}") from None
-
-
+# its config.yaml: runs.read_run_config (never resolved, checked against the run's records)
 def read_fingerprint(run_dir: str | os.PathLike) -> dict | None:
     from sinsemi.runs import FINGERPRINT
 
@@ -211,7 +198,7 @@ def export_dataset(run_dir: str | os.PathLike, n: int, out_dir: str | os.PathLik
     name = runs.run_generator(run_dir)
     if not (run_dir / runs.MODEL_DIR / "generator.json").exists():
         raise InputError(f"no trained model in {run_dir} (expected {run_dir / runs.MODEL_DIR}): train it first with sinsemi-train")
-    config = read_run_config(run_dir)
+    config = runs.read_run_config(run_dir)
     settings = run_sampler(config, name, sampler, guidance)
     bits = int(check_choice("bit_depth", bit_depth, ("8", "16"))) if bit_depth is not None else training_bit_depth(config)
     fingerprint = read_fingerprint(run_dir)
