@@ -38,6 +38,7 @@ def slurm_cluster(tmp_path_factory):
         subprocess.run(["bash", str(SCRIPT), "stop", str(d)], capture_output=True, timeout=60)
 
 
+@pytest.mark.slow  # the submit-and-return test below runs the same two jobs through sbatch by default
 def test_two_point_sweep_through_slurm(slurm_cluster, tmp_path, tiny_image):
     png = write_tiny_png(tmp_path / "tiny.png", tiny_image)
     sweep = tmp_path / "sweep"
