@@ -25,6 +25,9 @@ help: ## Show this help: the targets, then the variables they read (colour only 
 	  SEG      "[$(SEG)] true: the energy rows also train and test the downstream U-Net (Table 3)" \
 	  SWEEP    "[$(SWEEP)] the sweep dir that energy and status read" \
 	  ABL_RUN  "[$(ABL_RUN)] the trained SinSEMI run the ablations (Tables 4, 5) re-sample" \
+	  IMAGE    "[$(IMAGE)] Tables 1-3: the training image (and defect reference); empty: the embedded simulator image" \
+	  CLEAN    "[$(CLEAN)] Tables 1-3: the defect-free reference paired with IMAGE (give both or neither)" \
+	  TABLES   "[$(TABLES)] where status writes Tables 1-3" \
 	  DIR      "[$(or $(DIR),outputs)] wandb-sync: upload the offline W&B runs under this dir" \
 	  DRY      "[$(or $(DRY),0)] gpu-check: 1 runs the CPU-sized dry run"
 
@@ -77,22 +80,34 @@ $(error WAIT=0 needs LAUNCHER=slurm (the local launchers run the jobs in this pr
 endif
 endif
 WAIT_ARG  = $(if $(filter 0,$(WAIT)),hydra.launcher.wait=false)
+# IMAGE / CLEAN: the reference pair of Tables 1-3 (the paper's: IMAGE=../shared/data/line_pair/line_pair_bridge_defect.png
+# CLEAN=../shared/data/line_pair/line_pair_no_defect.png); every run trains on IMAGE and is evaluated against the pair.
+IMAGE    ?=
+CLEAN    ?=
+ifneq ($(if $(IMAGE),1,)$(if $(CLEAN),1,),$(if $(IMAGE),$(if $(CLEAN),11,),))
+$(error give both IMAGE= and CLEAN= (the training image and its defect-free reference), or neither)
+endif
+PAIR_TAG  = $(if $(IMAGE),_$(basename $(notdir $(IMAGE))))
+REF_PAIR  = $(if $(IMAGE),reference.defect=$(IMAGE) reference.clean=$(CLEAN))
 ARGS     ?=
 # JOB_ARGS: ARGS for the jobs beside the sweep (energy re-sampling, the two-reference row): without generator=
 # and callbacks=, which select and train the sweep's runs (sinsemi-sample reads the generator from each run dir)
 JOB_ARGS  = $(filter-out generator=% callbacks=%,$(ARGS))
 # ARGS: more overrides for every job of the sweep, e.g. ARGS="hydra.launcher.partition=gpu hydra.launcher.account=me"
-SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS) $(WAIT_ARG) $(ARGS)
-SWEEP    ?= outputs/compare_$(PROFILE)
-REF_DIR   = outputs/reference_$(PROFILE)
-REF_ARGS  = mode=reference profile=$(PROFILE) out_dir=$(REF_DIR)
+SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS) hydra.sweep.dir=$(SWEEP) \
+             $(if $(IMAGE),data.image=$(IMAGE) $(REF_PAIR)) $(WAIT_ARG) $(ARGS)
+DEFAULT_SWEEP = outputs/compare_$(PROFILE)$(PAIR_TAG)
+SWEEP    ?= $(DEFAULT_SWEEP)
+REF_DIR   = outputs/reference_$(PROFILE)$(PAIR_TAG)
+REF_ARGS  = mode=reference profile=$(PROFILE) out_dir=$(REF_DIR) $(REF_PAIR)
+TABLES   ?= experiments/results/$(PROFILE)
 # The ablations re-sample ONE trained SinSEMI run: in the quick profile that is the demo's run.
 ABL_RUN   ?= $(if $(filter quick,$(PROFILE)),outputs/demo,outputs/ablation/sinsemi_$(PROFILE))
 
 table1 table2 table3: $(STAMP) ## Tables 1-3: every generator x SEEDS, trained + sampled + evaluated, + the SinSEMI+energy rows; then collected (WAIT=0: submit only)
 	$(MAKE) --no-print-directory reference
 	$(VENV)/bin/sinsemi-train experiment=$@ $(SWEEP_ARGS)
-	$(if $(filter 0,$(WAIT)),@echo "submitted; when every run is finished: make energy status PROFILE=$(PROFILE)$(if $(filter table3,$@), SEG=true) (writes the tables)",$(MAKE) --no-print-directory energy status SEG=$(if $(filter table3,$@),true,false))
+	$(if $(filter 0,$(WAIT)),@echo "submitted; when every run is finished: make energy status PROFILE=$(PROFILE)$(if $(filter table3,$@), SEG=true) (writes the tables)",$(MAKE) --no-print-directory energy status $(if $(filter standard,$(PROFILE)),budget) SEG=$(if $(filter table3,$@),true,false))
 
 # SinSEMI+energy = each trained SinSEMI run of the sweep re-sampled with LPIPS guidance (eq. 5) at w = ENERGY,
 # the same per-sample seeds, evaluated like the sweep: only the guidance differs from the plain row.
@@ -103,8 +118,8 @@ energy: $(STAMP) ## SinSEMI+energy rows: every SinSEMI run of SWEEP re-sampled w
 	runs=$$(ls -d $(SWEEP)/sinsemi_seed* 2>/dev/null); \
 	if [ -z "$$runs" ]; then echo "no SinSEMI runs under $(SWEEP) (train them first: make table1 PROFILE=$(PROFILE))"; exit 0; fi; \
 	for d in $$runs; do \
-	  if [ "$(LAUNCHER)" = local ]; then $(VENV)/bin/sinsemi-sample run_dir=$$d sampler.guidance=$(ENERGY) evaluate=true segmentation=$(SEG) $(JOB_ARGS) || exit $$?; \
-	  else $(VENV)/bin/sinsemi-sample -m run_dir=$$d sampler.guidance=$(ENERGY) evaluate=true segmentation=$(SEG) launcher=$(LAUNCHER) hydra.sweep.dir=$$d/samples/.energy_sweep $(JOB_ARGS) || exit $$?; fi; \
+	  if [ "$(LAUNCHER)" = local ]; then $(VENV)/bin/sinsemi-sample run_dir=$$d sampler.guidance=$(ENERGY) evaluate=true segmentation=$(SEG) $(REF_PAIR) $(JOB_ARGS) || exit $$?; \
+	  else $(VENV)/bin/sinsemi-sample -m run_dir=$$d sampler.guidance=$(ENERGY) evaluate=true segmentation=$(SEG) launcher=$(LAUNCHER) hydra.sweep.dir=$$d/samples/.energy_sweep $(REF_PAIR) $(JOB_ARGS) || exit $$?; fi; \
 	done
 
 reference: $(STAMP) ## The two-reference row (outputs/reference_PROFILE); with LAUNCHER=slurm as a cluster job
@@ -112,9 +127,12 @@ reference: $(STAMP) ## The two-reference row (outputs/reference_PROFILE); with L
 	elif test "$(LAUNCHER)" = local; then $(VENV)/bin/sinsemi-eval $(REF_ARGS); \
 	else $(VENV)/bin/sinsemi-eval -m $(REF_ARGS) launcher=$(LAUNCHER) hydra.sweep.dir=$(REF_DIR)/.sweep $(WAIT_ARG) $(JOB_ARGS); fi
 
-status: $(STAMP) ## Collect step: finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE, + the reference row; all finished: writes Tables 1-3)
-	$(PY) -m sinsemi.report.status $(SWEEP) $(if $(filter outputs/compare_$(PROFILE),$(SWEEP)),--also $(REF_DIR))
-	$(if $(filter outputs/compare_$(PROFILE),$(SWEEP)),$(PY) -m sinsemi.report.tables --runs $(SWEEP) $(REF_DIR) --out experiments/results/$(PROFILE))
+status: $(STAMP) ## Collect step: finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE[_IMAGE], + the reference row; all finished: writes Tables 1-3 into TABLES)
+	$(PY) -m sinsemi.report.status $(SWEEP) $(if $(filter $(DEFAULT_SWEEP),$(SWEEP)),--also $(REF_DIR))
+	$(if $(filter $(DEFAULT_SWEEP),$(SWEEP)),$(PY) -m sinsemi.report.tables --runs $(SWEEP) $(REF_DIR) --out $(TABLES))
+
+budget: $(STAMP) ## Budget curves of SWEEP's trained rows at 1/4, 1/2, 1 of the fit budget (TABLES/budget.{md,png}; make tableN PROFILE=standard runs it)
+	$(PY) -m sinsemi.report.budget --sweep $(SWEEP) --out $(TABLES)
 
 ablation-run: $(STAMP)
 	$(VENV)/bin/sinsemi-train profile=$(PROFILE) hydra.run.dir=$(ABL_RUN)
@@ -133,4 +151,4 @@ wandb-sync: $(STAMP) ## Upload every offline W&B run under DIR (default outputs;
 clean: ## Remove outputs (keeps .venv)
 	rm -rf outputs multirun .pytest_cache
 
-.PHONY: help install demo test test-slow bench gpu-check study-sinsemi figures clean table1 table2 table3 reference status ablation-run ablate-steps ablate-guidance wandb-sync
+.PHONY: help install demo test test-slow bench gpu-check study-sinsemi figures clean table1 table2 table3 reference status budget ablation-run ablate-steps ablate-guidance wandb-sync

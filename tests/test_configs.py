@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from sinsemi.generators.base import GENERATORS, Runtime, build_generator
+from sinsemi.generators.registry import RECIPES
 
 CONF = Path(str(files("sinsemi.conf")))  # the repo's conf/ (editable install) or the installed package's copy
 PROFILES = sorted(p.stem for p in (CONF / "profile").glob("*.yaml"))  # quick, standard, paper, tiny
@@ -30,8 +31,13 @@ def test_every_generator_has_its_files():
         assert (CONF / "generator" / f"{name}.yaml").exists(), name
         assert (CONF / "sampler" / f"{name}.yaml").exists(), name
         assert (CONF / "generator_profile" / name / "quick.yaml").exists(), name  # what make demo/compare runs
-    # and no stray option names a generator the registry does not know
-    assert set(options("generator")) == set(GENERATORS)
+    # and no stray option names a generator the registry does not know (or a recipe of one)
+    assert set(options("generator")) == set(GENERATORS) | set(RECIPES)
+    for recipe, base in RECIPES.items():
+        cfg = _compose("train", [f"generator={recipe}", "profile=tiny"])
+        assert cfg.generator.name == base and cfg.row == recipe
+        for profile in PROFILES:  # a recipe has every profile's budget (else the paper's 120k steps would run)
+            assert profile == "paper" or (CONF / "generator_profile" / recipe / f"{profile}.yaml").exists(), (recipe, profile)
 
 
 def test_generator_profiles_are_optional_and_never_empty():
@@ -42,14 +48,14 @@ def test_generator_profiles_are_optional_and_never_empty():
     root = CONF / "generator_profile"
     assert not list(root.glob("*.yaml")), "profile files live in generator_profile/<generator>/"
     for d in root.iterdir():
-        assert d.name in GENERATORS, d
+        assert d.name in GENERATORS or d.name in RECIPES, d
         for f in d.glob("*"):
             assert f.suffix == ".yaml" and f.stem in PROFILES, f
             body = yaml.safe_load(f.read_text()) or {}
             assert any(body.get(k) for k in ("generator", "sampler", "trainer")), f"{f} changes nothing"
 
 
-@pytest.mark.parametrize("name", sorted(GENERATORS))
+@pytest.mark.parametrize("name", sorted(GENERATORS) + sorted(RECIPES))
 def test_standard_profile_builds_on_quick(name):
     """profile=standard: the generator's quick recipe, then its standard file when it has one."""
     quick, std = (_compose("train", [f"generator={name}", f"profile={p}"]) for p in ("quick", "standard"))
@@ -58,7 +64,7 @@ def test_standard_profile_builds_on_quick(name):
     for key in ("generator", "sampler"):
         assert OmegaConf.to_container(std[key]) == OmegaConf.to_container(want[key]), key
     paper = _compose("train", [f"generator={name}", "profile=paper"])
-    if not (CONF / "generator_profile" / name / "paper.yaml").exists():  # the official settings, untouched
+    if name in GENERATORS and not (CONF / "generator_profile" / name / "paper.yaml").exists():  # the official settings, untouched
         for key in ("generator", "sampler"):
             assert OmegaConf.to_container(paper[key]) == OmegaConf.to_container(OmegaConf.load(CONF / key / f"{name}.yaml"))
 
@@ -202,7 +208,7 @@ def test_experiments_compose(experiment):
     cfg = _compose("train", [f"experiment={experiment}"], hydra_cfg=True)
     assert cfg.hydra.mode.name == "MULTIRUN"
     gens = str(cfg.hydra.sweeper.params.generator).split(",")
-    assert set(gens) == set(GENERATORS)
+    assert set(gens) == set(GENERATORS) | set(RECIPES)  # every generator, and the paper-recipe row
     assert cfg.evaluate is True
     assert cfg.segmentation is (experiment == "table3")
 

@@ -137,7 +137,7 @@ def test_write_row(tmp_path):
     m = {"name": "g", "n_samples": 4, "sifid_mean": 1.0, "sifid_std": 0.5, "defect_count_mean": 1.0, "defect_count_std": 0.0}
     write_row(m, tmp_path)
     md = (tmp_path / "row.md").read_text()
-    assert "| g | 4 | 1.000 ± 0.000 |" in md and "1.000 ± 0.500" in md
+    assert "| g | 4 | – | – | – | 1.000 ± 0.000 |" in md and "1.000 ± 0.500" in md
     assert list(csv.reader((tmp_path / "row.csv").open()))[1][0] == "g"
 
 

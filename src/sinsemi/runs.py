@@ -351,19 +351,24 @@ def _check_against_records(run_dir: Path, path: Path, cfg: dict) -> None:
 
 
 class accumulating:
-    """Context manager adding the seconds spent inside it to ``progress.json[key]``, also every
-    ``every`` seconds while it runs, so an attempt killed with -9 still counts (up to ``every``)."""
+    """Context manager adding the wall seconds spent inside it to ``progress.json[key]`` (and, with
+    ``cpu_key``, the process's CPU seconds, every thread, to ``progress.json[cpu_key]``: the compute a
+    busy or paused machine does not inflate), also every ``every`` seconds while it runs, so an
+    attempt killed with -9 still counts (up to ``every``)."""
 
-    def __init__(self, run_dir: str | Path, key: str, every: float = 30.0):
-        self.run_dir, self.key, self.every = Path(run_dir), key, every
+    def __init__(self, run_dir: str | Path, key: str, every: float = 30.0, cpu_key: str | None = None):
+        self.run_dir, self.key, self.every, self.cpu_key = Path(run_dir), key, every, cpu_key
 
     def _flush(self) -> None:
         import time
 
         with self._lock:
-            now = time.perf_counter()
-            add_progress(self.run_dir, **{self.key: now - self._last})
-            self._last = now
+            now, cpu = time.perf_counter(), time.process_time()
+            spent = {self.key: now - self._last}
+            if self.cpu_key:
+                spent[self.cpu_key] = cpu - self._last_cpu
+            add_progress(self.run_dir, **spent)
+            self._last, self._last_cpu = now, cpu
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
@@ -377,7 +382,7 @@ class accumulating:
         import time
 
         self._lock, self._stop = threading.Lock(), threading.Event()
-        self._last = time.perf_counter()
+        self._last, self._last_cpu = time.perf_counter(), time.process_time()
         self._thread = threading.Thread(target=self._beat, daemon=True, name=f"progress-{self.key}")
         self._thread.start()
         return self

@@ -129,6 +129,11 @@ def check_trainer(tr: Mapping[str, Any]) -> None:
     check_number("trainer.checkpoint_every", tr.get("checkpoint_every"), integer=True)
     check_number("trainer.log_every", tr.get("log_every"), integer=True)
     check_number("trainer.devices", tr.get("devices", 1), integer=True)
+    snaps = tr.get("snapshots") or []
+    if not isinstance(snaps, (list, tuple)):
+        raise InputError(f"trainer.snapshots must be a list of budget fractions in (0, 1), e.g. [0.25, 0.5]; got {snaps!r}")
+    for i, f in enumerate(snaps):
+        check_number(f"trainer.snapshots[{i}]", f, minimum=0.0, maximum=1.0, strict_maximum=True)
     resolve_device(tr.get("accelerator", "cpu"))
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -129,11 +128,9 @@ def _fmt(m: dict, ref: dict | None) -> list[str]:
 
 
 def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name"))
-    except Exception:
-        return "unknown CPU"
+    from sinsemi.machine import cpu_name
+
+    return cpu_name()
 
 
 def samplers(run_dir: Path, steps: int, n: int, name: str | None = None) -> None:

@@ -11,7 +11,10 @@ Kinds (how a cell is formatted from ``metrics.json``; ``key`` is the stem):
 * ``pm``: ``<key>_mean ± <key>_std``;
 * ``ci``: ``<key>_mean`` (or ``<key>``) with its bootstrap 95 % interval ``[<key>_ci_low, <key>_ci_high]``;
 * ``seeds``: ``<key>_mean ± <key>_seed_std`` (the std over the U-Net's training seeds);
-* ``num`` / ``int`` / ``list`` / ``str`` / ``flag`` / ``weights``: the value of ``key`` itself.
+* ``num`` / ``int`` / ``list`` / ``str`` / ``flag`` / ``weights``: the value of ``key`` itself;
+* ``min``: seconds shown as minutes.
+
+Every table starts with the :data:`COMMON` columns (sample count, fit and sampling time).
 """
 
 from __future__ import annotations
@@ -44,9 +47,17 @@ TABLE_TITLES = {
               "paper-style set; unseen types: random bridges/opens; external set when run)",
 }
 
+#: the first columns of every table: what a row's figures rest on and what they cost (fit: the
+#: training job's, summed over its attempts; CPU: every thread's, the compute a busy machine does not inflate)
+COMMON: tuple[MetricKey, ...] = (
+    MetricKey("n_samples", "N", "int"),
+    MetricKey("fit_seconds", "fit (min)", "min"),
+    MetricKey("fit_cpu_seconds", "fit (CPU min)", "min"),
+    MetricKey("sample_seconds", "sampling (min)", "min"),
+)
+
 KEYS: tuple[MetricKey, ...] = (
     # Table 1
-    MetricKey("n_samples", "N", "int", None, "table1"),
     MetricKey("defect_count", "defects / image [95% CI]", "ci", None, "table1"),
     MetricKey("defect_count_interior_mean", "interior / image", "num", None, "table1"),
     MetricKey("defect_count_border_mean", "border band / image", "num", None, "table1"),
@@ -84,7 +95,7 @@ KEYS: tuple[MetricKey, ...] = (
     MetricKey("seg_empty_flag", "flag", "flag", None, "table3"),
 )
 
-BY_KEY = {k.key: k for k in KEYS}
+BY_KEY = {k.key: k for k in KEYS + COMMON}
 
 #: an evaluation is done when these are in metrics.json (with the U-Net: also REQUIRED_SEG)
 REQUIRED_EVAL = ("sifid_mean", "lpips_mean", "defect_count_mean")
@@ -99,5 +110,5 @@ DOWNSTREAM_PREFIXES = ("iou", "seg_", "unet_")
 
 
 def columns(table: str) -> list[MetricKey]:
-    """The registry's columns of ``table`` (table1 | table2 | table3), in order."""
-    return [k for k in KEYS if k.table == table]
+    """The columns of ``table`` (table1 | table2 | table3), in order: :data:`COMMON`, then the table's own."""
+    return list(COMMON) + [k for k in KEYS if k.table == table]

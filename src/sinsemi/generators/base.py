@@ -41,6 +41,9 @@ class Runtime:
     log_every: int = 50
     checkpoint_every: int = 500
     keep_checkpoints: bool = False  # keep every step checkpoint (training curves), not only the last
+    #: fractions of the fit's budget at which a step-based fit (SinSEMI, the diffusion baselines) also
+    #: writes its model as it stands, a loadable model dir ``snapshots/step<k>/`` (the budget curves)
+    snapshots: tuple[float, ...] = ()
     resume: bool = True
     detect_anomaly: bool = False  # torch's autograd anomaly detection during fit (debug=...; slow)
     #: a checkpoint file to start from when the run dir has none of its own (``ckpt_path=<file>``);
@@ -54,6 +57,16 @@ class Runtime:
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         if self.logger is not None:
             self.logger.log_metrics(dict(metrics), step=step)
+
+
+#: the folder of a run dir that holds the budget snapshots (``snapshots/step<k>/``, model dirs)
+SNAPSHOTS = "snapshots"
+
+
+def snapshot_steps(fractions, total: int) -> list[int]:
+    """The steps of a ``total``-step fit at which the model is snapshotted: ``round(f * total)`` for
+    each fraction f in (0, 1), the final step excluded (that is the model itself)."""
+    return sorted({round(float(f) * total) for f in fractions if 0 < float(f) < 1} - {0, total})
 
 
 def resume_source(own: str | Path, runtime: Runtime) -> Path | None:

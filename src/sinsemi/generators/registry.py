@@ -19,6 +19,12 @@ GENERATORS: dict[str, str] = {
     "gpdm": "sinsemi.generators.gpdm:GPDM",
 }
 
+#: named training recipes of a registered generator: ``generator=<recipe>`` composes that generator with
+#: other settings (conf/generator/<recipe>.yaml) and its own row in the tables (``row``)
+RECIPES: dict[str, str] = {
+    "sinsemi_paper": "sinsemi",  # the paper's net and training recipe at the profile's budget
+}
+
 
 def generator_class(name: str) -> type:
     """The class registered under ``name`` (imported on demand)."""

@@ -185,7 +185,8 @@ class SinDDM(DiffusionGenerator):
                          ema_every=int(p["ema_every"]), ema_start=round(float(p["ema_start"]) * steps),
                          lr_milestones=milestones, lr_gamma=float(p["lr_gamma"]),
                          fingerprint=self.fingerprint(x, seed, steps))
-        self.net = train_loop(self.net, spec, self.runtime, ckpt_dir, desc="sinddm").model
+        self.net = train_loop(self.net, spec, self.runtime, ckpt_dir, desc="sinddm",
+                              on_snapshot=self.snapshot_writer(ckpt_dir)).model
 
     # ------------------------------------------------------------------ sampling
     def _eps(self, x, t: int, s: int):

@@ -94,7 +94,8 @@ class SinDiffusion(DiffusionGenerator):
         steps = self.steps(int(p["steps"]))
         spec = TrainSpec(loss_fn=loss_fn, steps=steps, lr=float(p["lr"]), seed=seed, ema_decay=float(p["ema_decay"]),
                          optimizer="adamw", fingerprint=self.fingerprint(x, seed, steps))
-        self.net = train_loop(self.net, spec, self.runtime, ckpt_dir, desc="sindiffusion").model
+        self.net = train_loop(self.net, spec, self.runtime, ckpt_dir, desc="sindiffusion",
+                              on_snapshot=self.snapshot_writer(ckpt_dir)).model
 
     def _sample_batch(self, gens, *, steps: int | None = None, variance: str = "large", **unknown) -> tuple[torch.Tensor, int]:
         if unknown:

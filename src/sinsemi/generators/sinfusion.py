@@ -89,7 +89,8 @@ class SinFusion(DiffusionGenerator):
         steps = self.steps(int(p["steps"]))
         spec = TrainSpec(loss_fn=loss_fn, steps=steps, lr=float(p["lr"]), seed=seed,
                          fingerprint=self.fingerprint(x, seed, steps))
-        self.net = train_loop(self.net, spec, self.runtime, ckpt_dir, desc="sinfusion").model
+        self.net = train_loop(self.net, spec, self.runtime, ckpt_dir, desc="sinfusion",
+                              on_snapshot=self.snapshot_writer(ckpt_dir)).model
 
     def _sample_batch(self, gens, *, steps: int | None = None, schedule: str = "linear",
                       **unknown) -> tuple[torch.Tensor, int]:

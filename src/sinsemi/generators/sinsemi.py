@@ -21,8 +21,8 @@ import torch
 
 from sinsemi.data.pyramid import Pyramid, build_pyramid, pyramid_sizes
 from sinsemi.errors import InputError
-from sinsemi.generators.base import (Runtime, SampleOutput, Standardizer, check_seeds, clamp_counted, read_model,
-                                     resume_source, write_model)
+from sinsemi.generators.base import (SNAPSHOTS, Runtime, SampleOutput, Standardizer, check_seeds, clamp_counted,
+                                     read_model, resume_source, snapshot_steps, write_model)
 from sinsemi.generators.params import (IDENTITY, SinSEMIParams, SinSEMISampler, module_hparams, parse_params,
                                       parse_sampler)
 from sinsemi.generators.speed import cpu_bf16_supported, effective_precision  # noqa: F401  (re-exported)
@@ -105,6 +105,11 @@ class SinSEMI:
         dm = PyramidDataModule(list(self.pyramid.levels), list(self.pyramid.conditions), steps)
         cuda = str(rt.device).startswith("cuda")
         callbacks = self._callbacks(ckpt_dir)  # none: no periodic checkpoint (not Lightning's own default one either)
+        snaps = snapshot_steps(rt.snapshots, steps)
+        if snaps:
+            from sinsemi.generators.sinsemi_module import Snapshots
+
+            callbacks = [*callbacks, Snapshots(snaps, self._snapshot_writer(Path(out_dir) / SNAPSHOTS))]
         trainer = L.Trainer(
             accelerator="gpu" if cuda else "cpu", devices=devices, num_nodes=nodes,
             # every rank iterates the whole one-item-per-step dataset; the rank slices its rows itself
@@ -125,6 +130,19 @@ class SinSEMI:
         self.net = module.ema.module.float().eval()
         # a rank samples on its own device (Lightning's root device: cuda:<local rank>), one process on rt.device
         self._device = trainer.strategy.root_device if world > 1 else torch.device(rt.device)
+
+    def _snapshot_writer(self, folder: Path):
+        """The model with ``net`` (the module's EMA net at step k) as the sampling net, saved as a
+        model dir ``folder/step<k>/`` (loadable by ``load_generator``)."""
+
+        def write(step: int, net: torch.nn.Module) -> None:
+            keep, self.net = self.net, net
+            try:
+                self.save(folder / f"step{step}")
+            finally:
+                self.net = keep
+
+        return write
 
     def _precision(self, world: int, resumed: str | None = None) -> str:
         """The Lightning precision of this fit: ``runtime.precision``, with ``auto`` resolved by a probe

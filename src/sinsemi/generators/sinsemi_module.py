@@ -59,6 +59,18 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         save_checkpoint_file(checkpoint, path)
 
 
+class Snapshots(L.Callback):
+    """Calls ``write(step, ema_net)`` on rank 0 after the optimiser steps in ``steps`` (the budget
+    curves' points: the model as it stands there, kept beside the final one)."""
+
+    def __init__(self, steps, write):
+        self.steps, self.write = set(int(s) for s in steps), write
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step in self.steps and trainer.is_global_zero:
+            self.write(int(trainer.global_step), pl_module.ema.module)
+
+
 class _Repeat(Dataset):
     """The pyramid, ``length`` times (one item per training step)."""
 

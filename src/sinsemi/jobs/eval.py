@@ -104,14 +104,15 @@ EVAL_KEYS = ("probe", "reference", "labeller", "metrics", "test_set", "downstrea
 def job_eval_config(job: Mapping, out_dir: Path | None = None) -> EvalConfig:
     """The evaluation settings of a train/sample job, from its own config (the train and sample roots
     include the ``eval`` group, so every setting can be overridden on the job's command line), with its
-    name (the generator) and flags, writing into ``out_dir``. The segmentation seed stays
+    name (its ``row``: the generator's name unless a named recipe set another) and flags, writing
+    into ``out_dir``. The segmentation seed stays
     sinsemi-eval's default (0): the job's ``seed`` is its training seed."""
     from sinsemi.validation import resolve_device
 
     job = to_plain(job)
     base = EvalConfig.from_dict({k: job[k] for k in EVAL_KEYS if k in job},
                                 device=resolve_device(str(job["trainer"]["accelerator"]))[0])
-    return base.replace(out_dir=None if out_dir is None else Path(out_dir), name=str(job["generator"]["name"]),
+    return base.replace(out_dir=None if out_dir is None else Path(out_dir), name=str(job.get("row") or job["generator"]["name"]),
                         segmentation=bool(job.get("segmentation")), allow_random_backbone=bool(job.get("allow_random_backbone")))
 
 

@@ -32,6 +32,7 @@ def make_runtime(cfg: Mapping, run_dir: Path, *, job_type: str):
         logger=logger,
         log_every=int(tr["log_every"]),
         checkpoint_every=int(tr["checkpoint_every"]),
+        snapshots=tuple(float(f) for f in tr.get("snapshots") or ()),
         detect_anomaly=bool(tr.get("detect_anomaly", False)),
         resume=ckpt is not None,  # "last" or a file (checked by validate_train)
         resume_from=None if ckpt in (None, "last") else str(Path(str(ckpt)).expanduser().resolve()),

@@ -24,12 +24,14 @@ log = logging.getLogger("sinsemi.sample")
 @dataclass(frozen=True)
 class TrainedRun:
     """What a sampling job takes from a training run dir: its generator (config.yaml and
-    model/generator.json agree), profile and sampler settings."""
+    model/generator.json agree), profile, sampler settings and its row in the tables (the generator's
+    name unless a named recipe set another, e.g. sinsemi_paper)."""
 
     run_dir: Path
     generator: str
     profile: str | None = None
     sampler: dict = field(default_factory=dict)
+    row: str | None = None
 
     @classmethod
     def read(cls, run_dir: str | Path) -> TrainedRun:
@@ -64,7 +66,9 @@ def _read_run(run_dir: Path, *stamps) -> TrainedRun:
 
     name = run_generator(run_dir)  # the checks: a training run dir, its config and model agree
     cfg = read_run_config(run_dir)  # data, never resolved; checked against the run's fingerprint
-    return TrainedRun(run_dir, name, cfg.get("profile_name"), dict(cfg.get("sampler") or {}))
+    row = cfg.get("row")
+    return TrainedRun(run_dir, name, cfg.get("profile_name"), dict(cfg.get("sampler") or {}),
+                      str(row) if isinstance(row, str) and row else None)
 
 
 def sample_run(cfg: Mapping, overridden: set[str] = frozenset(), *, sweep_dir: str | Path | None = None) -> Path:
@@ -86,6 +90,7 @@ def sample_run(cfg: Mapping, overridden: set[str] = frozenset(), *, sweep_dir: s
     if not (run_dir / runs.MODEL_DIR / "generator.json").exists():
         raise InputError(f"no trained model in {run_dir} (expected {run_dir / 'model'}): train it first with sinsemi-train")
     cfg["sampler"] = run.sampler_for(cfg.get("sampler"), overridden)
+    cfg["row"] = run.row or name
     validate_sample(cfg, name)  # the cheap checks first, before torch is imported
     check_logger_settings(cfg)
 

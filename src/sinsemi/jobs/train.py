@@ -137,7 +137,7 @@ def _fit_or_load(plan: _Plan, seed: int, run_dir: Path, runtime):
 
     gen = build_generator(plan.name, plan.params, runtime)
     # summed over attempts, kill -9 included; anomaly detection: debug=... (Lightning sets its own)
-    with runs.accumulating(run_dir, "fit_seconds") if plan.zero else contextlib.nullcontext(), \
+    with runs.accumulating(run_dir, "fit_seconds", cpu_key="fit_cpu_seconds") if plan.zero else contextlib.nullcontext(), \
             torch.autograd.set_detect_anomaly(runtime.detect_anomaly):
         gen.fit(plan.image, seed=seed, out_dir=run_dir)
     check_interrupted()  # a fit stopped early by SIGTERM/SIGINT is not a model
@@ -260,6 +260,7 @@ def _finish(cfg: dict, plan: _Plan, gen, samples, run_dir: Path, logger) -> dict
         # summed over every attempt (resumes); a run dir from before progress.json keeps its own
         "fit_seconds": progress.get("fit_seconds", (done or {}).get("fit_seconds")),
         "sample_seconds": progress.get("sample_seconds", (done or {}).get("sample_seconds")),
+        "fit_cpu_seconds": progress.get("fit_cpu_seconds", (done or {}).get("fit_cpu_seconds")),  # every thread's
     })
     if cfg["evaluate"]:
         from sinsemi.jobs.eval import evaluate_into

@@ -50,8 +50,11 @@ def load_paper(path: str | os.PathLike | None = None) -> dict | None:
 
 
 def paper_name(row: dict, table: str) -> str:
-    """Our row's name as the paper's tables spell it (lower case)."""
+    """Our row's name as the paper's tables spell it (lower case); the paper-recipe row is the paper's
+    SinSEMI (the paper's recipe at the paper's budget)."""
     name = str(row.get("name", "")).lower()
+    if name == "sinsemi_paper":
+        name = "sinsemi"
     if name == "sinsemi" and float((row.get("sampler") or {}).get("guidance") or 0) > 0:
         return "sinsemi+energy"
     if name == REFERENCE_ROW and table == "table3":

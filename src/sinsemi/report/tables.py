@@ -82,6 +82,8 @@ def _cell(m: dict, key: str, kind: str | None) -> str:
         return f"{float(v):.3f}"
     if kind == "int":
         return str(int(v))
+    if kind == "min":
+        return f"{float(v) / 60:.1f}"
     if kind == "list":
         return ",".join(str(int(x)) for x in v)
     if kind == "flag":
@@ -93,10 +95,16 @@ def _cell(m: dict, key: str, kind: str | None) -> str:
     return str(v)
 
 
+#: rows whose label is not their run's row name (a named recipe of a generator)
+RECIPE_LABELS = {"sinsemi_paper": "sinsemi (paper recipe)"}
+
+
 def row_label(m: dict) -> str:
-    """The method column: the run's generator name, ``sinsemi+energy (w=W)`` for a SinSEMI row sampled
-    with LPIPS guidance (the paper's "SinSEMI+energy"; the same net and per-sample seeds as the plain row)."""
+    """The method column: the run's row (its generator's name, or a named recipe's label such as
+    ``sinsemi (paper recipe)``), ``sinsemi+energy (w=W)`` for a SinSEMI row sampled with LPIPS
+    guidance (the paper's "SinSEMI+energy"; the same net and per-sample seeds as the plain row)."""
     name = str(m.get("name", "?"))
+    name = RECIPE_LABELS.get(name, name)
     w = float((m.get("sampler") or {}).get("guidance") or 0)
     return f"{name}+energy (w={w:g})" if w > 0 else name
 
@@ -175,6 +183,25 @@ def notes(table: str, rows: list[dict]) -> list[str]:
     return out
 
 
+def made_on(rows: list[dict]) -> str:
+    """The line naming the image pair the rows were evaluated against (every row's ``reference``, file
+    paths as :func:`~sinsemi.report.paper.shown_path` shows them); more than one pair is said loudly:
+    such rows do not belong in one table."""
+    from sinsemi.report.paper import shown_path
+
+    def show(ref: str) -> str:
+        if ref.startswith("files: "):
+            return "files: " + ", ".join(shown_path(p.strip()) for p in ref[len("files: "):].split(", "))
+        return ref
+
+    refs = sorted({show(str(r["reference"])) for r in rows if r.get("reference")})
+    if not refs:
+        return "Image: not recorded in these runs."
+    if len(refs) == 1:
+        return f"Image: the training image and its defect-free reference, {refs[0]}."
+    return "Image: WARNING, rows evaluated against different reference pairs: " + "; ".join(refs) + "."
+
+
 def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
     """(Markdown, CSV) of one table from run metrics (rows without its metrics are left out), the
     paper's values beside ours (``paper``: the parsed tables.json, None for none; default: found by
@@ -189,7 +216,7 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
     header = ["method"] + [c[1] for c in cols] + PAPER_HEADERS[table]
     body = [[row_label(r)] + [_cell(r, k, kind) for k, _, kind in cols] + _paper_cells(table, r, all_rows, paper)
             for r in rows]
-    md = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md = [f"### {title}", "", made_on(rows), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(c or "–" for c in row) + " |" for row in body]
     md.append("")
     if paper is None:
@@ -264,7 +291,7 @@ def write_row(metrics: dict, out_dir: Path) -> None:
     """One run's row of all three tables: ``row.md`` and ``row.csv`` in ``out_dir``."""
     from sinsemi.data.io import atomic_path
 
-    cols = [(k, label, kind) for t in TABLES for k, label, kind in TABLES[t][1]]
+    cols = list(dict.fromkeys(c for t in TABLES for c in TABLES[t][1]))  # the common columns once
     header = ["method"] + [c[1] for c in cols]
     row = [row_label(metrics)] + [_cell(metrics, k, kind) for k, _, kind in cols]
     md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n| " + " | ".join(c or "–" for c in row) + " |\n"

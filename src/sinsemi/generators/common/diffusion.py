@@ -216,12 +216,14 @@ def _autocast(runtime, device: str):
     return contextlib.nullcontext()
 
 
-def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, desc: str = "train") -> TrainResult:
+def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, desc: str = "train",
+               on_snapshot=None) -> TrainResult:
     """Adam(W) on ``spec.loss_fn`` for ``spec.steps`` steps; checkpoints ``ckpt_dir/last.pt``
     (atomically) every ``runtime.checkpoint_every`` steps and at the end; resumes from it when
-    ``runtime.resume``."""
+    ``runtime.resume``. ``on_snapshot(step, net)``: called with the net samples would use (the EMA
+    when there is one) at the steps of ``runtime.snapshots`` (the budget curves)."""
     from sinsemi.data.io import ensure_dir, save_checkpoint_file
-    from sinsemi.generators.base import resume_source
+    from sinsemi.generators.base import resume_source, snapshot_steps
 
     device = runtime.device
     model.to(device).train()
@@ -267,6 +269,7 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
     window: list[float] = []
     log_every = max(1, int(runtime.log_every))
     ckpt_every = max(1, int(runtime.checkpoint_every))
+    snaps = set(snapshot_steps(getattr(runtime, "snapshots", ()), spec.steps)) if on_snapshot is not None else set()
     while step < spec.steps:
         with _autocast(runtime, device):
             loss = spec.loss_fn(model, gen, step)
@@ -281,6 +284,8 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
                 ema.module.load_state_dict(model.state_dict())
             else:
                 ema.update_parameters(model)
+        if step in snaps:
+            on_snapshot(step, ema.module if ema is not None else model)
         window.append(last_loss)
         if step % log_every == 0 or step == spec.steps:
             runtime.log({"train/loss": sum(window) / len(window), "train/lr": opt.param_groups[0]["lr"]}, step)
@@ -382,6 +387,23 @@ class DiffusionGenerator:
             torch.manual_seed(int(seed))
             self.build(self.channels, self.image_size)
         self._fit(self.std.forward(image), int(seed), Path(out_dir) / "checkpoints")
+
+    def snapshot_writer(self, ckpt_dir: Path):
+        """``on_snapshot`` for :func:`train_loop`: the model with ``net`` in place of the final one,
+        saved as a model dir ``<run>/snapshots/step<k>/`` (loadable by ``load_generator``)."""
+        from sinsemi.distributed import is_global_zero
+        from sinsemi.generators.base import SNAPSHOTS
+
+        def write(step: int, net: nn.Module) -> None:
+            if not is_global_zero():
+                return
+            keep, self.net = self.net, net
+            try:
+                self.save(Path(ckpt_dir).parent / SNAPSHOTS / f"step{step}")
+            finally:
+                self.net = keep
+
+        return write
 
     def _check_fitted(self) -> None:
         if self.net is None or self.std is None:

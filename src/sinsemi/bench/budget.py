@@ -1,0 +1,120 @@
+"""``python -m sinsemi.bench budget [--profile P] [--image PNG]``: equal fit compute for every trained generator.
+
+The comparison gives every trained generator the fit compute of the SinSEMI recipe of the profile
+(issue 23: "equal compute"). Compute is counted in process CPU seconds (every thread of the
+process), which a busy machine does not inflate, unlike wall time. For each trained generator the
+profile's config is composed and fitted twice (after a one-iteration warm-up), for ``k1`` and ``k2`` iterations (what an iteration
+is: the generator's yaml; a GAN's is one per pyramid scale), so that
+
+    c_g = (cpu(k2) - cpu(k1)) / (k2 - k1)          CPU seconds per iteration, setup cancelled,
+    B   = c_sinsemi * iterations(sinsemi, profile)  the budget,
+    n_g = B / c_g                                    the iterations that spend it.
+
+It prints one markdown table (and writes it with ``--out``): the profile's iteration counts go in
+``conf/generator_profile/<generator>/<profile>.yaml`` with this table's figures in their comment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: the trained generators and the two short fits (k1, k2) that measure an iteration
+PROBES: dict[str, tuple[int, int]] = {
+    "sinsemi": (30, 130), "sinsemi_paper": (3, 8), "singan": (1, 3), "consingan": (1, 3),
+    "sinddm": (3, 13), "sindiffusion": (3, 13), "sinfusion": (5, 45),
+}
+
+
+def _fit_seconds(cfg, image, steps: int) -> tuple[float, float]:
+    """(CPU s, wall s) of ``fit`` with ``steps`` iterations, from a fresh dir."""
+    from sinsemi.generators.base import Runtime, build_generator
+    from sinsemi.jobs.config import to_plain
+
+    params = dict(to_plain(cfg.generator))
+    rt = Runtime(device="cpu", precision=str(cfg.trainer.precision), max_steps=steps, progress=False,
+                 checkpoint_every=10**9, resume=False)
+    gen = build_generator(params.pop("name"), params, rt)
+    with tempfile.TemporaryDirectory() as tmp:
+        c0, w0 = time.process_time(), time.perf_counter()
+        gen.fit(image, seed=0, out_dir=Path(tmp))
+        return time.process_time() - c0, time.perf_counter() - w0
+
+
+def iterations(cfg) -> int:
+    """The fit's iteration count in ``cfg`` (``trainer.max_steps``, else the generator's own)."""
+    if cfg.trainer.max_steps is not None:
+        return int(cfg.trainer.max_steps)
+    g = cfg.generator
+    for key in ("iterations", "steps", "niter"):
+        if key in g:
+            return int(g[key])
+    raise KeyError(f"no iteration count in generator {g.name}")
+
+
+def measure(profile: str, image_path: str | None, names: list[str]) -> list[dict]:
+    from sinsemi.jobs.config import compose
+    from sinsemi.jobs.images import load_training_image
+
+    rows = []
+    for name in names:
+        cfg = compose("train", [f"generator={name}", f"profile={profile}", "logger=none",
+                                f"data.image={image_path}" if image_path else "data.image=null"])
+        image = load_training_image(cfg.data)
+        k1, k2 = PROBES[name]
+        _fit_seconds(cfg, image, 1)  # warm-up: the first fit of a process pays one-time costs (imports, allocator)
+        (c1, w1), (c2, w2) = _fit_seconds(cfg, image, k1), _fit_seconds(cfg, image, k2)
+        rows.append({"generator": name, "iterations": iterations(cfg), "k": (k1, k2),
+                     "cpu_per_it": max(c2 - c1, 1e-9) / (k2 - k1), "wall_per_it": max(w2 - w1, 1e-9) / (k2 - k1)})
+        print(f"[{name}] {rows[-1]['cpu_per_it']:.3f} CPU s / iteration ({rows[-1]['wall_per_it']:.3f} s wall)", flush=True)
+    return rows
+
+
+def table(rows: list[dict], profile: str, image: str) -> str:
+    ref = next(r for r in rows if r["generator"] == "sinsemi")
+    budget = ref["cpu_per_it"] * ref["iterations"]
+    from sinsemi.machine import cpu_name
+
+    cpu = cpu_name()
+    out = [f"### Fit budget calibration, profile `{profile}`",
+           "",
+           f"Image: {image}. CPU: {cpu}. Budget = SinSEMI's {ref['iterations']} iterations "
+           f"x {ref['cpu_per_it']:.3f} CPU s = {budget:.0f} CPU s ({budget / 60:.1f} CPU min).",
+           "",
+           "| generator | CPU s / iteration | wall s / iteration | iterations now | iterations for the budget | budget share now |",
+           "|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['generator']} | {r['cpu_per_it']:.3f} | {r['wall_per_it']:.3f} | {r['iterations']} | "
+                   f"{budget / r['cpu_per_it']:.0f} | {r['cpu_per_it'] * r['iterations'] / budget:.2f} |")
+    out += ["", "An iteration is the generator's own (a GAN's: one per pyramid scale); measured as the CPU-time "
+            "difference of two short fits (setup cancelled): `python -m sinsemi.bench budget --profile "
+            f"{profile}{' --image ' + image if image != 'embedded default' else ''}`."]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sinsemi.bench.budget", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="standard")
+    ap.add_argument("--image", default=None, help="training image (default: the embedded simulator image)")
+    ap.add_argument("--only", nargs="*", default=list(PROBES), help="generators to measure (sinsemi always)")
+    ap.add_argument("--out", default=None, help="write the table here too")
+    a = ap.parse_args(argv)
+    names = ["sinsemi"] + [n for n in a.only if n != "sinsemi"]
+    unknown = [n for n in names if n not in PROBES]
+    if unknown:
+        print(f"error: not a trained generator: {', '.join(unknown)} (known: {', '.join(PROBES)})", file=sys.stderr)
+        return 2
+    rows = measure(a.profile, a.image, names)
+    md = table(rows, a.profile, a.image or "embedded default")
+    print(md)
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
