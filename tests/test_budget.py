@@ -95,7 +95,8 @@ def test_calibration_arithmetic():
     from sinsemi.bench.budget import table
 
     rows = [{"generator": "sinsemi", "iterations": 1000, "k": (1, 2), "cpu_per_it": 0.2, "wall_per_it": 0.1},
-            {"generator": "singan", "iterations": 300, "k": (1, 2), "cpu_per_it": 4.0, "wall_per_it": 2.0}]
+            {"generator": "singan", "iterations": 300, "k": (1, 2), "cpu_per_it": 4.0, "wall_per_it": 2.0,
+             "n_samples": 64, "cpu_per_sample": 1.5}]
     md = table(rows, "standard", "x.png")
     assert "= 200 CPU s" in md  # 1000 x 0.2
-    assert "| singan | 4.000 | 2.000 | 300 | 50 | 6.00 |" in md  # 200 / 4 iterations; 300 x 4 / 200 of the budget now
+    assert "| singan | 4.000 | 2.000 | 300 | 50 | 6.00 | 1.6 (N=64) |" in md  # 200 / 4 iterations; 300 x 4 / 200 now; 64 x 1.5 s
