@@ -60,6 +60,18 @@ def test_bad_snapshot_fractions_are_refused_before_work(tmp_path, tiny_image):
         assert not (tmp_path / "run").exists()
 
 
+def test_a_row_name_cannot_be_a_path(tmp_path, tiny_image):
+    from sinsemi.errors import InputError
+    from sinsemi.jobs.train import train_run
+
+    png = write_tiny_png(tmp_path / "tiny.png", tiny_image)
+    for bad in ("../x", "a/b", ""):
+        cfg = compose("train", ["generator=gpnn", "profile=tiny", "logger=none", f"data.image={png}", f"row='{bad}'"])
+        with pytest.raises(InputError, match="row="):
+            train_run(cfg, tmp_path / "run")
+        assert not (tmp_path / "run").exists()
+
+
 def test_budget_points_of_a_sweep(tmp_path, tiny_image):
     """A step-based row's points come from its snapshots; a GAN's from fits of their own with that share
     of the iterations; every point evaluated (and read back on a rerun, not redone)."""

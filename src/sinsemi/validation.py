@@ -164,12 +164,22 @@ def check_ckpt_path(value: Any, generator: str) -> None:
                          "to start from (use ckpt_path=last or null)")
 
 
+def check_row(row: Any) -> None:
+    """``row`` (a run's label in the tables and its sweep subdir) is a plain name: letters, digits, ``_.-``."""
+    import re
+
+    if row is not None and not (isinstance(row, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", row)):
+        raise InputError(f"row={row!r} must be a plain name (letters, digits, '_', '.', '-'): it names the run's "
+                         "sweep folder and its row in the tables")
+
+
 def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
     """Every check of a ``sinsemi-train`` job that needs no training: run before the first step."""
     check_seed("seed", cfg.get("seed"))
     check_seed("seed_base", cfg.get("seed_base"))
     check_count("n_samples", cfg.get("n_samples"), seed_base=cfg.get("seed_base"))
     check_ckpt_path(cfg.get("ckpt_path"), cfg["generator"]["name"])
+    check_row(cfg.get("row"))
     data = cfg.get("data") or {}
     check_number("data.max_side", data.get("max_side"), integer=True, allow_none=True)
     check_writable_dir(run_dir, "hydra.run.dir")
