@@ -94,6 +94,13 @@ def test_every_run_names_its_generator_profile_and_sampler(comparison):
     assert by_folder[comparison["sweep"] / "sinsemi_seed0"]["sampler"]["guidance"] != 1.0
 
 
+def test_every_trained_run_shows_its_overview(comparison):
+    """The picture a user reads first (training image + samples + title) is written and logged."""
+    trained = {folder: run for folder, run in comparison["runs"].items() if run["job_type"] == "train"}
+    for folder, run in trained.items():
+        assert (folder / "overview.png").is_file() and "samples/overview" in run["keys"], folder.name
+
+
 def test_a_folder_named_with_1_0_keeps_its_whole_name(comparison):
     folder = comparison["energy"].name
     ev = comparison["runs"][comparison["eval"]]
