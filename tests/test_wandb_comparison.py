@@ -1,8 +1,9 @@
 """W&B as one comparison (issue 24): an offline ``experiment=table2`` sweep (tiny profile), its
 two-reference row, a SinSEMI+energy re-sampling (guidance 1.0) of the sweep's SinSEMI run and an
-evaluation of that re-sampled folder all log into the sweep's one group, every evaluated run's
-summary holds the ratios to the two-reference row, every run's config names its generator, profile
-and sampler, and a folder named ``..._guidance1.0_...`` keeps its whole name (no ``Path.stem`` cut)."""
+evaluation of that re-sampled folder (slow: ``make test-slow``) all log into the sweep's one group,
+every evaluated run's summary holds the ratios to the two-reference row, every run's config names its
+generator, profile and sampler, and a folder named ``..._guidance1.0_...`` keeps its whole name (no
+``Path.stem`` cut)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def _runs(root: Path) -> dict[Path, dict]:
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory) -> dict:
     """The sweep and the two-reference row (side by side), then the energy re-sampling of the
-    sweep's SinSEMI run (no experiment_name given: it is the run's) and an eval of its folder."""
+    sweep's SinSEMI run (no experiment_name given: it is the run's)."""
     tmp = tmp_path_factory.mktemp("comparison")
     env = _env(tmp)
     experiment = _experiment_name()
@@ -55,16 +56,14 @@ def comparison(tmp_path_factory) -> dict:
     sinsemi = sweep.parent / "sinsemi_seed0"
     run_cli("sample", f"run_dir={sinsemi}", "sampler.guidance=1.0", "evaluate=true", "segmentation=false", env=env)
     (folder,) = [p for p in (sinsemi / "samples").iterdir() if "guidance1.0" in p.name]
-    run_cli("eval", f"samples_dir={folder}", f"out_dir={tmp / 'eval'}", f"profile={PROFILE}", "segmentation=false",
-            env=env)
-    return {"runs": _runs(tmp), "experiment": experiment, "reference": ref_dir, "energy": folder,
-            "eval": tmp / "eval", "sweep": sweep.parent}
+    return {"runs": _runs(tmp), "experiment": experiment, "reference": ref_dir, "energy": folder, "sweep": sweep.parent,
+            "env": env, "tmp": tmp}
 
 
 def test_every_row_of_the_sweep_is_in_one_group(comparison):
     runs = comparison["runs"]
     job_types = sorted(r["job_type"] for r in runs.values())
-    assert job_types == ["eval", "eval", "sample", "train", "train"], job_types
+    assert job_types == ["eval", "sample", "train", "train"], job_types
     groups = {r["group"] for r in runs.values()}
     assert groups == {f"{comparison['experiment']}-{PROFILE}"}, groups
     assert {r["config"]["experiment_name"] for r in runs.values()} == {comparison["experiment"]}
@@ -88,9 +87,8 @@ def test_every_run_names_its_generator_profile_and_sampler(comparison):
     by_folder = {folder: run["config"] for folder, run in runs.items()}
     assert by_folder[comparison["sweep"] / "gpnn_seed0"]["generator"]["name"] == "gpnn"
     assert by_folder[comparison["reference"]]["generator"]["name"] == "two references"
-    for where in (comparison["energy"], comparison["eval"]):  # the re-sampled folder's sampler, not the run's default
-        assert by_folder[where]["generator"]["name"] == "sinsemi"
-        assert by_folder[where]["sampler"]["guidance"] == 1.0
+    assert by_folder[comparison["energy"]]["generator"]["name"] == "sinsemi"
+    assert by_folder[comparison["energy"]]["sampler"]["guidance"] == 1.0
     assert by_folder[comparison["sweep"] / "sinsemi_seed0"]["sampler"]["guidance"] != 1.0
 
 
@@ -103,8 +101,24 @@ def test_every_trained_run_shows_its_overview(comparison):
 
 def test_a_folder_named_with_1_0_keeps_its_whole_name(comparison):
     folder = comparison["energy"].name
-    ev = comparison["runs"][comparison["eval"]]
-    assert ev["name"].startswith(folder), (ev["name"], folder)  # not cut at the dot of "1.0"
-    metrics = json.loads((comparison["eval"] / "metrics.json").read_text())
-    assert metrics["name"] == folder  # the table row too
+    assert comparison["runs"][comparison["energy"]]["name"].endswith(folder)  # the energy row's run
+    from sinsemi.evaluation import resolve_samples
+
+    assert resolve_samples(comparison["energy"]).name == folder  # an eval's row label: not cut at the dot of "1.0"
+
+
+@pytest.mark.slow  # one more eval job (~15-25 s); the checks above are the default suite's
+def test_an_eval_of_the_re_sampled_folder_is_a_row_of_the_comparison(comparison):
+    folder, out = comparison["energy"], comparison["tmp"] / "eval"
+    run_cli("eval", f"samples_dir={folder}", f"out_dir={out}", f"profile={PROFILE}", "segmentation=false",
+            env=comparison["env"])
+    (ev,) = _runs(out).values()
+    assert ev["job_type"] == "eval" and ev["group"] == f"{comparison['experiment']}-{PROFILE}"
+    assert ev["name"].startswith(folder.name), (ev["name"], folder.name)  # not cut at the dot of "1.0"
+    assert json.loads((out / "metrics.json").read_text())["name"] == folder.name  # the table row too
     assert "sinsemi" in ev["tags"] and all(len(t) <= 64 for t in ev["tags"])  # tagged by the generator
+    cfg = ev["config"]
+    assert cfg["generator"]["name"] == "sinsemi" and cfg["profile"] == PROFILE
+    assert cfg["sampler"]["guidance"] == 1.0  # the folder's sampler, not the run's default
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(ev["summary"][k] == metrics[k] is not None for k in RATIOS)
