@@ -46,18 +46,29 @@ def _key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
+def _config(rec) -> dict:
+    """A ConfigRecord's updates as top key -> value (wandb's own ``_wandb`` entry left out)."""
+    return {_key(it): json.loads(it.value_json) for it in rec.update if _key(it) != "_wandb"}
+
+
 def logged(path: str | Path) -> dict:
     """What an offline run file holds: ``keys`` (history keys; media under their top key),
-    ``group``, ``job_type``, ``run_id``, ``tags``, ``summary`` (key -> value, the last update
+    ``group``, ``job_type``, ``run_id``, ``name`` (the display name), ``tags``, ``config`` (top key ->
+    value, the last update wins), ``summary`` (key -> value, the last update
     wins), ``artifacts`` (name -> {"type", "files"}) and ``tables`` (history key -> table columns)."""
-    out = {"keys": set(), "group": None, "job_type": None, "run_id": None, "tags": [], "summary": {}, "artifacts": {}}
+    out = {"keys": set(), "group": None, "job_type": None, "run_id": None, "name": None, "tags": [], "config": {},
+           "summary": {}, "artifacts": {}}
     for r in read_records(path):
         kind = r.WhichOneof("record_type")
         if kind == "history":
             for it in r.history.item:
                 out["keys"].add(it.key or it.nested_key[0])
         elif kind == "run":
-            out.update(group=r.run.run_group, job_type=r.run.job_type, run_id=r.run.run_id, tags=list(r.run.tags))
+            out.update(group=r.run.run_group, job_type=r.run.job_type, run_id=r.run.run_id, tags=list(r.run.tags),
+                       name=r.run.display_name)
+            out["config"].update(_config(r.run.config))
+        elif kind == "config":
+            out["config"].update(_config(r.config))
         elif kind == "summary":
             for it in r.summary.update:
                 out["summary"][_key(it)] = json.loads(it.value_json)

@@ -213,3 +213,30 @@ def test_train_refuses_a_bad_tag_before_writing_anything(tmp_path):
     with pytest.raises(InputError, match="longer than 64"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_jobs_on_a_sweeps_run_take_its_experiment_and_name_generator_profile_sampler(tmp_path):
+    """An energy re-sampling or an eval of a sweep's run (no experiment_name given) is in the sweep's
+    group; the eval run's config names the run's generator, profile and the folder's sampler."""
+    from sinsemi.data.io import save_bundle
+    from sinsemi.tracking.loggers import comparison_config, row_tag
+    import torch
+
+    run = tmp_path / "compare_tiny" / "sinsemi_seed0"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "generator.json").write_text(json.dumps({"name": "sinsemi"}))
+    (run / "config.yaml").write_text("experiment_name: mine\nprofile_name: tiny\ngenerator: {name: sinsemi}\n"
+                                     "sampler: {steps: 3, guidance: 0.0}\n")
+    folder = run / "samples" / "steps3_guidance1.0_n4"
+    save_bundle(torch.zeros(1, 1, 4, 4), folder / "samples.npz", sampler={"steps": 3, "guidance": 1.0})
+    sample = _compose("sample", f"run_dir={run}", "generator=sinsemi", "profile=tiny")
+    assert logger_group(sample) == "mine-tiny"
+    ev = _compose("eval", f"samples_dir={folder}", "profile=tiny")
+    assert logger_group(ev, folder.name) == "mine-tiny"
+    cfg = comparison_config(ev, folder.name)
+    assert cfg["generator"] == {"name": "sinsemi"} and cfg["profile"] == "tiny" and cfg["experiment_name"] == "mine"
+    assert cfg["sampler"] == {"steps": 3, "guidance": 1.0}  # the folder's own, not the run's default
+    assert row_tag(ev, folder.name) == "sinsemi"
+    ref = _compose("eval", "mode=reference", "profile=tiny")
+    assert comparison_config(ref, "two references")["generator"] == {"name": "two references"}
+    assert logger_group(ref, "two references") == "two references-tiny"  # nothing to derive: experiment_name= is passed

@@ -33,7 +33,9 @@ def resolve_samples(samples_dir: str | Path | None, n: int | None = None) -> Sam
     path = Path(samples_dir)
     if not path.exists():
         raise InputError(f"samples not found: {path}")
-    run_dir, name = None, path.stem
+    # a folder's whole name: a re-sampled folder is named by its settings ("..._guidance1.0"), and
+    # Path.stem would cut it at the last dot; a bundle file's name without its ".npz"
+    run_dir, name = None, (path.stem if path.is_file() else path.name)
     if path.is_dir() and (path / "samples").is_dir():
         run_dir, path = path, path / "samples"
         name = run_name(run_dir)

@@ -52,7 +52,7 @@ def eval_run(cfg: Mapping) -> dict:
     With a logger: summary metrics, figures, the per-sample table, the U-Net's epochs and (by
     default) the evaluated run's model and samples bundle as artifacts."""
     from sinsemi.evaluation import load_references, resolve_samples
-    from sinsemi.tracking.loggers import artifacts_wanted, check_logger_settings, finish_logger, make_logger
+    from sinsemi.tracking.loggers import artifacts_wanted, check_logger_settings, finish_logger, make_logger, row_tag
     from sinsemi.tracking.report import log_artifacts
     from sinsemi.validation import validate_eval
 
@@ -77,7 +77,8 @@ def eval_run(cfg: Mapping) -> dict:
 
     with run_lock(ecfg.out_dir, job="sinsemi-eval"):  # one writer per out_dir
         remove_partials(ecfg.out_dir, recursive=False)  # a killed eval's temp files (not checkpoints/: a train job's)
-        logger = make_logger(cfg, ecfg.out_dir, job_type="eval", label=label, tags=(label,))
+        # the label names the run (a re-sampled folder's whole settings name), the generator tags it
+        logger = make_logger(cfg, ecfg.out_dir, job_type="eval", label=label, tags=(row_tag(cfg, label),))
         try:
             result = evaluate_samples(samples, refs, ecfg, names=names, name=name, logger=logger)
             if s is not None and artifacts_wanted(cfg, evaluates=True):

@@ -238,6 +238,20 @@ def _train_locked(cfg: dict, run_dir: Path) -> dict:
         finish_logger(runtime.logger)
 
 
+def _write_overview(cfg: dict, plan: _Plan, samples, run_dir: Path) -> Path | None:
+    """``overview.png`` beside ``grid.png``: the training image first, then the samples, under a title
+    line (generator, profile, sampler settings, n). A picture: a failure is a warning, never a failed run."""
+    from sinsemi.data.io import display_range
+    from sinsemi.report.figures import OVERVIEW, overview_title, save_overview
+
+    try:
+        title = overview_title(plan.name, cfg.get("profile_name"), plan.settings, int(samples.shape[0]))
+        return save_overview(plan.image, samples, run_dir / OVERVIEW, title=title, value_range=display_range(plan.image))
+    except Exception as e:  # the run's results are on disk; the picture is a view of them
+        log.warning("could not write %s: %s: %s", run_dir / OVERVIEW, type(e).__name__, e)
+        return None
+
+
 def _finish(cfg: dict, plan: _Plan, gen, samples, run_dir: Path, logger) -> dict:
     """The run's metrics (evaluated when ``cfg.evaluate``), reported, then ``metrics.json``: the run is finished."""
     from sinsemi import runs
@@ -246,7 +260,8 @@ def _finish(cfg: dict, plan: _Plan, gen, samples, run_dir: Path, logger) -> dict
     from sinsemi.tracking.report import log_artifacts, log_images, report_metrics
 
     done = plan.done
-    log_images(logger, {"samples/grid": run_dir / "grid.png"})
+    overview = _write_overview(cfg, plan, samples, run_dir)
+    log_images(logger, {"samples/grid": run_dir / "grid.png", **({"samples/overview": overview} if overview else {})})
     progress = runs.read_progress(run_dir)
     metrics = dict(done or {})
     metrics.update({

@@ -3,7 +3,8 @@
 ``python -m sinsemi.report.ablations steps|guidance --runs SWEEP_DIR --out experiments/results``
 reads every ``SWEEP_DIR/*/metrics.json`` (one per sweep point, all re-sampled from one trained run
 with the same per-sample seeds), writes ``table4|table5.{md,csv}`` and a plot of each metric
-against the ablated knob (``table4|table5.png``).
+against the ablated knob (``table4|table5.png``: titled with the table, generator and profile; SIFID and
+LPIPS as ratios to the two-reference row, its line at 1.0 and the paper's ideal band drawn).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -96,7 +98,86 @@ def render(rows: list[dict], ablation: str, paper=_AUTO) -> tuple[str, str]:
     return "\n".join(md) + "\n", buf.getvalue()
 
 
+#: the paper's "ideal range" (tables.json units_note: SIFID 2.0-2.8, LPIPS 0.5-1.1 around its two-reference
+#: row's 2.4 and 0.8) as ratios to that row: the band a plot shades around 1.0
+IDEAL_BAND = {"sifid": (2.0 / 2.4, 2.8 / 2.4), "lpips": (0.5 / 0.8, 1.1 / 0.8)}
+#: the plots' panels: (metrics.json stem, what the y axis says)
+PLOT_PANELS = (("sifid", "SIFID"), ("lpips", "LPIPS (vs training image)"), ("defect_count", "defects / image"))
+
+
+def plot_title(rows: list[dict], ablation: str) -> str:
+    """'Table 5: LPIPS energy-guidance strength w · sinsemi · profile tiny · n=4 per point'."""
+    def one(key: str) -> str:
+        vals = sorted({str(r.get(key)) for r in rows if r.get(key) is not None})
+        return "/".join(vals) or "?"
+
+    return f"{ABLATIONS[ablation]['title']} · {one('generator')} · profile {one('profile')} · n={one('n_samples')} per point"
+
+
+def _band_text(band: tuple[float, float]) -> str:
+    """'0.83-1.17', rounded half up (0.625 -> 0.63, as the paper's 0.5/0.8 reads)."""
+    return "-".join(f"{math.floor(b * 100 + 0.5) / 100:.2f}" for b in band)
+
+
+def _panel(rows: list[dict], key: str) -> dict:
+    """What one panel draws: y values, error bars (the 95 % interval, else ± std), the reference line
+    and band, its title, y label and a note on which way is better. SIFID/LPIPS as ratios to the
+    two-reference row (1.0: the row itself) when every row has them, else raw means with the row's
+    reference value as the line."""
+    ratio = key in IDEAL_BAND and all(r.get(f"{key}_ratio") is not None for r in rows)
+    stem = f"{key}_ratio" if ratio else key
+    ys = [r.get(stem if ratio else f"{key}_mean") for r in rows]
+    lo = [r.get(f"{stem}_ci_low") for r in rows]
+    hi = [r.get(f"{stem}_ci_high") for r in rows]
+    if all(v is not None for v in ys + lo + hi):
+        err, what = [[y - a for y, a in zip(ys, lo)], [b - y for y, b in zip(ys, hi)]], "95% CI"
+    else:
+        err, what = [r.get(f"{key}_std") or 0 for r in rows], "± std"
+    label = dict(PLOT_PANELS)[key]
+    if ratio:
+        band = IDEAL_BAND[key]
+        return {"ys": ys, "err": err, "line": 1.0, "band": band, "title": f"{label} ÷ two-reference row",
+                "ylabel": f"ratio ({what})", "band_label": f"paper's ideal band {_band_text(band)}",
+                "note": "below the band: too close to the training image; above: too far from it"}
+    refs = {r.get(f"{key}_reference") for r in rows} - {None}
+    line = refs.pop() if len(refs) == 1 else None
+    note = {"sifid": "lower is better", "defect_count": "paper: under 0.5 per image is too few to train on"}.get(
+        key, "near the two-reference row is best")
+    return {"ys": ys, "err": err, "line": line, "band": None, "title": label, "ylabel": f"{label} ({what})",
+            "band_label": None, "note": note}
+
+
+def _draw_panel(ax, xs: list[float], pn: dict, knob: str) -> None:
+    """One metric against the knob: the band and two-reference line under the points; a log y axis when
+    the points lie far from the line (a tiny run: ratios of 100), so both stay readable."""
+    if pn["band"] is not None:
+        ax.axhspan(*pn["band"], color="tab:green", alpha=0.15, lw=0, label=pn["band_label"])
+    if pn["line"] is not None:
+        ax.axhline(pn["line"], color="tab:green", ls="--", lw=1.2, label=f"two-reference row ({pn['line']:g})")
+    ys = pn["ys"]
+    if all(y is not None for y in ys):
+        ax.errorbar(xs, ys, yerr=pn["err"], marker="o", capsize=3, color="tab:blue", label="this run")
+        span = [y for y in ys if y > 0] + ([pn["line"]] if pn["line"] else [])
+        if span and min(span) > 0 and max(span) / min(span) > 10:
+            ax.set_yscale("log")
+    ax.set_title(pn["title"], fontsize=9)
+    ax.set_ylabel(pn["ylabel"], fontsize=8)
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xlabel("EM steps per scale (log scale)" if knob == "steps" else "guidance weight w")
+    if knob == "steps":
+        ax.set_xscale("log")
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.xaxis.set_minor_formatter(NullFormatter())  # only the knob's values are labelled (no "4x10^0" between)
+    ax.text(0.5, -0.3, pn["note"], transform=ax.transAxes, ha="center", va="top", fontsize=7, style="italic")
+    if pn["line"] is not None:
+        ax.legend(fontsize=7, loc="best")
+
+
 def plot(rows: list[dict], ablation: str, path: Path) -> Path:
+    """``table4|table5.png``: one panel per metric against the ablated knob, the two-reference row
+    as a dashed line (SIFID/LPIPS: ratio 1.0, the paper's ideal band shaded), a title naming the
+    table, generator, profile and n, and a note under each panel saying which way is better."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,17 +186,11 @@ def plot(rows: list[dict], ablation: str, path: Path) -> Path:
     from sinsemi.data.io import atomic_path
 
     knob = ABLATIONS[ablation]["knob"]
-    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(4 * len(COLUMNS), 3.2))
+    fig, axes = plt.subplots(1, len(PLOT_PANELS), figsize=(4.6 * len(PLOT_PANELS), 4.2))
     xs = [float(r["value"]) for r in rows]
-    for ax, (key, label) in zip(axes, COLUMNS):
-        ys = [r.get(f"{key}_mean") for r in rows]
-        es = [r.get(f"{key}_std") or 0 for r in rows]
-        if all(y is not None for y in ys):
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3)
-        ax.set_xlabel(knob)
-        ax.set_title(label)
-        if knob == "steps":
-            ax.set_xscale("log")
+    for ax, (key, _) in zip(axes, PLOT_PANELS):
+        _draw_panel(ax, xs, _panel(rows, key), knob)
+    fig.suptitle(plot_title(rows, ablation), fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

@@ -1,7 +1,9 @@
 """Figure sheets: ``python -m sinsemi.report.figures all|NAME [--out DIR]`` (``make figures``).
 
 :data:`FIGURES` maps a name to a function ``fn(out_dir: Path) -> list[Path]`` that writes its PNG(s)
-into ``out_dir`` (default ``outputs/figures``) and returns their paths.
+into ``out_dir`` (default ``outputs/figures``) and returns their paths. :func:`save_overview` is the
+picture a training run shows first (``overview.png``): the training image, then its samples, under a
+title line naming the generator, profile, sampler settings and n.
 """
 
 from __future__ import annotations
@@ -97,6 +99,69 @@ def preset_vs_real(out_dir: Path) -> list[Path]:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return [path]
+
+
+OVERVIEW = "overview.png"  # beside grid.png (grid.png stays the bare grid: runs and artifacts read it)
+OVERVIEW_MAX = 32  # samples shown beside the training image (the grid.png has up to 64)
+
+
+def tile(images: np.ndarray, ncol: int, pad: int = 2, fill: float = np.nan) -> np.ndarray:
+    """(N, H, W) images as one (rows*H, ncol*W) mosaic with ``pad`` px of ``fill`` between tiles (NaN: drawn as
+    the figure's background by imshow)."""
+    n, h, w = images.shape
+    rows = max(1, -(-n // ncol))
+    out = np.full((rows * (h + pad) - pad, ncol * (w + pad) - pad), fill, dtype=float)
+    for i, im in enumerate(images):
+        r, c = divmod(i, ncol)
+        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = im
+    return out
+
+
+def overview_title(generator: str, profile: str | None, sampler: dict | None, n: int) -> str:
+    """'sinsemi · profile quick · sampler kind=bridge, steps=50, guidance=0.0 · n=64': what the picture shows."""
+    settings = ", ".join(f"{k}={v}" for k, v in sorted((sampler or {}).items()) if v is not None) or "defaults"
+    return f"{generator} · profile {profile or '?'} · sampler {settings} · n={n}"
+
+
+def save_overview(image, samples, path: str | os.PathLike, *, title: str, value_range: tuple[float, float]) -> Path:
+    """The training image (C, H, W; framed, labelled) left of up to :data:`OVERVIEW_MAX` samples
+    (N, C, H, W) on one gray scale (``value_range``), the ``title`` line above; first channel shown."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sinsemi.data.io import atomic_path
+
+    train = np.asarray(image.detach().float().cpu())[0]
+    shown = np.asarray(samples[:OVERVIEW_MAX].detach().float().cpu())[:, 0]
+    ncol = max(1, min(8, len(shown)))  # rows of 8: a wide mosaic under a long title line
+    mosaic = tile(shown, ncol)
+    h, w = train.shape
+    mh, mw = mosaic.shape
+    scale = min(2.0, 10.0 / ncol) / w  # inches per px: ~10 in of samples; the training image at the tiles' size
+    fig_w, fig_h = max(6.0, (w + mw) * scale + 0.8), max(h, mh) * scale + 1.1
+    fig, (a0, a1) = plt.subplots(1, 2, figsize=(fig_w, fig_h), dpi=100, gridspec_kw={"width_ratios": [w, mw]})
+    kw = dict(cmap="gray", vmin=value_range[0], vmax=value_range[1], interpolation="nearest")
+    a0.imshow(train, **kw)
+    a0.set_title("training image", fontsize=10, color="tab:orange", fontweight="bold")
+    for side in a0.spines.values():  # the frame that tells it from the samples
+        side.set(edgecolor="tab:orange", linewidth=3)
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")
+    a1.imshow(np.ma.masked_invalid(mosaic), **{**kw, "cmap": cmap})
+    a1.set_title(f"samples ({len(shown)} of {len(samples)})" if len(samples) > len(shown) else f"samples ({len(shown)})",
+                 fontsize=10)
+    a1.axis("off")
+    a0.set_xticks([]), a0.set_yticks([])
+    a0.set_anchor("N"), a1.set_anchor("N")
+    fig.suptitle("\n".join(textwrap.wrap(title, width=max(40, int(fig_w * 14)))), fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return Path(path)
 
 
 FIGURES: dict[str, Callable[[Path], list[Path]]] = {"preset_vs_real": preset_vs_real}

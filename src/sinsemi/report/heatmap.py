@@ -2,9 +2,10 @@
 
 A generator that copies the training image puts every defect at the same place (one hot cell, all
 counts 1); one that has learnt the structure spreads them. The training image's own defects are
-marked (cyan circles of the same-place radius), so a hot cell there reads as copying. The colour
-scale is a square root (a few hot cells do not wash out the rest at high counts) and the histogram
-groups counts above 10. Pure matplotlib (Agg), atomic write.
+marked (cyan circles of the same-place radius, on a black halo so they show on any cell), so a hot
+cell there reads as copying. The colour scale is a square root (a few hot cells do not wash out the
+rest at high counts), read off a labelled colour bar (no numbers in the cells to overlap), and the
+histogram groups counts above 10, so its labels fit at any count. Pure matplotlib (Agg), atomic write.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def save_heatmap(counts: Sequence[int], centroids: Sequence[Sequence[tuple[float
 
     from sinsemi.data.io import atomic_path
 
+    from matplotlib import patheffects
     from matplotlib.colors import PowerNorm
     from matplotlib.patches import Circle
 
@@ -51,17 +53,21 @@ def save_heatmap(counts: Sequence[int], centroids: Sequence[Sequence[tuple[float
     h, w = size
     im = a1.imshow(dens, extent=(0, w, h, 0), cmap="magma", interpolation="nearest",
                    norm=PowerNorm(0.5, vmin=0, vmax=max(1.0, float(dens.max()))))
+    halo = [patheffects.withStroke(linewidth=3.5, foreground="black")]  # cyan on a black halo: seen on any cell
     for y, x in marks:
-        a1.add_patch(Circle((x, y), max(float(mark_radius), 1.5), fill=False, edgecolor="cyan", linewidth=1.5))
-        a1.plot([x], [y], marker="+", color="cyan", markersize=6)
+        a1.add_patch(Circle((x, y), max(float(mark_radius), 1.5), fill=False, edgecolor="cyan", linewidth=1.5,
+                            path_effects=halo))
+        a1.plot([x], [y], marker="+", color="cyan", markersize=7, path_effects=halo)
     a1.set_xlim(0, w)
     a1.set_ylim(h, 0)
-    if len(marks):
-        a1.text(0.01, 0.99, "○ training defect", color="cyan", fontsize=7, va="top", ha="left", transform=a1.transAxes)
+    if len(marks):  # the key on a dark box: readable over hot (light) cells too
+        a1.text(0.02, 0.98, "○ training defect", color="cyan", fontsize=8, va="top", ha="left", transform=a1.transAxes,
+                bbox=dict(boxstyle="round,pad=0.2", facecolor="black", alpha=0.7, edgecolor="none"))
     a1.set_title(f"defect centroids ({int(dens.sum())})")
     a1.set_xlabel("x (px)")
     a1.set_ylabel("y (px)")
-    fig.colorbar(im, ax=a1, fraction=0.046, pad=0.04)
+    bar = fig.colorbar(im, ax=a1, fraction=0.046, pad=0.04)
+    bar.set_label("centroids per cell (√ scale)", fontsize=8)  # the counts are read off the bar, never printed in cells
     if title:
         fig.suptitle(title)
     fig.tight_layout()

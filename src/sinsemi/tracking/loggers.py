@@ -1,6 +1,8 @@
 """The job's logger from ``cfg.logger`` (``conf/logger/``): W&B, CSV, TensorBoard or none.
 
-W&B (Lightning's ``WandbLogger``): group = experiment (else generator) + profile, tags from
+W&B (Lightning's ``WandbLogger``): group = experiment + profile (the experiment: ``experiment_name``,
+else the one of the training run the job samples or evaluates, so a sweep's energy re-sampling and
+evaluations land beside its generator runs; else the generator), tags from
 ``cfg.tags``, the run id kept in the run dir (``wandb_id.json``) and resumed on a requeue or rerun,
 online when the user is logged in (``WANDB_API_KEY`` or a ``wandb login`` entry in ~/.netrc),
 offline under the run dir otherwise; ``WANDB_MODE`` (e.g. ``disabled`` in CI) wins over both.
@@ -69,19 +71,58 @@ def job_label(cfg: Mapping) -> str:
     return str((gen.get("name") if gen else None) or "sinsemi")
 
 
+def _is_run_dir(path: Path) -> bool:
+    """A training run dir: its config.yaml and its model's generator.json."""
+    return (path / "config.yaml").is_file() and (path / "model" / "generator.json").is_file()
+
+
+def source_run(cfg: Mapping) -> Path | None:
+    """The training run a job is about, or None: a sample job's ``run_dir``; an eval job's
+    ``samples_dir`` when it is a run dir or lies inside one (``RUN/samples/<settings>/``, a bundle in it)."""
+    where = cfg.get("run_dir") or cfg.get("samples_dir")
+    if not where or str(where) == "???":
+        return None
+    path = Path(str(where))
+    for p in (path, *list(path.parents)[:3]):  # RUN, RUN/samples, RUN/samples/<settings>, .../samples.npz
+        if _is_run_dir(p):
+            return p
+    return None
+
+
+def _run_config(cfg: Mapping) -> dict:
+    """The source run's config.yaml as data ({} without one, or when it cannot be read: the job itself
+    reads it with every check, this is only for labels)."""
+    run = source_run(cfg)
+    if run is None:
+        return {}
+    from sinsemi import runs
+
+    try:
+        return runs.read_run_config(run)
+    except InputError:
+        return {}
+
+
+def experiment_of(cfg: Mapping) -> str | None:
+    """``experiment_name``, else the experiment of the run the job samples or evaluates (an energy
+    re-sampling of a sweep's SinSEMI run belongs to the sweep)."""
+    return cfg.get("experiment_name") or _run_config(cfg).get("experiment_name") or None
+
+
 def logger_group(cfg: Mapping, label: str | None = None) -> str:
-    """``logger.group``, else the experiment (else ``label``, default the generator) and the
-    profile: ``table2-quick``, ``sinsemi-tiny``."""
+    """``logger.group``, else the experiment (:func:`experiment_of`; else ``label``, default the
+    generator) and the profile: ``table2-quick``, ``sinsemi-tiny``."""
     lg = cfg.get("logger") or {}
     if lg.get("group"):
         return str(lg["group"])
-    base = cfg.get("experiment_name") or label or job_label(cfg)
+    base = experiment_of(cfg) or label or job_label(cfg)
     profile = cfg.get("profile_name")
     return f"{base}-{profile}" if profile else str(base)
 
 
-def logger_tags(cfg: Mapping, extra: tuple[str, ...] = ()) -> list[str]:
-    """``cfg.tags`` and ``extra``, deduplicated in order; each a non-empty string of at most 64 characters."""
+def logger_tags(cfg: Mapping, extra: tuple[str | None, ...] = ()) -> list[str]:
+    """``cfg.tags`` and ``extra``, deduplicated in order (empty or None entries skipped); each a non-empty
+    string of at most 64 characters."""
     tags = cfg.get("tags")
     if tags is None:
         tags = []
@@ -121,6 +162,50 @@ def _plain(cfg):
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
+def _bundle_sampler(cfg: Mapping) -> dict | None:
+    """The sampler settings stored in the evaluated samples' bundle (a re-sampled folder's own), or None."""
+    import json
+
+    import numpy as np
+
+    where = cfg.get("samples_dir")
+    if not where:
+        return None
+    path = Path(str(where))
+    for bundle in (path, path / "samples.npz", path / "samples" / "samples.npz"):
+        if bundle.is_file() and bundle.suffix == ".npz":
+            try:
+                with np.load(bundle, allow_pickle=False) as z:  # reads the meta member only
+                    return json.loads(str(z["meta"])).get("sampler") if "meta" in z else None
+            except Exception:  # an unreadable bundle: the job itself reports it
+                return None
+    return None
+
+
+def comparison_config(cfg: Mapping, label: str | None = None) -> dict:
+    """The keys every run carries in its W&B config so runs of any job compare in one table:
+    ``generator`` (``{"name": ...}``, as train runs have it), ``profile`` (the profile's name),
+    ``sampler`` (the settings the samples were drawn with) and ``experiment_name``. A train or sample
+    job has them in its config; an eval job takes them from the samples' bundle and the run they
+    come from, else its row label (``two references``)."""
+    run = _run_config(cfg)
+    gen = cfg.get("generator") or run.get("generator") or {"name": label or job_label(cfg)}
+    if cfg.get("mode") == "reference":
+        gen = {"name": label or "two references"}
+    sampler = cfg.get("sampler") or _bundle_sampler(cfg) or run.get("sampler")
+    return {"generator": _plain(gen), "profile": cfg.get("profile_name") or run.get("profile_name"),
+            "sampler": _plain(sampler) if sampler is not None else None, "experiment_name": experiment_of(cfg)}
+
+
+def row_tag(cfg: Mapping, label: str | None = None) -> str | None:
+    """The tag an eval run is found by: the evaluated samples' generator (:func:`comparison_config`),
+    never a re-sampled folder's long settings name (that is the run's name; W&B refuses tags over 64
+    characters); None when even the generator's name is too long."""
+    gen = comparison_config(cfg, label)["generator"]
+    name = str(gen.get("name") if isinstance(gen, Mapping) else gen)
+    return name if 0 < len(name) <= MAX_TAG else None
+
+
 def new_run_id() -> str:
     """A fresh W&B run id: 8 random lowercase letters and digits, as wandb makes them."""
     import secrets
@@ -130,7 +215,7 @@ def new_run_id() -> str:
 
 
 def make_logger(cfg: Mapping, run_dir: Path, *, job_type: str, label: str | None = None,
-                tags: tuple[str, ...] = ()):
+                tags: tuple[str | None, ...] = ()):
     """The job's Lightning logger (see the module doc), or None for ``logger=none`` or
     ``WANDB_MODE=disabled``. ``label``: what the job is about (default: the generator), the W&B run
     name ``<label>-<run dir name>`` and the group's default; ``tags``: added to ``cfg.tags``.
@@ -163,7 +248,7 @@ def make_logger(cfg: Mapping, run_dir: Path, *, job_type: str, label: str | None
     return WandbLogger(
         project=lg["project"], entity=lg.get("entity"), group=logger_group(cfg, label), job_type=job_type, tags=all_tags,
         save_dir=str(run_dir), mode=mode.mode, id=run_id, resume="allow", name=f"{label}-{run_dir.name}",
-        config=_plain(cfg), reinit="finish_previous",
+        config={**_plain(cfg), **comparison_config(cfg, label)}, reinit="finish_previous",
     )
 
 
