@@ -99,7 +99,7 @@ SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS) hydra.sweep.d
 DEFAULT_SWEEP = outputs/compare_$(PROFILE)$(PAIR_TAG)
 SWEEP    ?= $(DEFAULT_SWEEP)
 REF_DIR   = outputs/reference_$(PROFILE)$(PAIR_TAG)
-REF_ARGS  = mode=reference profile=$(PROFILE) out_dir=$(REF_DIR) $(REF_PAIR)
+REF_ARGS  = mode=reference profile=$(PROFILE) out_dir=$(REF_DIR) experiment_name=compare $(REF_PAIR)
 TABLES   ?= experiments/results/$(PROFILE)
 # The ablations re-sample ONE trained SinSEMI run: in the quick profile that is the demo's run.
 ABL_RUN   ?= $(if $(filter quick,$(PROFILE)),outputs/demo,outputs/ablation/sinsemi_$(PROFILE))
