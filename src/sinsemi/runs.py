@@ -86,8 +86,8 @@ FINGERPRINT = "fingerprint.json"
 PROGRESS = "progress.json"
 WANDB_ID = "wandb_id.json"
 #: what --force-style reruns discard when the fingerprint differs (the run's model and its products)
-MODEL_ARTIFACTS = ("model", "checkpoints", "snapshots", "samples", "grid.png", "overview.png", "metrics.json", FINGERPRINT, PROGRESS,
-                   WANDB_ID)
+MODEL_ARTIFACTS = ("model", "checkpoints", "snapshots", "samples", "grid.png", "overview.png", "metrics.json",
+                   FINGERPRINT, PROGRESS, WANDB_ID)
 
 
 def image_sha256(image) -> str:
