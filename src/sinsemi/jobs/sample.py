@@ -32,6 +32,7 @@ class TrainedRun:
     profile: str | None = None
     sampler: dict = field(default_factory=dict)
     row: str | None = None
+    experiment: str | None = None
 
     @classmethod
     def read(cls, run_dir: str | Path) -> TrainedRun:
@@ -66,9 +67,9 @@ def _read_run(run_dir: Path, *stamps) -> TrainedRun:
 
     name = run_generator(run_dir)  # the checks: a training run dir, its config and model agree
     cfg = read_run_config(run_dir)  # data, never resolved; checked against the run's fingerprint
-    row = cfg.get("row")
+    row, exp = cfg.get("row"), cfg.get("experiment_name")
     return TrainedRun(run_dir, name, cfg.get("profile_name"), dict(cfg.get("sampler") or {}),
-                      str(row) if isinstance(row, str) and row else None)
+                      str(row) if isinstance(row, str) and row else None, str(exp) if isinstance(exp, str) and exp else None)
 
 
 def sample_run(cfg: Mapping, overridden: set[str] = frozenset(), *, sweep_dir: str | Path | None = None) -> Path:
@@ -91,6 +92,7 @@ def sample_run(cfg: Mapping, overridden: set[str] = frozenset(), *, sweep_dir: s
         raise InputError(f"no trained model in {run_dir} (expected {run_dir / 'model'}): train it first with sinsemi-train")
     cfg["sampler"] = run.sampler_for(cfg.get("sampler"), overridden)
     cfg["row"] = run.row or name
+    cfg["experiment_name"] = cfg.get("experiment_name") or run.experiment  # a sweep's re-sampling belongs to it
     validate_sample(cfg, name)  # the cheap checks first, before torch is imported
     check_logger_settings(cfg)
 
