@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -396,6 +396,35 @@ def save_bundle(samples: torch.Tensor, path: str | os.PathLike, **meta) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, images=samples.detach().float().cpu().numpy(), meta=json.dumps(meta, default=_json_default))
+    return Path(path)
+
+
+def write_bundle(path: str | os.PathLike, shape: Sequence[int], chunks: Iterable[np.ndarray], **meta) -> Path:
+    """The bundle :func:`save_bundle` writes (the same bytes), from ``chunks`` of float32 samples
+    (n_k, C, H, W) whose n_k add up to ``shape[0]`` (``shape``: (N, C, H, W)): one chunk is in memory
+    at a time, so memory does not grow with N.
+
+    Same bytes: ``np.savez_compressed`` is a zip (deflate, zip64 forced, the zip epoch as the date)
+    of ``images.npy`` and ``meta.npy``; deflate's output does not depend on how its input is split."""
+    import zipfile
+
+    shape = tuple(int(s) for s in shape)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False, "shape": shape}
+    written = 0
+    with atomic_path(path) as tmp, open(tmp, "wb") as f, \
+            zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+        with zf.open("images.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)  # numpy's choice too (2.0 only for huge headers)
+            for chunk in chunks:
+                chunk = np.ascontiguousarray(chunk, dtype="<f4")
+                if tuple(chunk.shape[1:]) != shape[1:]:
+                    raise ValueError(f"write_bundle: a chunk of shape {chunk.shape} in a bundle of {shape}")
+                member.write(chunk.tobytes())
+                written += chunk.shape[0]
+        if written != shape[0]:
+            raise ValueError(f"write_bundle: {written} samples for a bundle of {shape[0]}")
+        with zf.open("meta.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array(member, np.asanyarray(json.dumps(meta, default=_json_default)), allow_pickle=False)
     return Path(path)
 
 
