@@ -166,6 +166,7 @@ def draw_to_disk(gen, seeds: Sequence[int], settings: dict, out_dir: str | os.Pa
         if not (out_dir / f"{i:05d}.png").exists():
             png(i, img)
     info = _merge_info([_read_part(p)[2] for p in _part_files(out_dir)])
+    _test_pause_before_grid(out_dir)
     head = np.stack([x for _, x in _in_order(done, min(len(seeds), 64))])  # the grid: the first 64 samples
     save_grid(torch.from_numpy(head), grid_path or (out_dir / "grid.png"),
               value_range=grid_range or _display_range(done, len(seeds)))
@@ -173,6 +174,16 @@ def draw_to_disk(gen, seeds: Sequence[int], settings: dict, out_dir: str | os.Pa
                  seeds=seeds, value_range=list(value_range), **{**(meta or {}), "sample_info": info})
     shutil.rmtree(out_dir / PARTS, ignore_errors=True)
     return info
+
+
+def _test_pause_before_grid(out_dir: Path) -> None:
+    """save_samples' test hook (``$SINSEMI_TEST_PAUSE_BEFORE_GRID``): a kill after every PNG, before
+    the grid and the bundle."""
+    from sinsemi.data.io import PAUSE_BEFORE_GRID, _test_pause, _test_pause_seconds
+
+    pause = _test_pause_seconds(PAUSE_BEFORE_GRID)
+    if pause:
+        _test_pause(pause, f"before the grid of {out_dir}")
 
 
 def _request(generator: str | None, settings: dict, seeds: list[int]) -> dict:

@@ -38,7 +38,7 @@ MAX_SIDE = 1024  # default limit on an input image's side (data.max_side)
 FLOAT_TOL = 1e-6  # float pixels this far outside [0, 1] are rounding, not another scale
 PARTIAL = ".partial-"  # marks the temporary files of atomic writes
 #: test hooks (tests/test_kill.py only): seconds to pause inside every checkpoint write
-#: (save_checkpoint_file) and between a bundle's sample PNGs and its grid (save_samples)
+#: (save_checkpoint_file) and between a set's sample PNGs and its grid (save_samples, sinsemi.streaming.draw_to_disk)
 PAUSE_IN_CHECKPOINT_WRITE = "SINSEMI_TEST_PAUSE_IN_CHECKPOINT_WRITE"
 PAUSE_BEFORE_GRID = "SINSEMI_TEST_PAUSE_BEFORE_GRID"
 PAUSE_MARKER = "sinsemi-test: paused"  # starts the stderr line that says a pause has begun
