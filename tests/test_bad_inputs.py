@@ -337,6 +337,25 @@ def test_sample_n_huge_fails_fast(tmp_path):
     assert time.perf_counter() - t0 < 60
 
 
+def test_sample_job_refuses_n_huge_in_under_a_second(tmp_path):
+    """The job's own work before the refusal, timed in-process (no interpreter start-up): the run's
+    facts are read, n is refused, and nothing is loaded or written (the fake run has no weights)."""
+    import time
+
+    from sinsemi.checks import MAX_SAMPLES
+    from sinsemi.errors import InputError
+    from sinsemi.jobs.sample import sample_run
+
+    run_dir = _fake_run(tmp_path, "gpnn", "gpnn")
+    cfg = {"run_dir": str(run_dir), "generator": {"name": "gpnn"}, "sampler": {}, "n": 10**9, "seed_base": 0,
+           "trainer": {"accelerator": "cpu", "precision": "32-true", "devices": 1, "progress": False}}
+    t0 = time.perf_counter()
+    with pytest.raises(InputError, match=f"n=1000000000 is over the limit of {MAX_SAMPLES} samples per job"):
+        sample_run(cfg)
+    assert time.perf_counter() - t0 < 1.0
+    assert not (run_dir / "samples").exists()
+
+
 # ----------------------------------------------------------------------------- a run dir is data (issue 25)
 def _copy_run(trained: Path, tmp_path: Path) -> Path:
     import shutil
