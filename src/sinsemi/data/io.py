@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -48,6 +49,7 @@ PAUSE_MARKER = "sinsemi-test: paused"  # starts the stderr line that says a paus
 def _read_array(path: Path) -> np.ndarray:
     """Raw pixel array (H, W) or (H, W, C) from disk, as stored."""
     if not path.exists():
+        _check_link(path)
         raise InputError(f"image file not found: {path}")
     if path.is_dir():
         raise InputError(f"expected an image file but got a directory: {path}")
@@ -76,6 +78,19 @@ def _read_array(path: Path) -> np.ndarray:
     except Exception as e:  # PIL/tifffile raise many types for corrupt data
         raise InputError(f"cannot read image {path}: not a readable image or truncated ({type(e).__name__}: {e})") from None
     return arr
+
+
+def _check_link(path: Path) -> None:
+    """A path that does not resolve because of a symlink says so (``exists`` reads a loop, or a
+    link to nothing, as plain "not there"), naming the link."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"image path {path} is a symlink loop (a link that points back to itself, directly or "
+                             "through other links): point it at a real file") from None
+    if path.is_symlink():
+        raise InputError(f"image path {path} is a symlink to {os.readlink(path)}, which does not exist") from None
 
 
 def _to_float(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -115,7 +130,8 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         arr = np.moveaxis(arr, 0, -1)  # planar TIFF (C, H, W)
     if arr.ndim != 3:
         raise InputError(f"image {path} has unsupported shape {arr.shape} (expected H x W or H x W x C)")
-    if arr.shape[2] in (2, 4):  # LA / RGBA: drop alpha
+    if arr.shape[2] in (2, 4):  # LA / RGBA: the generators learn intensity, not transparency
+        _warn_alpha(path, arr[:, :, -1])
         arr = arr[:, :, :-1]
     if arr.shape[2] == 3 and np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 0], arr[:, :, 2]):
         arr = arr[:, :, :1]
@@ -123,6 +139,15 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         raise InputError(f"image {path} has no pixels (shape {arr.shape})")
     out = _to_float(np.ascontiguousarray(arr), path)
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(out, -1, 0))).float()
+
+
+def _warn_alpha(path: Path, alpha: np.ndarray) -> None:
+    """One warning line naming the file whose alpha channel (H, W) is dropped, and how many of its
+    pixels were not opaque (what the drop loses: nothing when 0)."""
+    opaque = np.iinfo(alpha.dtype).max if np.issubdtype(alpha.dtype, np.integer) else 1.0
+    clear = int((alpha != opaque).sum())
+    logging.getLogger("sinsemi.io").warning("image %s has an alpha channel: dropped (%d of %d pixels were not opaque)",
+                                            path, clear, alpha.size)
 
 
 def load_mask(path: str | os.PathLike, like: torch.Tensor | None = None) -> torch.Tensor:

@@ -196,7 +196,7 @@ def train_run(cfg: Mapping, run_dir: Path, *, sweep_dir: str | Path | None = Non
     budget) is written first and compared on every rerun and resume; the finished marker
     ``metrics.json`` is written last."""
     from sinsemi.tracking.loggers import check_logger_settings
-    from sinsemi.validation import validate_train
+    from sinsemi.validation import paper_on_cpu, validate_train
 
     cfg, run_dir = to_plain(cfg), Path(run_dir)
     check_ddp_launch(cfg, sweep_dir is not None)
@@ -206,8 +206,11 @@ def train_run(cfg: Mapping, run_dir: Path, *, sweep_dir: str | Path | None = Non
         claim_sweep_dir(sweep_dir, cfg["experiment_name"], cfg.get("profile_name"))
     validate_train(cfg, run_dir)  # before anything heavy is even imported
     check_logger_settings(cfg)
-
     from sinsemi.distributed import is_global_zero
+
+    if (cost := paper_on_cpu(cfg)) and is_global_zero():
+        log.warning(cost)  # up front: before the image, the model, the first step
+
     from sinsemi.runlock import run_lock
 
     if not is_global_zero():  # rank 0 writes, and holds the run dir's lock for every rank
