@@ -48,6 +48,12 @@ def _read_part(path: Path) -> tuple[list[int], np.ndarray, dict | None]:
         return [int(i) for i in z["index"].tolist()], z["images"], json.loads(str(z["info"]))
 
 
+def _part_info(path: Path) -> dict | None:
+    """The sample_info of one committed batch (its pixels are not read)."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(str(z["info"]))
+
+
 def _finished(out_dir: Path) -> dict[int, Path]:
     """Sample index -> the committed batch file holding it (an index only: no pixels in memory)."""
     done: dict[int, Path] = {}
@@ -165,7 +171,7 @@ def draw_to_disk(gen, seeds: Sequence[int], settings: dict, out_dir: str | os.Pa
     for i, img in _in_order(done, len(seeds)):  # a kill between a batch and its PNGs
         if not (out_dir / f"{i:05d}.png").exists():
             png(i, img)
-    info = _merge_info([_read_part(p)[2] for p in _part_files(out_dir)])
+    info = _merge_info([_part_info(p) for p in _part_files(out_dir)])
     _test_pause_before_grid(out_dir)
     head = np.stack([x for _, x in _in_order(done, min(len(seeds), 64))])  # the grid: the first 64 samples
     save_grid(torch.from_numpy(head), grid_path or (out_dir / "grid.png"),
