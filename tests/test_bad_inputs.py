@@ -337,6 +337,25 @@ def test_sample_n_huge_fails_fast(tmp_path):
     assert time.perf_counter() - t0 < 60
 
 
+def test_sample_job_refuses_n_huge_in_under_a_second(tmp_path):
+    """The job's own work before the refusal, timed in-process (no interpreter start-up): the run's
+    facts are read, n is refused, and nothing is loaded or written (the fake run has no weights)."""
+    import time
+
+    from sinsemi.checks import MAX_SAMPLES
+    from sinsemi.errors import InputError
+    from sinsemi.jobs.sample import sample_run
+
+    run_dir = _fake_run(tmp_path, "gpnn", "gpnn")
+    cfg = {"run_dir": str(run_dir), "generator": {"name": "gpnn"}, "sampler": {}, "n": 10**9, "seed_base": 0,
+           "trainer": {"accelerator": "cpu", "precision": "32-true", "devices": 1, "progress": False}}
+    t0 = time.perf_counter()
+    with pytest.raises(InputError, match=f"n=1000000000 is over the limit of {MAX_SAMPLES} samples per job"):
+        sample_run(cfg)
+    assert time.perf_counter() - t0 < 1.0
+    assert not (run_dir / "samples").exists()
+
+
 # ----------------------------------------------------------------------------- a run dir is data (issue 25)
 def _copy_run(trained: Path, tmp_path: Path) -> Path:
     import shutil
@@ -392,3 +411,76 @@ def test_a_missing_fingerprint_is_not_rewritten_to_other_inputs(trained, tmp_pat
     assert_one_error(proc, "no fingerprint.json: the image it was made from is unknown")
     assert not (run_dir / "fingerprint.json").exists() and not (run_dir / "metrics.json").exists()
     assert (run_dir / "config.yaml").read_text() == config
+
+
+# ----------------------------------------------------------------------------- issue 25, item 9
+def test_paper_profile_on_the_cpu_warns_up_front(tmp_path):
+    """profile=paper with trainer.accelerator=cpu: one warning line (its budget, "a GPU is meant")
+    before any work; a warning, not an error (here the missing image then stops the job)."""
+    proc = run("train", "generator=sinsemi", "profile=paper", "trainer.accelerator=cpu", "logger=none",
+               f"data.image={tmp_path / 'missing.png'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_error(proc, "image file not found")
+    warned = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "a GPU is meant" in ln]
+    assert len(warned) == 1 and "profile=paper on the CPU: sinsemi with generator.iterations=" in warned[0], proc.stdout
+
+
+def test_paper_on_cpu_names_the_budget_and_only_fires_for_paper_on_a_cpu():
+    from sinsemi.validation import paper_on_cpu
+
+    cfg = {"profile_name": "paper", "n_samples": 7, "trainer": {"accelerator": "cpu", "max_steps": None},
+           "generator": {"name": "sinddm", "steps": 11}}
+    line = paper_on_cpu(cfg)
+    assert "sinddm with generator.steps=11 and n_samples=7" in line and "a GPU is meant" in line and "\n" not in line
+    assert "trainer.max_steps=5" in paper_on_cpu({**cfg, "trainer": {"accelerator": "cpu", "max_steps": 5}})
+    assert paper_on_cpu({**cfg, "profile_name": "quick"}) is None
+
+
+def test_alpha_channel_is_dropped_with_one_warning_naming_the_file(tmp_path, caplog):
+    from PIL import Image
+
+    from sinsemi.data.io import load_image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = np.arange(64, dtype=np.uint8).reshape(8, 8, 1) * 3
+    rgba[..., 3] = 255
+    rgba[0, :3, 3] = 0  # three transparent pixels
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    with caplog.at_level("WARNING", logger="sinsemi.io"):
+        img = load_image(tmp_path / "a.png")
+    assert tuple(img.shape) == (1, 8, 8)  # alpha gone; the equal R, G, B become one channel
+    assert [r.getMessage() for r in caplog.records] == [
+        f"image {tmp_path / 'a.png'} has an alpha channel: dropped (3 of 64 pixels were not opaque)"]
+
+
+def test_symlink_loop_as_data_image_says_so(tmp_path):
+    from sinsemi.data.io import load_image
+    from sinsemi.errors import InputError
+
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(InputError, match="is a symlink to .*gone.png, which does not exist"):
+        load_image(tmp_path / "dangling.png")
+    proc = run("train", "generator=gpnn", *TINY, f"data.image={tmp_path / 'a.png'}", f"hydra.run.dir={tmp_path / 'run'}")
+    err = assert_one_error(proc, f"image path {tmp_path / 'a.png'} is a symlink loop")
+    assert "not found" not in err
+
+
+class _Evil:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_refusal_is_one_line_without_torch_advice(tmp_path):
+    """A state.pt whose pickle would run code: refused in one line that says so, never torch's
+    "re-run with weights_only=False" (which would run it); the code did not run."""
+    marker = tmp_path / "ran"
+    run_dir = _fake_run(tmp_path, "gpnn", "gpnn")
+    torch.save({"levels": _Evil(marker)}, run_dir / "model" / "state.pt")
+    err = assert_one_error(run("sample", f"run_dir={run_dir}", "n=2", "logger=none"),
+                           f"refusing to load {run_dir / 'model' / 'state.pt'}: it holds pickled code or objects")
+    assert "weights_only=False" not in err and "Re-running" not in err
+    assert not marker.exists()

@@ -188,9 +188,9 @@ class _FakeGen:
 
     name = "fake"
 
-    def __init__(self, fail_after: int | None = None):
+    def __init__(self, fail_after: int | None = None, side: int = 8):
         self.calls: list[list[int]] = []
-        self.fail_after = fail_after
+        self.fail_after, self.side = fail_after, side
 
     def sample(self, seeds, **settings):
         from sinsemi.generators.base import SampleOutput
@@ -198,7 +198,7 @@ class _FakeGen:
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise KeyboardInterrupt
         self.calls.append(list(seeds))
-        x = torch.stack([torch.rand(1, 8, 8, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        x = torch.stack([torch.rand(1, self.side, self.side, generator=torch.Generator().manual_seed(s)) for s in seeds])
         return SampleOutput(samples=x * settings["scale"], nfe=3, clamped_pixels=len(seeds), info={"kind": "fake"})
 
 
@@ -214,7 +214,7 @@ def test_draw_to_disk_matches_one_go_and_resumes_after_a_kill(tmp_path):
     out = _FakeGen().sample(seeds, **settings)
     save_samples(out.samples, tmp_path / "one", seeds=seeds, grid_range=display_range(out.samples),
                  meta={**meta, "sample_info": out.sample_info()})
-    samples, info = draw_to_disk(_FakeGen(), seeds, settings, tmp_path / "streamed", batch=4, meta=meta)
+    info = draw_to_disk(_FakeGen(), seeds, settings, tmp_path / "streamed", batch=4, meta=meta)
     assert _bytes(tmp_path / "streamed") == _bytes(tmp_path / "one")  # PNGs, grid, bundle: byte-identical
     assert info == {"nfe": 3, "kind": "fake", "clamped_pixels": 11}
     killed = _FakeGen(fail_after=2)  # two batches of 4 finished, then killed
@@ -236,6 +236,21 @@ def test_draw_to_disk_matches_one_go_and_resumes_after_a_kill(tmp_path):
     draw_to_disk(rerun, seeds, settings, tmp_path / "other", batch=2, meta=meta)
     assert rerun.calls == [[103], [104, 105], [106, 107], [108, 109], [110]]
     assert _bytes(tmp_path / "other") == _bytes(tmp_path / "one")
+
+
+def test_draw_to_disk_grid_range_of_a_large_set_is_display_range(tmp_path):
+    """Over display_range's 10^6-pixel sample the streamed range picks the same pixels, read batch by
+    batch: the grid (and the whole dir) is byte-identical to save_samples of the set held in memory."""
+    from sinsemi.data.io import display_range, save_samples
+    from sinsemi.streaming import _RANGE_PIXELS, draw_to_disk
+
+    gen = _FakeGen(side=160)
+    seeds = list(range(_RANGE_PIXELS // (160 * 160) + 3))  # just over the sample, in batches of 16
+    out = gen.sample(seeds, scale=1.0)
+    save_samples(out.samples, tmp_path / "one", seeds=seeds, grid_range=display_range(out.samples),
+                 meta={"sample_info": out.sample_info()})
+    draw_to_disk(_FakeGen(side=160), seeds, {"scale": 1.0}, tmp_path / "streamed", batch=16)
+    assert _bytes(tmp_path / "streamed") == _bytes(tmp_path / "one")
 
 
 def test_disk_full_is_one_clear_error_and_leaves_no_temp(tmp_path):

@@ -458,3 +458,57 @@ def test_eval_refused_while_another_job_holds_the_run_dir(eval_run):
     finally:
         holder.kill()
         holder.wait()
+
+
+# ----------------------------------------------------------------------------- kill late in sinsemi-sample
+SAMPLE_FIT = ["generator=sinsemi", "profile=tiny", "logger=none"]  # sample_batch 4: n=12 is 3 batches
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory, image) -> Path:
+    return _uninterrupted(tmp_path_factory, image, "sample_run", SAMPLE_FIT)
+
+
+def _sample(run_dir: Path, out_dir: Path, *extra: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "sinsemi-sample"), f"run_dir={run_dir}", "n=12", "logger=none", f"out_dir={out_dir}",
+                             *extra], env={**_env(), **(env or {})}, text=True, **popen)
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    """Every file of a samples dir but metrics.json (its sample_seconds is a time), by name."""
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file() and p.name != "metrics.json"}
+
+
+@pytest.mark.slow
+def test_kill_late_in_sampling_reuses_the_finished_samples(tmp_path, sample_run):
+    """kill -9 of sinsemi-sample after 2 of its 3 batches are committed (test hook): the rerun
+    draws only the last batch (its log counts the 8 reused; their PNGs are not rewritten) and ends
+    with files byte-identical to an uninterrupted run's, no temp or part file left."""
+    from sinsemi.data.io import PAUSE_MARKER
+    from sinsemi.streaming import PAUSE_AFTER_BATCHES
+
+    ref = tmp_path / "ref"
+    done = _sample(sample_run, ref, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert done.wait(timeout=600) == 0, done.stdout.read()[-3000:]
+    out, err_path = tmp_path / "killed", tmp_path / "killed.stderr"
+    with open(err_path, "w") as err:
+        proc = _sample(sample_run, out, env={PAUSE_AFTER_BATCHES: "0.6:120"}, stdout=subprocess.DEVNULL, stderr=err)
+        t0 = time.time()
+        while proc.poll() is None and PAUSE_MARKER not in err_path.read_text() and time.time() - t0 < 300:
+            time.sleep(0.01)
+        assert proc.poll() is None, f"the job ended before the pause:\n{err_path.read_text()[-3000:]}"
+        proc.kill()
+        proc.wait(timeout=60)
+    assert f"{PAUSE_MARKER} after 8 of 12 samples" in err_path.read_text()
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{i:05d}.png" for i in range(8)]
+    assert not (out / "samples.npz").exists() and not (out / "metrics.json").exists()
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    rerun = _sample(sample_run, out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = rerun.communicate(timeout=600)[0]
+    assert rerun.returncode == 0, log[-3000:]
+    assert f"reusing 8 finished samples in {out}; drawing the other 4" in log
+    assert all((out / name).stat().st_mtime_ns == ns for name, ns in before.items())  # not drawn again
+    assert _files(out) == _files(ref)  # PNGs, grid.png, samples.npz
+    a, b = ({k: v for k, v in json.loads((d / "metrics.json").read_text()).items() if k != "sample_seconds"} for d in (out, ref))
+    assert a == b
+    assert not _partials(out) and not (out / ".parts").exists()

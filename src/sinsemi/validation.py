@@ -193,6 +193,25 @@ def validate_train(cfg: Mapping[str, Any], run_dir: str | os.PathLike) -> None:
     _evaluation_weights(cfg, settings)
 
 
+#: a generator's own training budget (the first it has; trainer.max_steps replaces it)
+_BUDGET_KEYS = ("iterations", "steps", "niter")
+
+
+def paper_on_cpu(cfg: Mapping[str, Any]) -> str | None:
+    """The one-line warning for a ``profile=paper`` training job that would run on the CPU (the
+    profile asks for a GPU; ``trainer.accelerator=cpu``, or ``auto`` without one): its budget, and
+    that a GPU is meant. None otherwise. A warning, not an error: a CPU run may be meant."""
+    if cfg.get("profile_name") != "paper":
+        return None
+    tr, gen = cfg["trainer"], cfg["generator"]
+    if resolve_device(tr.get("accelerator", "cpu"))[0] != "cpu":
+        return None
+    budget = (f"trainer.max_steps={tr['max_steps']}" if tr.get("max_steps") else
+              next((f"generator.{k}={gen[k]}" for k in _BUDGET_KEYS if gen.get(k)), "the paper's budget"))
+    return (f"profile=paper on the CPU: {gen['name']} with {budget} and n_samples={cfg.get('n_samples')} at the paper's "
+            "sizes is hours to days of work here; a GPU is meant (trainer.accelerator=gpu), or use profile=quick on a CPU")
+
+
 def validate_sample(cfg: Mapping[str, Any], generator: str) -> None:
     """Every check of a ``sinsemi-sample`` job that needs no sampling (its out_dir: check_writable_dir)."""
     check_seed("seed_base", cfg.get("seed_base"))

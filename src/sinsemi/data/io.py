@@ -20,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ MAX_SIDE = 1024  # default limit on an input image's side (data.max_side)
 FLOAT_TOL = 1e-6  # float pixels this far outside [0, 1] are rounding, not another scale
 PARTIAL = ".partial-"  # marks the temporary files of atomic writes
 #: test hooks (tests/test_kill.py only): seconds to pause inside every checkpoint write
-#: (save_checkpoint_file) and between a bundle's sample PNGs and its grid (save_samples)
+#: (save_checkpoint_file) and between a set's sample PNGs and its grid (save_samples, sinsemi.streaming.draw_to_disk)
 PAUSE_IN_CHECKPOINT_WRITE = "SINSEMI_TEST_PAUSE_IN_CHECKPOINT_WRITE"
 PAUSE_BEFORE_GRID = "SINSEMI_TEST_PAUSE_BEFORE_GRID"
 PAUSE_MARKER = "sinsemi-test: paused"  # starts the stderr line that says a pause has begun
@@ -48,6 +49,7 @@ PAUSE_MARKER = "sinsemi-test: paused"  # starts the stderr line that says a paus
 def _read_array(path: Path) -> np.ndarray:
     """Raw pixel array (H, W) or (H, W, C) from disk, as stored."""
     if not path.exists():
+        _check_link(path)
         raise InputError(f"image file not found: {path}")
     if path.is_dir():
         raise InputError(f"expected an image file but got a directory: {path}")
@@ -76,6 +78,19 @@ def _read_array(path: Path) -> np.ndarray:
     except Exception as e:  # PIL/tifffile raise many types for corrupt data
         raise InputError(f"cannot read image {path}: not a readable image or truncated ({type(e).__name__}: {e})") from None
     return arr
+
+
+def _check_link(path: Path) -> None:
+    """A path that does not resolve because of a symlink says so (``exists`` reads a loop, or a
+    link to nothing, as plain "not there"), naming the link."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"image path {path} is a symlink loop (a link that points back to itself, directly or "
+                             "through other links): point it at a real file") from None
+    if path.is_symlink():
+        raise InputError(f"image path {path} is a symlink to {os.readlink(path)}, which does not exist") from None
 
 
 def _to_float(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -115,7 +130,8 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         arr = np.moveaxis(arr, 0, -1)  # planar TIFF (C, H, W)
     if arr.ndim != 3:
         raise InputError(f"image {path} has unsupported shape {arr.shape} (expected H x W or H x W x C)")
-    if arr.shape[2] in (2, 4):  # LA / RGBA: drop alpha
+    if arr.shape[2] in (2, 4):  # LA / RGBA: the generators learn intensity, not transparency
+        _warn_alpha(path, arr[:, :, -1])
         arr = arr[:, :, :-1]
     if arr.shape[2] == 3 and np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 0], arr[:, :, 2]):
         arr = arr[:, :, :1]
@@ -123,6 +139,15 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         raise InputError(f"image {path} has no pixels (shape {arr.shape})")
     out = _to_float(np.ascontiguousarray(arr), path)
     return torch.from_numpy(np.ascontiguousarray(np.moveaxis(out, -1, 0))).float()
+
+
+def _warn_alpha(path: Path, alpha: np.ndarray) -> None:
+    """One warning line naming the file whose alpha channel (H, W) is dropped, and how many of its
+    pixels were not opaque (what the drop loses: nothing when 0)."""
+    opaque = np.iinfo(alpha.dtype).max if np.issubdtype(alpha.dtype, np.integer) else 1.0
+    clear = int((alpha != opaque).sum())
+    logging.getLogger("sinsemi.io").warning("image %s has an alpha channel: dropped (%d of %d pixels were not opaque)",
+                                            path, clear, alpha.size)
 
 
 def load_mask(path: str | os.PathLike, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -396,6 +421,35 @@ def save_bundle(samples: torch.Tensor, path: str | os.PathLike, **meta) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, images=samples.detach().float().cpu().numpy(), meta=json.dumps(meta, default=_json_default))
+    return Path(path)
+
+
+def write_bundle(path: str | os.PathLike, shape: Sequence[int], chunks: Iterable[np.ndarray], **meta) -> Path:
+    """The bundle :func:`save_bundle` writes (the same bytes), from ``chunks`` of float32 samples
+    (n_k, C, H, W) whose n_k add up to ``shape[0]`` (``shape``: (N, C, H, W)): one chunk is in memory
+    at a time, so memory does not grow with N.
+
+    Same bytes: ``np.savez_compressed`` is a zip (deflate, zip64 forced, the zip epoch as the date)
+    of ``images.npy`` and ``meta.npy``; deflate's output does not depend on how its input is split."""
+    import zipfile
+
+    shape = tuple(int(s) for s in shape)
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")), "fortran_order": False, "shape": shape}
+    written = 0
+    with atomic_path(path) as tmp, open(tmp, "wb") as f, \
+            zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+        with zf.open("images.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)  # numpy's choice too (2.0 only for huge headers)
+            for chunk in chunks:
+                chunk = np.ascontiguousarray(chunk, dtype="<f4")
+                if tuple(chunk.shape[1:]) != shape[1:]:
+                    raise ValueError(f"write_bundle: a chunk of shape {chunk.shape} in a bundle of {shape}")
+                member.write(chunk.tobytes())
+                written += chunk.shape[0]
+        if written != shape[0]:
+            raise ValueError(f"write_bundle: {written} samples for a bundle of {shape[0]}")
+        with zf.open("meta.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array(member, np.asanyarray(json.dumps(meta, default=_json_default)), allow_pickle=False)
     return Path(path)
 
 

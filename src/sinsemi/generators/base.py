@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from sinsemi.errors import InputError
+from sinsemi.errors import InputError, pickle_refusal
 
 from sinsemi.generators.registry import GENERATORS, generator_class  # noqa: F401  (the registry; re-exported)
 
@@ -197,7 +197,8 @@ def read_model(directory: str | Path, expected: str | None = None) -> tuple[str,
     except FileNotFoundError:
         raise InputError(f"no weights in {directory} (state.pt missing)") from None
     except Exception as e:
-        raise InputError(f"cannot read {directory / 'state.pt'}: {type(e).__name__}: {e}") from None
+        raise pickle_refusal(directory / "state.pt", e) or InputError(
+            f"cannot read {directory / 'state.pt'}: {type(e).__name__}: {e}") from None
     return name, dict(meta.get("params", {})), state
 
 

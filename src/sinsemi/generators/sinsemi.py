@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from sinsemi.data.pyramid import Pyramid, build_pyramid, pyramid_sizes
-from sinsemi.errors import InputError
+from sinsemi.errors import InputError, pickle_refusal
 from sinsemi.generators.base import (SNAPSHOTS, Runtime, SampleOutput, Standardizer, check_seeds, clamp_counted,
                                      read_model, resume_source, snapshot_steps, write_model)
 from sinsemi.generators.params import (IDENTITY, SinSEMIParams, SinSEMISampler, module_hparams, parse_params,
@@ -188,7 +188,8 @@ class SinSEMI:
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise InputError(f"cannot read checkpoint {path}: {type(e).__name__}: {e} (delete it or use ckpt_path=null)") from None
+            raise pickle_refusal(path, e) or InputError(
+                f"cannot read checkpoint {path}: {type(e).__name__}: {e} (delete it or use ckpt_path=null)") from None
         old = ck.get("hyper_parameters", {})
         legacy = {"padding_mode": "zeros", "kernel": 5, "image_sha256": hparams["image_sha256"]}  # checkpoints from before these keys
         for key in IDENTITY:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sinsemi.errors import InputError
 from sinsemi.jobs.config import to_plain
-from sinsemi.jobs.sampling import draw_samples, sampler_settings, sampler_tag
+from sinsemi.jobs.sampling import sampler_settings, sampler_tag, stream_samples
 from sinsemi.jobs.timer import Timer
 
 log = logging.getLogger("sinsemi.sample")
@@ -106,6 +106,9 @@ def sample_run(cfg: Mapping, overridden: set[str] = frozenset(), *, sweep_dir: s
     seeds = sample_seeds(int(cfg["n"]), int(cfg["seed_base"]))
     out_dir = Path(cfg["out_dir"]) if cfg.get("out_dir") else run_dir / "samples" / sampler_tag(settings, len(seeds), int(cfg["seed_base"]))
     check_writable_dir(out_dir, "out_dir")
+    from sinsemi.streaming import check_request
+
+    check_request(out_dir, name, settings, seeds)  # a killed attempt's unfinished set must be this one
     if cfg["evaluate"]:
         from sinsemi.jobs.eval import job_eval_config
 
@@ -135,11 +138,14 @@ def sample_run(cfg: Mapping, overridden: set[str] = frozenset(), *, sweep_dir: s
 
 
 def _sample_into(cfg: dict, gen, settings: dict, seeds: list[int], out_dir: Path, done: dict | None, logger) -> dict:
-    """Draw (or reuse) the samples in ``out_dir``, evaluate them when ``cfg.evaluate``; the job's metrics."""
-    from sinsemi.data.io import display_range, load_bundle, save_grid, save_samples
+    """Draw (or reuse) the samples in ``out_dir``, evaluate them when ``cfg.evaluate``; the job's metrics.
+
+    Drawn batch by batch straight to disk (:func:`~sinsemi.jobs.sampling.stream_samples`): memory
+    does not grow with ``n``, and a rerun after a kill draws only the batches not yet finished."""
+    from sinsemi.data.io import display_range, load_bundle, save_grid
     from sinsemi.tracking.report import log_images
 
-    info = None
+    samples = None  # (N, C, H, W), read only when something needs them all (the evaluation)
     if (out_dir / "samples.npz").exists():
         samples, meta = load_bundle(out_dir / "samples.npz")
         if meta.get("sampler") != settings or meta.get("seeds") != seeds:
@@ -151,10 +157,8 @@ def _sample_into(cfg: dict, gen, settings: dict, seeds: list[int], out_dir: Path
             save_grid(samples[:64], out_dir / "grid.png", value_range=display_range(samples))
     else:
         with Timer() as t:
-            samples, info = draw_samples(gen, seeds, settings)
+            info = stream_samples(gen, seeds, settings, out_dir)
         seconds = round(t.seconds, 2)
-        save_samples(samples, out_dir, seeds=seeds, grid_range=display_range(samples),
-                     meta={"generator": gen.name, "sampler": settings, "sample_info": info})
         log.info("wrote %d samples to %s in %.1f s", len(seeds), out_dir, t.seconds)
     metrics = {"generator": gen.name, "run_dir": str(Path(cfg["run_dir"])), "n_samples": len(seeds), "sample_seconds": seconds,
                "sampler": settings, "experiment": cfg.get("experiment_name"), "nfe": (info or {}).get("nfe")}
@@ -162,5 +166,7 @@ def _sample_into(cfg: dict, gen, settings: dict, seeds: list[int], out_dir: Path
     if cfg["evaluate"]:
         from sinsemi.jobs.eval import evaluate_into
 
+        if samples is None:
+            samples, _ = load_bundle(out_dir / "samples.npz")
         metrics.update(evaluate_into(cfg, samples, out_dir, samples_dir=out_dir, logger=logger))
     return metrics

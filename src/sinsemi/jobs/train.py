@@ -59,13 +59,19 @@ def check_ddp_launch(cfg: Mapping, multirun: bool) -> None:
                              "job whose tasks are the ranks); without SLURM run the points one by one, or trainer.devices=1")
 
 
-def _check_samples(samples_dir: Path, settings: dict, seeds: list[int], force: bool) -> None:
-    """Samples already in the run dir must be what this job would draw (else: an error, or with
-    ``force`` they are drawn again)."""
+def _check_samples(samples_dir: Path, name: str, settings: dict, seeds: list[int], force: bool) -> None:
+    """Samples already in the run dir, finished or not (a set a kill interrupted), must be what this
+    job would draw (else: an error, or with ``force`` they are drawn again)."""
+    import shutil
+
     from sinsemi.data.io import load_bundle
+    from sinsemi.streaming import PARTS, check_request
 
     bundle = samples_dir / "samples.npz"
     if not bundle.exists():
+        if force:
+            shutil.rmtree(samples_dir / PARTS, ignore_errors=True)
+        check_request(samples_dir, name, settings, seeds)
         return
     _, meta = load_bundle(bundle)
     have = {"sampler": meta.get("sampler"), "seeds": meta.get("seeds")}
@@ -108,7 +114,7 @@ def _plan(cfg: dict, run_dir: Path) -> _Plan:
             raise InputError(f"{model_dir} holds a '{have}' model but this job trains '{name}': "
                              "use another hydra.run.dir, or force=true to start again")
     if zero:
-        _check_samples(run_dir / runs.SAMPLES_DIR, settings, seeds, force)
+        _check_samples(run_dir / runs.SAMPLES_DIR, name, settings, seeds, force)
     return _Plan(image, name, params, seeds, settings, fp, fresh, zero, runs.read_metrics(run_dir))
 
 
@@ -146,11 +152,18 @@ def _fit_or_load(plan: _Plan, seed: int, run_dir: Path, runtime):
     return gen
 
 
-def _samples(plan: _Plan, gen, run_dir: Path):
-    """The run's default samples (N, C, H, W) and their ``sample_info``: drawn (sharded over the
-    ranks, gathered; rank 0 writes them) or read back; None on the ranks other than 0."""
+def _samples(plan: _Plan, gen, run_dir: Path) -> tuple | None:
+    """The run's default samples: (samples (N, C, H, W) or None when they are only on disk, their
+    ``sample_info``), drawn or read back; None on the ranks other than 0.
+
+    One process draws them batch by batch straight to disk (memory flat in N; a rerun after a kill
+    draws only the unfinished batches). In a DDP world every rank takes part in one sharded draw
+    (gathered, rank 0 writes it): the ranks must make the same calls, which a resumable set on rank
+    0's disk alone cannot promise."""
     from sinsemi import runs
     from sinsemi.data.io import display_range, load_bundle, save_grid, save_samples
+    from sinsemi.distributed import rank_and_world
+    from sinsemi.jobs.sampling import stream_samples
 
     samples_dir = run_dir / runs.SAMPLES_DIR
     with Timer() as t_sample:
@@ -159,6 +172,11 @@ def _samples(plan: _Plan, gen, run_dir: Path):
             if not (run_dir / "grid.png").exists():  # killed between the samples and the grid
                 save_grid(samples[:64], run_dir / "grid.png", value_range=display_range(plan.image))
             return samples, meta.get("sample_info")
+        if rank_and_world()[1] == 1:
+            info = stream_samples(gen, plan.seeds, plan.settings, samples_dir, grid_path=run_dir / "grid.png",
+                                  grid_range=display_range(plan.image))
+            runs.add_progress(run_dir, sample_seconds=t_sample.elapsed())
+            return None, info
         samples, info = draw_samples(gen, plan.seeds, plan.settings)  # sharded over the ranks, gathered
         if not plan.zero:
             return None
@@ -178,7 +196,7 @@ def train_run(cfg: Mapping, run_dir: Path, *, sweep_dir: str | Path | None = Non
     budget) is written first and compared on every rerun and resume; the finished marker
     ``metrics.json`` is written last."""
     from sinsemi.tracking.loggers import check_logger_settings
-    from sinsemi.validation import validate_train
+    from sinsemi.validation import paper_on_cpu, validate_train
 
     cfg, run_dir = to_plain(cfg), Path(run_dir)
     check_ddp_launch(cfg, sweep_dir is not None)
@@ -188,8 +206,11 @@ def train_run(cfg: Mapping, run_dir: Path, *, sweep_dir: str | Path | None = Non
         claim_sweep_dir(sweep_dir, cfg["experiment_name"], cfg.get("profile_name"))
     validate_train(cfg, run_dir)  # before anything heavy is even imported
     check_logger_settings(cfg)
-
     from sinsemi.distributed import is_global_zero
+
+    if (cost := paper_on_cpu(cfg)) and is_global_zero():
+        log.warning(cost)  # up front: before the image, the model, the first step
+
     from sinsemi.runlock import run_lock
 
     if not is_global_zero():  # rank 0 writes, and holds the run dir's lock for every rank
@@ -278,8 +299,11 @@ def _finish(cfg: dict, plan: _Plan, gen, samples, run_dir: Path, logger) -> dict
         "fit_cpu_seconds": progress.get("fit_cpu_seconds", (done or {}).get("fit_cpu_seconds")),  # every thread's
     })
     if cfg["evaluate"]:
+        from sinsemi.data.io import load_bundle
         from sinsemi.jobs.eval import evaluate_into
 
+        if samples is None:  # streamed to disk: read back for the evaluation, which needs them all
+            samples, _ = load_bundle(run_dir / runs.SAMPLES_DIR / "samples.npz")
         metrics.update(evaluate_into(cfg, samples, run_dir, logger=logger))
     report_metrics(logger, metrics)  # before metrics.json: a rerun after a kill reports again
     model_dir, samples_dir = run_dir / runs.MODEL_DIR, run_dir / runs.SAMPLES_DIR

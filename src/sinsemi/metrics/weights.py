@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sinsemi.errors import InputError
+from sinsemi.errors import InputError, pickle_refusal
 from sinsemi.metrics.inception import BLOCKS, BLOCKS_FOR_DIMS, InceptionFeatures
 
 WEIGHTS_DIR_ENV = "SINSEMI_WEIGHTS_DIR"
@@ -257,7 +257,7 @@ def torchvision_subset(path: str | os.PathLike, prefixes: tuple[str, ...]) -> di
     try:
         full = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for a bad zip/pickle
-        raise InputError(f"cannot read weights file {path}: {type(e).__name__}: {e}") from None
+        raise pickle_refusal(path, e) or InputError(f"cannot read weights file {path}: {type(e).__name__}: {e}") from None
     return {k: v.clone() for k, v in full.items() if k.startswith(prefixes)}
 
 

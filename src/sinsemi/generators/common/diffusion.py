@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from sinsemi.errors import InputError
+from sinsemi.errors import InputError, pickle_refusal
 
 if TYPE_CHECKING:
     from sinsemi.generators.base import SampleOutput
@@ -241,7 +241,7 @@ def train_loop(model: nn.Module, spec: TrainSpec, runtime, ckpt_dir: Path, *, de
         try:
             state = torch.load(src, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise InputError(f"cannot read checkpoint {src}: {type(e).__name__}: {e}") from None
+            raise pickle_refusal(src, e) or InputError(f"cannot read checkpoint {src}: {type(e).__name__}: {e}") from None
         if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
             raise InputError(f"checkpoint {src} belongs to a different run (generator, settings, budget or image differ): "
                              "use another run dir or ckpt_path=null")

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sinsemi.errors import InputError
+from sinsemi.errors import InputError, pickle_refusal
 from sinsemi.generators.common.patches import RangeMap
 
 log = logging.getLogger("sinsemi.generators.gan")
@@ -219,7 +219,8 @@ class CheckpointStore:
         try:
             state = torch.load(src, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise InputError(f"cannot read checkpoint {src}: {type(e).__name__}: {e} (delete it to start fresh)") from None
+            raise pickle_refusal(src, e) or InputError(
+                f"cannot read checkpoint {src}: {type(e).__name__}: {e} (delete it to start fresh)") from None
         if not isinstance(state, dict) or state.get("name") != self.name:
             got = state.get("name") if isinstance(state, dict) else type(state).__name__
             raise InputError(f"checkpoint {src} belongs to a '{got}' generator, not '{self.name}'")
