@@ -2,11 +2,13 @@
 
 import json
 
+import pytest
 import torch
 
 from sinsemi.bench import gpu_check
 
 
+@pytest.mark.slow  # ~30 s on 2 cores (a DDP pair among its sections); `make test-slow`, and make gpu-check on a GPU
 def test_dry_gpu_check_runs_every_section(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OUT", str(tmp_path))
     assert gpu_check.main(["--dry"]) == 0

@@ -102,6 +102,7 @@ def _run_or_skip(fn, *args):
         raise
 
 
+@pytest.mark.slow  # torch.compile (opt-in: generator.compile=true) costs ~15 s per test on 2 cores
 def test_compiled_depthwise_param_grads_match():
     g = torch.Generator().manual_seed(0)
     x, go = torch.randn(2, 4, 9, 7, generator=g), torch.randn(2, 4, 9, 7, generator=g)
@@ -110,6 +111,7 @@ def test_compiled_depthwise_param_grads_match():
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # torch.compile, opt-in (see above)
 @pytest.mark.parametrize("fast", [False, True])
 def test_compiled_forward_matches_eager_and_keeps_state_dict(fast):
     """generator.compile (alone, and with fast_kernels: inside the compiled forward the plain conv is
