@@ -45,7 +45,7 @@ demo: $(STAMP) ## Main job: train SinSEMI (quick profile) on the embedded defaul
 	$(VENV)/bin/sinsemi-train profile=quick hydra.run.dir=outputs/demo
 
 test: $(STAMP) ## Run the default test suite (under 15 min on 2 CPU cores)
-	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -m "not slow" -q -p no:cacheprovider --durations=15
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(PY) -m pytest -m "not slow" -q -p no:cacheprovider --durations=30
 
 test-slow: $(STAMP) ## Run the slow tests too
 	$(PY) -m pytest -q
