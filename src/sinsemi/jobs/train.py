@@ -262,11 +262,14 @@ def _train_locked(cfg: dict, run_dir: Path) -> dict:
 def _write_overview(cfg: dict, plan: _Plan, samples, run_dir: Path) -> Path | None:
     """``overview.png`` beside ``grid.png``: the training image first, then the samples, under a title
     line (generator, profile, sampler settings, n). A picture: a failure is a warning, never a failed run."""
-    from sinsemi.data.io import display_range
-    from sinsemi.report.figures import OVERVIEW, overview_title, save_overview
+    from sinsemi import runs
+    from sinsemi.data.io import display_range, load_image_dir
+    from sinsemi.report.figures import OVERVIEW, OVERVIEW_MAX, overview_title, save_overview
 
     try:
-        title = overview_title(plan.name, cfg.get("profile_name"), plan.settings, int(samples.shape[0]))
+        if samples is None:  # streamed to disk: the first PNGs are enough for the picture
+            samples, _ = load_image_dir(run_dir / runs.SAMPLES_DIR, limit=min(OVERVIEW_MAX, len(plan.seeds)))
+        title = overview_title(plan.name, cfg.get("profile_name"), plan.settings, len(plan.seeds))
         return save_overview(plan.image, samples, run_dir / OVERVIEW, title=title, value_range=display_range(plan.image))
     except Exception as e:  # the run's results are on disk; the picture is a view of them
         log.warning("could not write %s: %s: %s", run_dir / OVERVIEW, type(e).__name__, e)
