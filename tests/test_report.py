@@ -204,3 +204,15 @@ def test_heatmap_marks_the_training_defect(tmp_path):
         g = np.asarray(im.convert("RGB")).astype(int)
     cyan = (g[..., 0] < 80) & (g[..., 1] > 180) & (g[..., 2] > 180)
     assert cyan.sum() > 30
+
+
+def test_rows_sampled_otherwise_than_officially_are_named():
+    from sinsemi.report.tables import sampler_note
+
+    rows = [{"name": "sindiffusion", "generator": "sindiffusion", "sampler": {"steps": 50, "variance": "large"}},
+            {"name": "gpdm", "generator": "gpdm", "sampler": {"steps_per_level": 300}},
+            {"name": "sinsemi", "generator": "sinsemi", "sampler": {"steps": 300, "guidance": 1.0}}]
+    line = sampler_note(rows)
+    assert "sindiffusion: steps=50 (official null)" in line
+    assert "gpdm" not in line and "sinsemi" not in line  # official settings; guidance is the energy row's label
+    assert sampler_note(rows[1:]) is None

@@ -180,7 +180,38 @@ def notes(table: str, rows: list[dict]) -> list[str]:
             better = [row_label(r) for r in rows if r is not ref and (i := interval(r, "iou_new_places")) and i[0] > base[1]]
             out.append("Teaching the U-Net more than the augmentation baseline on new places: "
                        + (", ".join(better) if better else "no row") + ".")
-    return out
+    line = sampler_note(rows)
+    return out + ([line] if line else [])
+
+
+def official_sampler(generator: str) -> dict:
+    """The generator's official sampler settings: its ``conf/sampler/<generator>.yaml`` (each value
+    with the file it comes from), {} when unknown."""
+    from importlib.resources import files
+
+    import yaml
+
+    path = files("sinsemi.conf") / "sampler" / f"{generator}.yaml"
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except (FileNotFoundError, OSError, yaml.YAMLError):
+        return {}
+
+
+def sampler_note(rows: list[dict]) -> str | None:
+    """One line naming every row that samples with settings other than its generator's official ones
+    (the energy rows' guidance is their label, not a deviation)."""
+    out = []
+    for r in rows:
+        official = official_sampler(str(r.get("generator", "")))
+        mine = r.get("sampler") or {}
+        show = lambda v: "null" if v is None else v  # noqa: E731  (YAML's spelling, as the config files)
+        diff = [f"{k}={show(mine[k])} (official {show(official[k])})" for k in sorted(mine)
+                if k in official and k != "guidance" and mine[k] != official[k]]
+        if diff:
+            out.append(f"{row_label(r)}: {', '.join(diff)}")
+    return ("Sampling other than the official settings (conf/sampler/<generator>.yaml; the profile's choice, for cost): "
+            + "; ".join(out) + ".") if out else None
 
 
 def made_on(rows: list[dict]) -> str:
