@@ -46,17 +46,8 @@ CARD_METRICS = ("sifid_mean", "sifid_ratio", "lpips_mean", "lpips_ratio", "defec
 
 
 # ----------------------------------------------------------------------------- the run dir, read as data
-# its config.yaml: runs.read_run_config (never resolved, checked against the run's records)
-def read_fingerprint(run_dir: str | os.PathLike) -> dict | None:
-    from sinsemi.runs import FINGERPRINT
-
-    path = Path(run_dir) / FINGERPRINT
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"corrupt {path}: {e}") from None
+# its config.yaml: runs.read_run_config (never resolved, checked against the run's records); its
+# fingerprint.json: runs.read_fingerprint
 
 
 def training_bit_depth(config: Mapping[str, Any]) -> int:
@@ -201,7 +192,7 @@ def export_dataset(run_dir: str | os.PathLike, n: int, out_dir: str | os.PathLik
     config = runs.read_run_config(run_dir)
     settings = run_sampler(config, name, sampler, guidance)
     bits = int(check_choice("bit_depth", bit_depth, ("8", "16"))) if bit_depth is not None else training_bit_depth(config)
-    fingerprint = read_fingerprint(run_dir)
+    fingerprint = runs.read_fingerprint(run_dir)
     check_writable_dir(out_dir, "out_dir")
     lab = _labeller(references, config, mask)
     shape = (fingerprint or {}).get("image_shape")

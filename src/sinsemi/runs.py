@@ -30,15 +30,24 @@ EVAL_KEYS = REQUIRED_EVAL  # the metric-key registry: sinsemi.evaluation.keys
 SEG_KEYS = REQUIRED_SEG
 
 
-def read_metrics(run_dir: str | Path) -> dict | None:
-    """The metrics.json of a run dir, or None when absent."""
-    path = Path(run_dir) / METRICS
+def _read_json(path: Path) -> dict | None:
+    """A run record (JSON) as data, None when absent; a corrupt one is one InputError naming it."""
     if not path.exists():
         return None
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise InputError(f"corrupt {path}: {e}") from None
+
+
+def read_metrics(run_dir: str | Path) -> dict | None:
+    """The metrics.json of a run dir, or None when absent."""
+    return _read_json(Path(run_dir) / METRICS)
+
+
+def read_fingerprint(run_dir: str | Path) -> dict | None:
+    """The fingerprint.json of a run dir (what its model was trained from), or None when absent."""
+    return _read_json(Path(run_dir) / FINGERPRINT)
 
 
 #: keys only the job itself writes, with its final metrics.json (an evaluation inside the job
@@ -325,12 +334,8 @@ def read_run_config(run_dir: str | Path) -> dict:
 
 
 def _check_against_records(run_dir: Path, path: Path, cfg: dict) -> None:
-    fp_path = run_dir / FINGERPRINT
-    if fp_path.exists():
-        try:
-            fp = json.loads(fp_path.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"corrupt {fp_path}: {e}") from None
+    fp = read_fingerprint(run_dir)
+    if fp is not None:
         gen = dict(cfg.get("generator") or {})
         stored = {"generator.name": (gen.pop("name", None), fp.get("generator")),
                   "seed": (cfg.get("seed"), fp.get("seed")),
