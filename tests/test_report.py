@@ -216,3 +216,14 @@ def test_rows_sampled_otherwise_than_officially_are_named():
     assert "sindiffusion: steps=50 (official null)" in line
     assert "gpdm" not in line and "sinsemi" not in line  # official settings; guidance is the energy row's label
     assert sampler_note(rows[1:]) is None
+
+
+def test_a_table_names_its_image_pair_relative_to_the_repo():
+    from sinsemi.report.paper import REPO
+    from sinsemi.report.tables import made_on, row_label
+
+    pair = f"files: {REPO.parent / 'shared/data/a.png'}, {REPO.parent / 'shared/data/b.png'}"
+    line = made_on([{"reference": pair}, {"reference": pair}])
+    assert line == "Image: the training image and its defect-free reference, files: ../shared/data/a.png, ../shared/data/b.png."
+    assert "WARNING" in made_on([{"reference": pair}, {"reference": "simulator preset line_pair seed 0"}])
+    assert row_label({"name": "sinsemi_paper"}) == "sinsemi (paper recipe)"

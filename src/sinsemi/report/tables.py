@@ -198,6 +198,10 @@ def official_sampler(generator: str) -> dict:
         return {}
 
 
+def _yaml_value(v) -> str:
+    return "null" if v is None else str(v)  # as the config files spell it
+
+
 def sampler_note(rows: list[dict]) -> str | None:
     """One line naming every row that samples with settings other than its generator's official ones
     (the energy rows' guidance is their label, not a deviation)."""
@@ -205,8 +209,7 @@ def sampler_note(rows: list[dict]) -> str | None:
     for r in rows:
         official = official_sampler(str(r.get("generator", "")))
         mine = r.get("sampler") or {}
-        show = lambda v: "null" if v is None else v  # noqa: E731  (YAML's spelling, as the config files)
-        diff = [f"{k}={show(mine[k])} (official {show(official[k])})" for k in sorted(mine)
+        diff = [f"{k}={_yaml_value(mine[k])} (official {_yaml_value(official[k])})" for k in sorted(mine)
                 if k in official and k != "guidance" and mine[k] != official[k]]
         if diff:
             out.append(f"{row_label(r)}: {', '.join(diff)}")
