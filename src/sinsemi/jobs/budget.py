@@ -25,6 +25,9 @@ log = logging.getLogger("sinsemi")
 SCALE_BY_SCALE = ("singan", "consingan")
 #: generators without a fit budget
 TRAINING_FREE = ("gpnn", "gpdm")
+#: samples per earlier budget point (the first of the run's own seeds): half the tables' 64, since
+#: several rows sample at tens of CPU seconds a sample; the full budget is the run itself (its N)
+POINT_SAMPLES = 32
 
 
 def _iterations(cfg: dict) -> int:
@@ -60,7 +63,7 @@ def snapshot_point(run_dir: Path, snap: Path, cfg: dict) -> dict:
     if done and all(k in done for k in ("sifid_mean", "lpips_mean", "defect_count_mean")):
         return done
     gen = load_generator(snap, runtime=Runtime(progress=False))
-    seeds = sample_seeds(int(cfg["n_samples"]), int(cfg.get("seed_base", 0)))
+    seeds = sample_seeds(min(POINT_SAMPLES, int(cfg["n_samples"])), int(cfg.get("seed_base", 0)))
     samples, _ = draw_samples(gen, seeds, sampler_settings(cfg, gen.name))
     metrics = evaluate_into(_job(cfg), samples, out)
     metrics.update(n_samples=len(seeds), generator=gen.name, name=str(cfg.get("row") or gen.name))
@@ -74,6 +77,7 @@ def refit_point(run_dir: Path, cfg: dict, fraction: float, sweep_dir: Path) -> d
     from sinsemi.jobs.train import train_run
 
     job = _job(cfg)
+    job["n_samples"] = min(POINT_SAMPLES, int(cfg["n_samples"]))
     job["trainer"]["max_steps"] = max(1, round(fraction * _iterations(cfg)))
     job["trainer"]["snapshots"] = []
     target = sweep_dir / "budget" / f"{run_dir.name}_f{fraction:g}"

@@ -42,7 +42,8 @@ def render(points: list[dict], image: str, cpu: str) -> tuple[str, str]:
     md += ["| " + " | ".join(c or "–" for c in row) + " |" for row in body]
     md += ["", "Step-based fits (SinSEMI, SinDDM, SinDiffusion, SinFusion): the model kept at that step of the same "
            "fit (trainer.snapshots); SinGAN, ConSinGAN (trained scale by scale): a fit of its own with that share "
-           "of the iterations per scale. Same per-sample seeds and sampler as the row; no U-Net. "
+           "of the iterations per scale. The earlier points: the row's first 32 per-sample seeds and its sampler; the full "
+           "budget: the row itself (N); no U-Net. "
            "The paper's ideal band: SIFID 0.83-1.17x, LPIPS 0.63-1.38x the two-reference row (below it: too close "
            "to the training image). Figure: budget.png."]
     buf = io.StringIO()
