@@ -147,3 +147,27 @@ def test_make_table_args_reach_the_side_jobs_without_the_sweep_selection(launche
                                 for ln in sample_lines)
     ref = [ln for ln in out["reference"] if "-m mode=reference" in ln]
     assert ref and "hydra.launcher.partition=p" in ref[0] and "generator=" not in ref[0]
+
+
+def test_make_tables_on_a_reference_pair():
+    """`make table3 IMAGE=A CLEAN=B`: every job trains on A / is evaluated against (A, B), in sweep and
+    reference dirs of their own (a table of another pair is never mixed in); one of the two alone is refused."""
+    repo = Path(__file__).resolve().parents[1]
+    pair = ["IMAGE=pairs/a_defect.png", "CLEAN=pairs/a_clean.png"]
+
+    def dry(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=repo, capture_output=True, text=True)
+
+    res = dry("table3", "PROFILE=standard", *pair)
+    assert res.returncode == 0, res.stderr
+    train = next(ln for ln in res.stdout.splitlines() if "sinsemi-train experiment=table3" in ln)
+    assert "data.image=pairs/a_defect.png" in train and "reference.clean=pairs/a_clean.png" in train
+    assert "hydra.sweep.dir=outputs/compare_standard_a_defect" in train
+    ref = next(ln for ln in res.stdout.splitlines() if "sinsemi-eval mode=reference" in ln)
+    assert "out_dir=outputs/reference_standard_a_defect" in ref and "reference.defect=pairs/a_defect.png" in ref
+    energy = dry("energy", "PROFILE=standard", *pair).stdout
+    assert "ls -d outputs/compare_standard_a_defect/sinsemi_seed*" in energy and "reference.clean=pairs/a_clean.png" in energy
+    status = dry("status", "PROFILE=standard", *pair).stdout
+    assert "--runs outputs/compare_standard_a_defect outputs/reference_standard_a_defect --out experiments/results/standard" in status
+    alone = dry("table1", "IMAGE=pairs/a_defect.png")
+    assert alone.returncode != 0 and "give both IMAGE= and CLEAN=" in alone.stderr
