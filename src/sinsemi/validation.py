@@ -209,7 +209,9 @@ def paper_on_cpu(cfg: Mapping[str, Any]) -> str | None:
     budget = (f"trainer.max_steps={tr['max_steps']}" if tr.get("max_steps") else
               next((f"generator.{k}={gen[k]}" for k in _BUDGET_KEYS if gen.get(k)), "the paper's budget"))
     return (f"profile=paper on the CPU: {gen['name']} with {budget} and n_samples={cfg.get('n_samples')} at the paper's "
-            "sizes is hours to days of work here; a GPU is meant (trainer.accelerator=gpu), or use profile=quick on a CPU")
+            "sizes is days to weeks of work here (measured on a 2-core CPU: 43 CPU s per step of the paper's SinSEMI net, 39 of "
+            "SinDDM's; experiments/results/standard/budget_calibration.md); a GPU is meant (trainer.accelerator=gpu), "
+            "or use profile=quick on a CPU")
 
 
 def validate_sample(cfg: Mapping[str, Any], generator: str) -> None:
