@@ -222,8 +222,8 @@ def test_a_table_names_its_image_pair_relative_to_the_repo():
     from sinsemi.report.paper import REPO
     from sinsemi.report.tables import made_on, row_label
 
-    pair = f"files: {REPO.parent / 'shared/data/a.png'}, {REPO.parent / 'shared/data/b.png'}"
+    pair = f"files: {REPO.parent / 'pairs/a.png'}, {REPO.parent / 'pairs/b.png'}"  # beside the repo, no symlink on the way
     line = made_on([{"reference": pair}, {"reference": pair}])
-    assert line == "Image: the training image and its defect-free reference, files: ../shared/data/a.png, ../shared/data/b.png."
+    assert line == "Image: the training image and its defect-free reference, files: ../pairs/a.png, ../pairs/b.png."
     assert "WARNING" in made_on([{"reference": pair}, {"reference": "simulator preset line_pair seed 0"}])
     assert row_label({"name": "sinsemi_paper"}) == "sinsemi (paper recipe)"

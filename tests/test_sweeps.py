@@ -42,6 +42,7 @@ def test_local_multirun_and_skip(tmp_path, tiny_png):
     assert {p: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")} == mtimes
 
 
+@pytest.mark.slow  # ~14 s; the launcher's path through submitit is also the SLURM test's
 def test_submitit_local_multirun(tmp_path, tiny_png):
     sweep = tmp_path / "sweep"
     run_cli("train", "-m", *TINY, "launcher=submitit_local", "hydra.launcher.cpus_per_task=1", f"data.image={tiny_png}",
@@ -95,6 +96,7 @@ def test_unknown_ablation_is_one_clear_error(tmp_path):
     assert "not a training run dir" in proc.stderr or "ablation/nope" in proc.stderr
 
 
+@pytest.mark.slow  # ~15 s (sbatch's own timeout); `make test-slow`
 def test_slurm_unreachable_fails_before_submitting(tmp_path, tiny_png):
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "SLURM_CONF": str(tmp_path / "missing.conf")}
     proc = run_cli("train", "-m", *TINY, f"data.image={tiny_png}", "launcher=slurm", "seed=0,1",

@@ -68,6 +68,7 @@ def trained(tmp_path_factory) -> tuple[Path, str, dict]:
     return run_dir, run_id, env
 
 
+@pytest.mark.slow  # ~30 s; the default suite's W&B check is tests/test_wandb_comparison.py (an offline sweep)
 def test_offline_train_run_compares_and_resumes_after_kill_9(trained):
     """The issue's check on a training job (evaluated, as in the experiment sweeps)."""
     run_dir, run_id, _ = trained
