@@ -53,18 +53,8 @@ def _fit_seconds(cfg, image, steps: int, sample: bool = False) -> tuple[float, f
     return cpu, wall, per_sample
 
 
-def iterations(cfg) -> int:
-    """The fit's iteration count in ``cfg`` (``trainer.max_steps``, else the generator's own)."""
-    if cfg.trainer.max_steps is not None:
-        return int(cfg.trainer.max_steps)
-    g = cfg.generator
-    for key in ("iterations", "steps", "niter"):
-        if key in g:
-            return int(g[key])
-    raise KeyError(f"no iteration count in generator {g.name}")
-
-
 def measure(profile: str, image_path: str | None, names: list[str]) -> list[dict]:
+    from sinsemi.jobs.budget import fit_iterations
     from sinsemi.jobs.config import compose
     from sinsemi.jobs.images import load_training_image
 
@@ -81,7 +71,7 @@ def measure(profile: str, image_path: str | None, names: list[str]) -> list[dict
         k1, k2 = PROBES[name]
         _fit_seconds(cfg, image, 1)  # warm-up: the first fit of a process pays one-time costs (imports, allocator)
         (c1, w1, _), (c2, w2, s1) = _fit_seconds(cfg, image, k1), _fit_seconds(cfg, image, k2, sample=True)
-        rows.append({"generator": name, "iterations": iterations(cfg), "k": (k1, k2), "n_samples": int(cfg.n_samples),
+        rows.append({"generator": name, "iterations": fit_iterations(cfg), "k": (k1, k2), "n_samples": int(cfg.n_samples),
                      "cpu_per_it": max(c2 - c1, 1e-9) / (k2 - k1), "wall_per_it": max(w2 - w1, 1e-9) / (k2 - k1),
                      "cpu_per_sample": s1})
         print(f"[{name}] {rows[-1]['cpu_per_it']:.3f} CPU s / iteration ({rows[-1]['wall_per_it']:.3f} s wall); "

@@ -30,8 +30,9 @@ TRAINING_FREE = ("gpnn", "gpdm")
 POINT_SAMPLES = 32
 
 
-def _iterations(cfg: dict) -> int:
-    """The run's iteration budget (``trainer.max_steps``, else the generator's own count)."""
+def fit_iterations(cfg) -> int:
+    """A train config's iteration budget (``trainer.max_steps``, else the generator's own count); a
+    dict or a composed config."""
     if cfg["trainer"].get("max_steps") is not None:
         return int(cfg["trainer"]["max_steps"])
     g = cfg["generator"]
@@ -78,7 +79,7 @@ def refit_point(run_dir: Path, cfg: dict, fraction: float, sweep_dir: Path) -> d
 
     job = _job(cfg)
     job["n_samples"] = min(POINT_SAMPLES, int(cfg["n_samples"]))
-    job["trainer"]["max_steps"] = max(1, round(fraction * _iterations(cfg)))
+    job["trainer"]["max_steps"] = max(1, round(fraction * fit_iterations(cfg)))
     job["trainer"]["snapshots"] = []
     target = sweep_dir / "budget" / f"{run_dir.name}_f{fraction:g}"
     done = runs.read_metrics(target)
@@ -100,7 +101,7 @@ def budget_points(sweep_dir: str | Path, fractions=(0.25, 0.5)) -> list[dict]:
         name = str(cfg["generator"]["name"])
         if name in TRAINING_FREE:
             continue
-        total, row = _iterations(cfg), str(cfg.get("row") or name)
+        total, row = fit_iterations(cfg), str(cfg.get("row") or name)
         final = runs.read_metrics(run_dir)
         points = [(1.0, total, final)]
         for f in fractions:
