@@ -99,7 +99,7 @@ SWEEP_ARGS = profile=$(PROFILE) launcher=$(LAUNCHER) seed=$(SEEDS) hydra.sweep.d
 DEFAULT_SWEEP = outputs/compare_$(PROFILE)$(PAIR_TAG)
 SWEEP    ?= $(DEFAULT_SWEEP)
 REF_DIR   = outputs/reference_$(PROFILE)$(PAIR_TAG)
-REF_ARGS  = mode=reference profile=$(PROFILE) out_dir=$(REF_DIR) experiment_name=compare $(REF_PAIR)
+REF_ARGS  = mode=reference profile=$(PROFILE) out_dir=$(REF_DIR) experiment_name=compare skip_finished=true $(REF_PAIR)
 TABLES   ?= experiments/results/$(PROFILE)
 # The ablations re-sample ONE trained SinSEMI run: in the quick profile that is the demo's run.
 ABL_RUN   ?= $(if $(filter quick,$(PROFILE)),outputs/demo,outputs/ablation/sinsemi_$(PROFILE))
@@ -123,8 +123,7 @@ energy: $(STAMP) ## SinSEMI+energy rows: every SinSEMI run of SWEEP re-sampled w
 	done
 
 reference: $(STAMP) ## The two-reference row (outputs/reference_PROFILE); with LAUNCHER=slurm as a cluster job
-	@if test -f $(REF_DIR)/metrics.json; then echo "two-reference row: $(REF_DIR)/metrics.json is there"; \
-	elif test "$(LAUNCHER)" = local; then $(VENV)/bin/sinsemi-eval $(REF_ARGS); \
+	@if test "$(LAUNCHER)" = local; then $(VENV)/bin/sinsemi-eval $(REF_ARGS); \
 	else $(VENV)/bin/sinsemi-eval -m $(REF_ARGS) launcher=$(LAUNCHER) hydra.sweep.dir=$(REF_DIR)/.sweep $(WAIT_ARG) $(JOB_ARGS); fi
 
 status: $(STAMP) ## Collect step: finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE[_IMAGE], + the reference row; all finished: writes Tables 1-3 into TABLES)

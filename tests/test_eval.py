@@ -228,6 +228,14 @@ def test_mask_conventions(tmp_path):
     assert m["sifid_ratio"] == pytest.approx(1.0) and m["lpips_ratio"] == pytest.approx(1.0)
     assert m["same_place_rate"] == 1.0 and 0.5 < m["copy_distance_median"] <= 1.0 + 1e-6
     assert "iou_new_places_mean" in m and m["seg_seeds"] == [0]
+    assert m["seg_settings"]["mask"] == "footprint" and m["seg_settings"]["test_set"]["random_n"] == 3
+    # skip_finished (make reference): the same settings skip; other U-Net settings re-evaluate
+    args = ("mode=reference", f"out_dir={tmp_path}", "allow_random_backbone=true", "downstream.mask=footprint",
+            "test_set.random.n=3", "skip_finished=true")
+    stamp = (tmp_path / "metrics.json").stat().st_mtime_ns
+    assert evaluate(compose(*args)) == m and (tmp_path / "metrics.json").stat().st_mtime_ns == stamp
+    again = evaluate(compose(*args, "downstream.epochs=2"))
+    assert again["seg_settings"]["epochs"] == 2 and (tmp_path / "metrics.json").stat().st_mtime_ns != stamp
     with pytest.raises(InputError, match="downstream.mask"):
         evaluate(compose("mode=reference", f"out_dir={tmp_path}", "downstream.mask=blob"))
 

@@ -87,6 +87,19 @@ def test_pairwise_lpips_exhaustive_and_sampled(alex):
         pairwise_lpips(x[None], model=alex)
 
 
+def test_flat_fraction_counts_collapsed_samples():
+    from sinsemi.metrics.lpips import flat_fraction
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 16, 16, generator=g)
+    flat = torch.zeros(2, 1, 16, 16)                             # a saturated (collapsed) output: all black
+    faint = x[None] * 0.05 + 0.3                                 # std 5% of the reference's: flat
+    live = x[None] * 0.5 + 0.2                                   # std 50%: not flat
+    assert flat_fraction(torch.cat([flat, faint, live]), x) == pytest.approx(3 / 4)
+    assert flat_fraction(torch.stack([x, x]), x) == 0.0
+    assert flat_fraction(live, x, rel=0.6) == 1.0
+
+
 def test_pixel_diversity():
     x, y = _pair(32)
     assert pixel_diversity(torch.stack([x, x, x]), x) == 0.0

@@ -93,6 +93,32 @@ def test_paper_values_and_ratios_beside_ours(runs, paper_file):
     assert s3["flag"] == "EMPTY on random" and t3["two references"]["flag"] == "" and "EMPTY: the row's U-Net" in md3
 
 
+def test_rows_far_from_the_paper_are_named(runs, paper_file):
+    """Table 2 names each row whose ratio is more than 2x off the paper's, either way, and which ratio."""
+    from sinsemi.report.tables import far_from_paper
+
+    rows = collect([runs])
+    md, _ = render("table2", rows)
+    # sinsemi: SIFID 0.123/0.05 = 2.46x vs the paper's 2.6/2.4 = 1.08x (2.3x off); LPIPS 2.0x vs 1.25x (1.6x: not named)
+    assert "sinsemi (SIFID 2.46x vs paper 1.08x)" in md and "More than 2x off the paper's ratio" in md
+    close = [{**r, "sifid_ratio": 2.6 / 2.4 * 1.9} for r in rows if r["name"] == "sinsemi"]
+    assert far_from_paper(close, json.loads(paper_file.read_text())) == []
+    low = [{**r, "sifid_ratio": 2.6 / 2.4 / 2.1} for r in rows if r["name"] == "sinsemi"]
+    assert far_from_paper(low, json.loads(paper_file.read_text())) == ["sinsemi (SIFID 0.52x vs paper 1.08x)"]
+
+
+def test_collapsed_rows_are_named(runs, paper_file):
+    rows = collect([runs])
+    md, _ = render("table2", rows)
+    assert "COLLAPSED" not in md
+    rows = [{**r, "flat_fraction": 1.0} if r["name"] == "sinsemi" else r for r in rows]
+    md, cs = render("table2", rows)
+    assert "COLLAPSED (most samples flat" in md and "sinsemi (100% flat)" in md
+    assert next(r for r in csv.DictReader(cs.splitlines()) if r["method"] == "sinsemi")["flat samples"] == "1.000"
+    same = [{**r, "pixel_diversity": 0.0} if r["name"] == "sinsemi" else r for r in collect([runs])]  # no flat_fraction key
+    assert "sinsemi (pixel diversity 0.000)" in render("table2", same)[0]
+
+
 def test_paper_values_not_available(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("SINSEMI_PAPER_TABLES", str(tmp_path / "absent.json"))
     for t in ("table1", "table2", "table3"):

@@ -91,3 +91,18 @@ def test_not_a_sweep_dir_is_one_clear_error(tmp_path, capsys):
     assert "not a sweep dir (no multirun.yaml)" in capsys.readouterr().err
     with pytest.raises(InputError, match="multirun.yaml"):
         S.sweep_status(tmp_path)
+
+
+def test_a_run_evaluated_with_other_unet_settings_is_not_finished():
+    """The rule a sweep skips a run by: with the U-Net asked for, its figures must come from the job's
+    U-Net settings (else the run is re-evaluated on resume, not refitted); without it they do not matter."""
+    from sinsemi.runs import is_finished
+
+    m = {"sifid_mean": 1.0, "lpips_mean": 1.0, "defect_count_mean": 0.5, "seg_train_set": "samples",
+         "seg_settings": {"epochs": 20, "test_set": {"new_places_n": 100}}}
+    same, other = dict(m["seg_settings"]), {"epochs": 60, "test_set": {"new_places_n": 100}}
+    assert is_finished(m, evaluate=True, segmentation=True, seg_settings=same)
+    assert not is_finished(m, evaluate=True, segmentation=True, seg_settings=other)
+    assert is_finished(m, evaluate=True, segmentation=False, seg_settings=other)
+    assert not is_finished({k: v for k, v in m.items() if k != "seg_settings"}, evaluate=True, segmentation=True, seg_settings=same)
+    assert is_finished(m, evaluate=True, segmentation=True)  # no settings given: the keys alone

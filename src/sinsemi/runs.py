@@ -57,19 +57,33 @@ SAMPLE_KEYS = ("run_dir", "sample_seconds")
 
 
 def is_finished(metrics: dict | None, *, evaluate: bool = False, segmentation: bool = False,
-                job: tuple[str, ...] = ()) -> bool:
-    """A run is finished when metrics.json exists and holds what this job must produce."""
+                job: tuple[str, ...] = (), seg_settings: dict | None = None) -> bool:
+    """A run is finished when metrics.json exists and holds what this job must produce; with the
+    U-Net and ``seg_settings`` given (:meth:`~sinsemi.evaluation.EvalConfig.seg_settings` of the
+    job), its U-Net figures must also have been made with those settings."""
     if metrics is None:
         return False
     need = (EVAL_KEYS if evaluate else ()) + (SEG_KEYS if evaluate and segmentation else ()) + tuple(job)
-    return all(k in metrics for k in need)
+    if not all(k in metrics for k in need):
+        return False
+    return not (evaluate and segmentation and seg_settings is not None and metrics.get("seg_settings") != seg_settings)
 
 
 def run_finished(run_dir: str | Path, metrics: dict | None, *, evaluate: bool = False, segmentation: bool = False,
-                 job: tuple[str, ...] = ()) -> bool:
+                 job: tuple[str, ...] = (), seg_settings: dict | None = None) -> bool:
     """The rule sweeps skip a run by, and ``make status`` reports: :func:`is_finished` on its
     ``metrics`` (read from ``run_dir``) and its ``grid.png`` written (the last picture a job writes)."""
-    return is_finished(metrics, evaluate=evaluate, segmentation=segmentation, job=job) and (Path(run_dir) / "grid.png").exists()
+    return (is_finished(metrics, evaluate=evaluate, segmentation=segmentation, job=job, seg_settings=seg_settings)
+            and (Path(run_dir) / "grid.png").exists())
+
+
+def job_seg_settings(cfg) -> dict | None:
+    """The U-Net settings a train/sample job's figures must have been made with (None without the U-Net)."""
+    if not (cfg.get("evaluate") and cfg.get("segmentation")):
+        return None
+    from sinsemi.jobs.eval import job_eval_config
+
+    return job_eval_config(cfg).seg_settings()
 
 
 def claim_sweep_dir(sweep_dir: str | Path, experiment: str, profile: str | None) -> None:

@@ -150,3 +150,11 @@ class EvalConfig:
 
     def replace(self, **changes) -> EvalConfig:
         return dataclasses.replace(self, **changes)
+
+    def seg_settings(self) -> dict:
+        """What the U-Net figures depend on besides the images: the U-Net's settings (not its device or
+        a wall-time cap) and the test sets'. Recorded as ``seg_settings`` in metrics.json; a run whose
+        record differs is not finished for a job that asks for the U-Net (it is re-evaluated, not refitted)."""
+        seg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.downstream).items()
+               if k not in ("device", "max_seconds")}
+        return {**seg, "seed": self.seed, "test_set": dataclasses.asdict(self.test_set)}

@@ -25,6 +25,7 @@ class ImageMetrics:
     pairwise_lpips_std: float | None = None
     pairwise_lpips_exhaustive: bool | None = None
     pixel_diversity: float | None = None
+    flat_fraction: float | None = None  # share of flat samples (a collapsed generator: 1)
     sifid_per_image: list[float] = field(default_factory=list, repr=False)
     lpips_per_image: list[float] = field(default_factory=list, repr=False)
     reference_sifid: float | None = None  # the two-reference row's figures (clean vs defect reference): the ratios' denominators
@@ -32,7 +33,8 @@ class ImageMetrics:
 
     def to_dict(self) -> dict:
         out = {"sifid_mean": self.sifid_mean, "sifid_std": self.sifid_std, "lpips_mean": self.lpips_mean,
-               "lpips_std": self.lpips_std, "weights": self.weights, "random_backbone": self.random_backbone}
+               "lpips_std": self.lpips_std, "weights": self.weights, "random_backbone": self.random_backbone,
+               "flat_fraction": self.flat_fraction}
         if self.pairwise_lpips_mean is not None:
             out.update({"pairwise_lpips_mean": self.pairwise_lpips_mean, "pairwise_lpips_std": self.pairwise_lpips_std,
                         "pairwise_lpips_exhaustive": self.pairwise_lpips_exhaustive, "pixel_diversity": self.pixel_diversity})
@@ -43,7 +45,7 @@ def image_metrics(samples: torch.Tensor, defect_reference: torch.Tensor, cfg: Ev
                   clean_reference: torch.Tensor | None = None) -> ImageMetrics:
     """Samples (N, C, H, W) against the defect reference (C, H, W); with ``clean_reference`` (C, H, W)
     also the two-reference row's SIFID and LPIPS (the same models: the ratios' denominators)."""
-    from sinsemi.metrics.lpips import lpips_to_reference, pairwise_lpips, pixel_diversity
+    from sinsemi.metrics.lpips import flat_fraction, lpips_to_reference, pairwise_lpips, pixel_diversity
     from sinsemi.metrics.sifid import sifid
     from sinsemi.metrics.weights import inception_model, lpips_model
 
@@ -55,7 +57,8 @@ def image_metrics(samples: torch.Tensor, defect_reference: torch.Tensor, cfg: Ev
     out = ImageMetrics(sifid_mean=s.mean, sifid_std=s.std, lpips_mean=l2r.mean, lpips_std=l2r.std,
                        weights={"sifid": s.weights, "lpips": l2r.weights},
                        random_backbone=bool(getattr(inception, "random_backbone", False) or getattr(lp, "random_backbone", False)),
-                       sifid_per_image=s.per_image.tolist(), lpips_per_image=l2r.per_image.tolist())
+                       sifid_per_image=s.per_image.tolist(), lpips_per_image=l2r.per_image.tolist(),
+                       flat_fraction=flat_fraction(samples, defect_reference))
     if clean_reference is not None:
         out.reference_sifid = sifid(clean_reference[None], defect_reference, model=inception, batch_size=bs).mean
         out.reference_lpips = lpips_to_reference(clean_reference[None], defect_reference, model=lp, batch_size=bs).mean

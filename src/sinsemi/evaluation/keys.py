@@ -71,6 +71,7 @@ KEYS: tuple[MetricKey, ...] = (
     MetricKey("lpips_ratio", "LPIPS / two-ref [95% CI]", "ci", None, "table2"),
     MetricKey("pairwise_lpips", "pairwise LPIPS", "pm", "higher", "table2"),
     MetricKey("pixel_diversity", "pixel diversity", "num", "higher", "table2"),
+    MetricKey("flat_fraction", "flat samples", "num", "lower", "table2"),
     MetricKey("copy_distance_median", "copy distance median [95% CI]", "ci", "higher", "table2"),
     MetricKey("copy_distance_p10", "copy distance p10", "num", "higher", "table2"),
     MetricKey("weights", "weights", "weights", None, "table2"),

@@ -97,6 +97,7 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
         with stage(f"eval {name}: downstream U-Net", logger=log):
             result.downstream = downstream(tx, tm, test_sets, cfg.downstream, seed=cfg.seed, train_set=train_set,
                                            on_epoch=on_epoch)
+            result.downstream.settings = cfg.seg_settings()
         if result.downstream.empty:
             log.warning("the U-Net predicts empty masks on >= 90%% of the defect images of %s: it learnt nothing",
                         ", ".join(result.downstream.empty))

@@ -12,6 +12,7 @@ of the train and sample roots) with the job's flags.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,10 +21,13 @@ from sinsemi.evaluation import EvalConfig
 from sinsemi.evaluation.keys import SUMMARY as SUMMARY_KEYS  # the one registry of metric keys
 from sinsemi.jobs.config import to_plain
 
+log = logging.getLogger("sinsemi.eval")
+
 #: the top-level keys of conf/eval.yaml: EvalConfig's fields (``profile`` is read from ``profile_name``,
 #: ``device`` from ``trainer.accelerator``), the CLI's own and the logger's (``logger``, ``tags``, ``experiment_name``)
 KNOWN_KEYS = tuple(sorted({f.name for f in dataclasses.fields(EvalConfig)} - {"profile", "device"}
-                          | {"profile_name", "samples_dir", "n", "trainer", "n_samples", "logger", "tags", "experiment_name"}))
+                          | {"profile_name", "samples_dir", "n", "trainer", "n_samples", "logger", "tags", "experiment_name",
+                             "skip_finished"}))
 
 
 def eval_config(cfg: Mapping) -> EvalConfig:
@@ -72,6 +76,14 @@ def eval_run(cfg: Mapping) -> dict:
     elif ecfg.out_dir is None:
         raise InputError("out_dir= is required when samples_dir is not a run dir")
     label = str(ecfg.name or name)
+    if cfg.get("skip_finished"):
+        from sinsemi import runs
+
+        done = runs.read_metrics(ecfg.out_dir)
+        if runs.is_finished(done, evaluate=True, segmentation=ecfg.segmentation,
+                            seg_settings=ecfg.seg_settings() if ecfg.segmentation else None):
+            log.info("%s is finished (metrics.json with these U-Net settings): skipping", ecfg.out_dir / "metrics.json")
+            return done
     from sinsemi.data.io import remove_partials
     from sinsemi.runlock import run_lock
 

@@ -121,7 +121,8 @@ def sample_run(cfg: Mapping, overridden: set[str] = frozenset(), *, sweep_dir: s
 
     with run_lock(out_dir, job="sinsemi-sample"):  # one writer per samples dir, held for the rest of the job
         done = runs.read_metrics(out_dir)
-        if runs.run_finished(out_dir, done, evaluate=bool(cfg["evaluate"]), segmentation=bool(cfg.get("segmentation")), job=runs.SAMPLE_KEYS):
+        if runs.run_finished(out_dir, done, evaluate=bool(cfg["evaluate"]), segmentation=bool(cfg.get("segmentation")), job=runs.SAMPLE_KEYS,
+                             seg_settings=runs.job_seg_settings(cfg)):
             log.info("samples in %s are finished (metrics.json present): skipping", out_dir)
             return out_dir
         remove_partials(out_dir)

@@ -173,9 +173,11 @@ def _samples(plan: _Plan, gen, run_dir: Path) -> tuple | None:
                 save_grid(samples[:64], run_dir / "grid.png", value_range=display_range(plan.image))
             return samples, meta.get("sample_info")
         if rank_and_world()[1] == 1:
-            info = stream_samples(gen, plan.seeds, plan.settings, samples_dir, grid_path=run_dir / "grid.png",
-                                  grid_range=display_range(plan.image))
-            runs.add_progress(run_dir, sample_seconds=t_sample.elapsed())
+            try:
+                info = stream_samples(gen, plan.seeds, plan.settings, samples_dir, grid_path=run_dir / "grid.png",
+                                      grid_range=display_range(plan.image))
+            finally:  # an interrupted attempt's seconds count too (its batches are kept; a rerun draws the rest)
+                runs.add_progress(run_dir, sample_seconds=t_sample.elapsed())
             return None, info
         samples, info = draw_samples(gen, plan.seeds, plan.settings)  # sharded over the ranks, gathered
         if not plan.zero:
@@ -228,7 +230,8 @@ def _train_locked(cfg: dict, run_dir: Path) -> dict:
 
     plan = _plan(cfg, run_dir)
     evaluate = bool(cfg["evaluate"])
-    if runs.run_finished(run_dir, plan.done, evaluate=evaluate, segmentation=bool(cfg.get("segmentation")), job=runs.TRAIN_KEYS):
+    if runs.run_finished(run_dir, plan.done, evaluate=evaluate, segmentation=bool(cfg.get("segmentation")), job=runs.TRAIN_KEYS,
+                         seg_settings=runs.job_seg_settings(cfg)):
         log.info("run %s is finished (metrics.json present): skipping", run_dir)
         return plan.done
     if evaluate:

@@ -131,6 +131,18 @@ def pairwise_lpips(generated: torch.Tensor, *, model, max_pairs: int = 1000, gen
                                weights=str(getattr(model, "weights", "unknown")))
 
 
+FLAT_REL = 0.1  # a sample whose own pixel std is below this share of the reference's is flat
+
+
+def flat_fraction(generated: torch.Tensor, reference: torch.Tensor, rel: float = FLAT_REL) -> float:
+    """Share of the N samples that are flat: std over the sample's own (gray) pixels below ``rel`` times
+    the reference's. A collapsed generator (a constant or saturated output) scores 1; a working one 0."""
+    generated, reference = check_images(generated, reference, what="flat fraction")
+    ref_std = float(reference.double().mean(dim=0).std())
+    own = generated.double().mean(dim=1).flatten(1).std(dim=1)  # (N,)
+    return float((own < rel * ref_std).double().mean())
+
+
 def pixel_diversity(generated: torch.Tensor, reference: torch.Tensor) -> float:
     """GPDM's diversity: per-pixel std over the N samples (gray), averaged over pixels, / std of the reference.
 

@@ -391,6 +391,7 @@ class DownstreamMetrics:
     seed_iou: dict[str, list[float]] = field(default_factory=dict)
     collapsed: dict[str, int] = field(default_factory=dict)
     unet_collapsed: int = 0              # U-Nets (seeds) that collapsed on at least one test set
+    settings: dict | None = None         # what the figures depend on (EvalConfig.seg_settings), recorded as seg_settings
 
     @property
     def empty(self) -> list[str]:
@@ -419,6 +420,8 @@ class DownstreamMetrics:
                     "seg_n_train": self.n_train, "seg_encoder": self.encoder, "seg_loss": self.loss,
                     "seg_test_sizes": self.test_sizes, "seg_empty_flag": self.empty, "seg_seeds": self.seeds,
                     "unet_collapsed": self.unet_collapsed})
+        if self.settings is not None:
+            out["seg_settings"] = self.settings
         return out
 
     @classmethod

@@ -71,13 +71,26 @@ def _job_records(sweep_dir: Path) -> dict[int, dict]:
     return read_records(sweep_dir)
 
 
-def run_state(run_dir: Path, *, evaluate: bool, segmentation: bool, job: tuple[str, ...]) -> str:
+def run_state(run_dir: Path, *, evaluate: bool, segmentation: bool, job: tuple[str, ...],
+              seg_settings: dict | None = None) -> str:
     """finished / started / missing for one run dir (a failure comes from the job's own record)."""
     from sinsemi import runs
 
-    if runs.run_finished(run_dir, runs.read_metrics(run_dir), evaluate=evaluate, segmentation=segmentation, job=job):
+    if runs.run_finished(run_dir, runs.read_metrics(run_dir), evaluate=evaluate, segmentation=segmentation, job=job,
+                         seg_settings=seg_settings):
         return FINISHED
     return STARTED if run_dir.is_dir() else MISSING
+
+
+def _job_part(cfg) -> dict:
+    """The keys of a composed job config (with its ``hydra`` node, whose ``${hydra:...}`` values cannot
+    be resolved outside a run) that its evaluation settings are read from, resolved."""
+    from omegaconf import OmegaConf
+
+    from sinsemi.jobs.eval import EVAL_KEYS
+
+    keys = (*EVAL_KEYS, "trainer", "row", "generator", "evaluate", "segmentation", "allow_random_backbone")
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in keys if k in cfg}
 
 
 def sweep_status(sweep_dir: str | Path) -> SweepStatus:
@@ -95,7 +108,7 @@ def sweep_status(sweep_dir: str | Path) -> SweepStatus:
             cfg = compose(config_name, overrides=[*hydra_overrides, *overrides, f"hydra.job.num={num}"], return_hydra_config=True)
             run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
             state = run_state(run_dir, evaluate=bool(cfg.get("evaluate")), segmentation=bool(cfg.get("segmentation")),
-                              job=job_keys)
+                              job=job_keys, seg_settings=runs.job_seg_settings(_job_part(cfg)))
             rec = records.get(num) or {}
             error = None
             if state != FINISHED and rec.get("status") == "failed" and rec.get("overrides") == list(overrides):

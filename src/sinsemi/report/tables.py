@@ -217,6 +217,46 @@ def sampler_note(rows: list[dict]) -> str | None:
             + "; ".join(out) + ".") if out else None
 
 
+def collapsed_rows(rows: list[dict]) -> list[str]:
+    """Rows whose generator collapsed, as "label (why)": most samples flat (``flat_fraction`` >= 0.5) or
+    all samples the same image (``pixel_diversity`` < 0.01; metrics.json older than ``flat_fraction``)."""
+    out = []
+    for r in rows:
+        if float(r.get("flat_fraction") or 0) >= 0.5:
+            out.append(f"{row_label(r)} ({float(r['flat_fraction']):.0%} flat)")
+        elif r.get("pixel_diversity") is not None and float(r["pixel_diversity"]) < 0.01 and str(r.get("name", "")).lower() != REFERENCE_ROW:
+            out.append(f"{row_label(r)} (pixel diversity {float(r['pixel_diversity']):.3f})")
+    return out
+
+
+FAR_FACTOR = 2.0  # a row's ratio this far (either way) from the paper's is explained in experiments/README.md
+
+
+def far_from_paper(rows: list[dict], paper: dict, factor: float = FAR_FACTOR) -> list[str]:
+    """Rows whose SIFID or LPIPS ratio (to the two-reference row) is more than ``factor`` times
+    above or below the paper's ratio for the same method, as "label (SIFID 29.9x vs paper 0.79x)"."""
+    from sinsemi.report.paper import lookup, paper_name
+
+    sec = paper.get("table2_sifid_lpips")
+    pref = lookup(sec, REFERENCE_ROW) or {}
+    out = []
+    for r in rows:
+        if str(r.get("name", "")).lower() == REFERENCE_ROW:
+            continue
+        pv = lookup(sec, paper_name(r, "table2")) or {}
+        parts = []
+        for k, label in (("sifid", "SIFID"), ("lpips", "LPIPS")):
+            ours, theirs, base = r.get(f"{k}_ratio"), pv.get(k), pref.get(k)
+            if ours is None or theirs is None or not base or float(ours) <= 0:
+                continue
+            p = float(theirs) / float(base)
+            if max(float(ours) / p, p / float(ours)) > factor:
+                parts.append(f"{label} {float(ours):.2f}x vs paper {p:.2f}x")
+        if parts:
+            out.append(f"{row_label(r)} ({', '.join(parts)})")
+    return out
+
+
 def made_on(rows: list[dict]) -> str:
     """The line naming the image pair the rows were evaluated against (every row's ``reference``, file
     paths as :func:`~sinsemi.report.paper.shown_path` shows them); more than one pair is said loudly:
@@ -267,6 +307,16 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
         if band is not None:
             md.append(f"Border band: detections whose centroid lies within {band} px of an edge (the SinSEMI net's receptive-field half-width).")
     md += notes(table, rows)
+    if table == "table2":
+        flat = collapsed_rows(rows)
+        if flat:
+            md.append("COLLAPSED (most samples flat, i.e. their pixel std is below 10% of the training image's, or every sample "
+                      "the same image; the row's other figures measure a failed fit, not the method): " + ", ".join(flat) + ".")
+    if table == "table2" and paper is not None:
+        far = far_from_paper(rows, paper)
+        if far:
+            md.append(f"More than {FAR_FACTOR:g}x off the paper's ratio (why: experiments/README.md, 'Rows far from the paper'): "
+                      + "; ".join(far) + ".")
     if table == "table3":
         md.append("IoU: the paper's convention (per image, empty vs empty = 1, over defect and clean test images); "
                   "'IoU defect images' averages the defect images only; recall: true defects touched by the prediction.")
