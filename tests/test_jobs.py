@@ -44,3 +44,21 @@ def test_the_command_line_wins_over_the_run_sampler(tmp_path):
     assert run.sampler_for(asked, set()) == {"steps": 5, "kind": "bridge", "guidance": 0.0}
     assert run.sampler_for(asked, {"sampler.kind"}) == {"steps": 5, "kind": "ode", "guidance": 0.0}
     assert run.sampler_for(asked, {"sampler"}) == asked
+
+
+def test_a_run_made_with_other_unet_settings_is_re_evaluated_not_refitted(tmp_path):
+    """Resuming a sweep after a U-Net setting changed (conf/downstream/<profile>.yaml): each run keeps its
+    model and samples and gets its evaluation redone; with the same settings it is skipped."""
+    from sinsemi.jobs.train import train_run
+
+    base = ["generator=gpnn", "profile=tiny", "logger=none", "evaluate=true", "segmentation=true", "test_set.random.n=0"]
+    run = tmp_path / "run"
+    first = train_run(compose("train", base), run)
+    kept = {p: p.stat().st_mtime_ns for p in [*(run / "model").iterdir(), run / "samples" / "samples.npz"]}
+    assert first["seg_settings"]["epochs"] == 1
+    again = train_run(compose("train", [*base, "downstream.epochs=2"]), run)
+    assert again["seg_settings"]["epochs"] == 2 and again["fit_seconds"] == first["fit_seconds"]
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    stamp = (run / "metrics.json").stat().st_mtime_ns
+    assert train_run(compose("train", [*base, "downstream.epochs=2"]), run)["seg_settings"]["epochs"] == 2
+    assert (run / "metrics.json").stat().st_mtime_ns == stamp
