@@ -119,6 +119,13 @@ def test_collapsed_rows_are_named(runs, paper_file):
     assert "sinsemi (pixel diversity 0.000)" in render("table2", same)[0]
 
 
+def test_table3_warns_when_the_unets_were_made_otherwise(runs, paper_file):
+    rows = collect([runs])
+    assert "WARNING: the rows' U-Nets" not in render("table3", rows)[0]
+    mixed = [{**r, "seg_settings": {"epochs": 60 if r["name"] == "sinsemi" else 20}} for r in rows]
+    assert "WARNING: the rows' U-Nets were not all made with the same" in render("table3", mixed)[0]
+
+
 def test_paper_values_not_available(runs, tmp_path, monkeypatch):
     monkeypatch.setenv("SINSEMI_PAPER_TABLES", str(tmp_path / "absent.json"))
     for t in ("table1", "table2", "table3"):

@@ -175,6 +175,10 @@ def notes(table: str, rows: list[dict]) -> list[str]:
     if table == "table3":
         out.append("U-Net figures: mean ± std over the U-Net's training seeds (seg_seeds); collapsed U-Nets (empty masks on >= 90% "
                    "of a set's defect images) are counted, and kept in the mean.")
+        kinds = {json.dumps(r.get("seg_settings"), sort_keys=True) for r in rows}
+        if len(kinds) > 1:
+            out.append("WARNING: the rows' U-Nets were not all made with the same U-Net and test-set settings (seg_settings in "
+                       "metrics.json): their IoUs are not comparable. Resuming the sweep re-evaluates the rows made otherwise.")
         base = interval(ref, "iou_new_places") if ref is not None else None
         if base is not None:
             better = [row_label(r) for r in rows if r is not ref and (i := interval(r, "iou_new_places")) and i[0] > base[1]]
