@@ -77,14 +77,6 @@ def run_finished(run_dir: str | Path, metrics: dict | None, *, evaluate: bool = 
             and (Path(run_dir) / "grid.png").exists())
 
 
-def job_seg_settings(cfg) -> dict | None:
-    """The U-Net settings a train/sample job's figures must have been made with (None without the U-Net)."""
-    if not (cfg.get("evaluate") and cfg.get("segmentation")):
-        return None
-    from sinsemi.jobs.eval import job_eval_config
-
-    return job_eval_config(cfg).seg_settings()
-
 
 def claim_sweep_dir(sweep_dir: str | Path, experiment: str, profile: str | None) -> None:
     """Mark ``sweep_dir`` as ``experiment``'s (first job), or fail if another experiment owns it."""

@@ -129,6 +129,14 @@ def job_eval_config(job: Mapping, out_dir: Path | None = None) -> EvalConfig:
                         segmentation=bool(job.get("segmentation")), allow_random_backbone=bool(job.get("allow_random_backbone")))
 
 
+def job_seg_settings(job: Mapping) -> dict | None:
+    """The U-Net settings a train/sample job's figures must have been made with (None without the U-Net):
+    what :func:`sinsemi.runs.is_finished` compares with a run's recorded ``seg_settings``."""
+    if not (job.get("evaluate") and job.get("segmentation")):
+        return None
+    return job_eval_config(job).seg_settings()
+
+
 def evaluate_into(job: Mapping, samples, out_dir: Path, *, samples_dir: Path | None = None, logger=None) -> dict:
     """Metrics of ``samples`` (N, C, H, W; None: the bundle in ``samples_dir``, default
     ``out_dir/samples``) by the job's evaluation settings, merged into ``out_dir/metrics.json``;

@@ -117,12 +117,13 @@ def sample_run(cfg: Mapping, overridden: set[str] = frozenset(), *, sweep_dir: s
     device, _ = resolve_device(tr["accelerator"])
     gen = load_generator(run_dir / runs.MODEL_DIR, runtime=Runtime(device=device, precision=str(tr["precision"]),
                                                                    progress=bool(tr["progress"])))
+    from sinsemi.jobs.eval import job_seg_settings
     from sinsemi.runlock import run_lock
 
     with run_lock(out_dir, job="sinsemi-sample"):  # one writer per samples dir, held for the rest of the job
         done = runs.read_metrics(out_dir)
         if runs.run_finished(out_dir, done, evaluate=bool(cfg["evaluate"]), segmentation=bool(cfg.get("segmentation")), job=runs.SAMPLE_KEYS,
-                             seg_settings=runs.job_seg_settings(cfg)):
+                             seg_settings=job_seg_settings(cfg)):
             log.info("samples in %s are finished (metrics.json present): skipping", out_dir)
             return out_dir
         remove_partials(out_dir)

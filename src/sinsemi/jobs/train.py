@@ -225,13 +225,14 @@ def _train_locked(cfg: dict, run_dir: Path) -> dict:
     from sinsemi import runs
     from sinsemi.data.io import ensure_dir, remove_partials
     from sinsemi.distributed import rank_and_world
+    from sinsemi.jobs.eval import job_seg_settings
     from sinsemi.jobs.runtime import make_runtime
     from sinsemi.tracking.loggers import finish_logger
 
     plan = _plan(cfg, run_dir)
     evaluate = bool(cfg["evaluate"])
     if runs.run_finished(run_dir, plan.done, evaluate=evaluate, segmentation=bool(cfg.get("segmentation")), job=runs.TRAIN_KEYS,
-                         seg_settings=runs.job_seg_settings(cfg)):
+                         seg_settings=job_seg_settings(cfg)):
         log.info("run %s is finished (metrics.json present): skipping", run_dir)
         return plan.done
     if evaluate:

@@ -97,6 +97,7 @@ def sweep_status(sweep_dir: str | Path) -> SweepStatus:
     """The state of every planned run of the sweep in ``sweep_dir``."""
     from sinsemi import runs
     from sinsemi.jobs.config import compose, initialized
+    from sinsemi.jobs.eval import job_seg_settings
 
     sweep_dir = Path(sweep_dir)
     config_name, hydra_overrides, jobs = planned_jobs(sweep_dir)
@@ -108,7 +109,7 @@ def sweep_status(sweep_dir: str | Path) -> SweepStatus:
             cfg = compose(config_name, overrides=[*hydra_overrides, *overrides, f"hydra.job.num={num}"], return_hydra_config=True)
             run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
             state = run_state(run_dir, evaluate=bool(cfg.get("evaluate")), segmentation=bool(cfg.get("segmentation")),
-                              job=job_keys, seg_settings=runs.job_seg_settings(_job_part(cfg)))
+                              job=job_keys, seg_settings=job_seg_settings(_job_part(cfg)))
             rec = records.get(num) or {}
             error = None
             if state != FINISHED and rec.get("status") == "failed" and rec.get("overrides") == list(overrides):
