@@ -134,15 +134,24 @@ def test_kill_midway_then_rerun_gives_the_same_files(run_dir, tmp_path):
             assert fr[k] == fk[k], k
 
 
-def test_rerun_with_other_settings_and_bad_input_refused(run_dir, tmp_path):
+def test_rerun_with_other_settings_and_bad_input_refused(run_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "ds"
-    for bad, text in [("mask=bogus", "mask must be one of"), ("n=0", "n must be"), ("sampler.bogus=1", "unknown sampler"),
-                      ("format=tiff", "format must be one of")]:
-        proc = subprocess.run([*EXPORT, f"run_dir={run_dir}", "n=2", f"out_dir={out}", bad], env=_env(),
-                              capture_output=True, text=True, timeout=300)
-        errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
-        assert proc.returncode == 2 and len(errors) == 1 and text in errors[0], proc.stderr[-2000:]
-        assert "Traceback" not in proc.stderr and not out.exists()
+    proc = subprocess.run([*EXPORT, f"run_dir={run_dir}", "n=2", f"out_dir={out}", "mask=bogus"], env=_env(),
+                          capture_output=True, text=True, timeout=300)  # the console script's path, once
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "mask must be one of" in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not out.exists()
+    from sinsemi.cli.export import main
+
+    for bad, text in [("n=0", "n must be"), ("sampler.bogus=1", "unknown sampler"), ("format=tiff", "format must be one of")]:
+        monkeypatch.setattr(sys, "argv", ["sinsemi-export", f"run_dir={run_dir}", "n=2", f"out_dir={out}", bad,
+                                          f"hydra.run.dir={tmp_path / 'h'}"])
+        with pytest.raises(SystemExit) as e:
+            main()
+        err = capsys.readouterr().err
+        errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+        assert e.value.code == 2 and len(errors) == 1 and text in errors[0], err[-2000:]
+        assert "Traceback" not in err and not out.exists()
     proc = subprocess.run([*EXPORT, f"run_dir={tmp_path / 'missing'}", "n=2", f"out_dir={out}"], env=_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "not a training run dir" in proc.stderr and not out.exists()

@@ -34,7 +34,8 @@ def test_sinsemi_fit_logged_as_lines(tmp_path):
     assert both.count("`Trainer.fit` stopped") == 1, both  # Lightning's INFO lines once, not twice
 
 
-@pytest.mark.parametrize("generator", ["singan", pytest.param("sinddm", marks=pytest.mark.slow)])  # sinddm: make test-slow
+# singan and sinddm: make test-slow (the default suite keeps the SinSEMI fit's case and the progress module's own tests)
+@pytest.mark.parametrize("generator", [pytest.param("singan", marks=pytest.mark.slow), pytest.param("sinddm", marks=pytest.mark.slow)])
 def test_baseline_loops_write_no_bar_into_files(tmp_path, generator):
     stdout, stderr = _train(tmp_path, f"generator={generator}", "n_samples=2")
     assert "\r" not in stdout + stderr
