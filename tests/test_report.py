@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sinsemi.errors import InputError
+from sinsemi.metrics.lpips import FLAT_REL
 from sinsemi.report.heatmap import centroid_density, save_heatmap
 from sinsemi.report.tables import collect, main, render, write_row, write_tables
 
@@ -114,6 +115,7 @@ def test_collapsed_rows_are_named(runs, paper_file):
     rows = [{**r, "flat_fraction": 1.0} if r["name"] == "sinsemi" else r for r in rows]
     md, cs = render("table2", rows)
     assert "COLLAPSED (most samples flat" in md and "sinsemi (100% flat)" in md
+    assert f"below {FLAT_REL:.0%} of the training image's" in md  # the threshold flat_fraction used
     assert next(r for r in csv.DictReader(cs.splitlines()) if r["method"] == "sinsemi")["flat samples"] == "1.000"
     same = [{**r, "pixel_diversity": 0.0} if r["name"] == "sinsemi" else r for r in collect([runs])]  # no flat_fraction key
     assert "sinsemi (pixel diversity 0.000)" in render("table2", same)[0]

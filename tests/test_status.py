@@ -106,3 +106,28 @@ def test_a_run_evaluated_with_other_unet_settings_is_not_finished():
     assert is_finished(m, evaluate=True, segmentation=False, seg_settings=other)
     assert not is_finished({k: v for k, v in m.items() if k != "seg_settings"}, evaluate=True, segmentation=True, seg_settings=same)
     assert is_finished(m, evaluate=True, segmentation=True)  # no settings given: the keys alone
+
+
+def test_the_reference_row_must_share_the_sweeps_unet_settings(tmp_path):
+    """With the U-Net in the sweep (Table 3), the two-reference row counts as finished only when its
+    U-Net figures were made with the settings the sweep's jobs ask for (``make reference`` re-evaluates it)."""
+    sweep = tmp_path / "compare_quick"
+    fake_sweep(sweep, ["experiment=table3", "profile=quick", "launcher=local", "generator=gpnn,gpdm", "seed=0"])
+    st = S.sweep_status(sweep)
+    want = st.seg_settings
+    assert want is not None and want["epochs"] == 20 and "test_set" in want  # conf/downstream/quick.yaml
+    ref = tmp_path / "reference_quick"
+    ref.mkdir()
+    m = {k: 1.0 for k in runs.EVAL_KEYS + runs.SEG_KEYS}
+    (ref / "metrics.json").write_text(json.dumps(m | {"seg_settings": want | {"epochs": 60}}))
+    assert S.single_run_status(ref, seg_settings=want).state == S.STARTED
+    assert S.single_run_status(ref).state == S.FINISHED  # Tables 1-2: the U-Net does not matter
+    (ref / "metrics.json").write_text(json.dumps(m | {"seg_settings": want}))
+    assert S.single_run_status(ref, seg_settings=want).state == S.FINISHED
+    assert S.sweep_status(_table2(tmp_path)).seg_settings is None
+
+
+def _table2(tmp_path: Path) -> Path:
+    sweep = tmp_path / "compare_t2"
+    fake_sweep(sweep, ["experiment=table2", "profile=quick", "launcher=local", "generator=gpnn", "seed=0"])
+    return sweep

@@ -21,7 +21,8 @@ from sinsemi.errors import InputError
 FINISHED, FAILED, STARTED, MISSING = "finished", "failed", "started", "missing"
 #: what each state means to a user reading the list
 MEANING = {FINISHED: "metrics.json written", FAILED: "the job recorded an error",
-           STARTED: "run dir exists, no metrics.json yet: running, or killed / timed out (rerun the sweep to resume)",
+           STARTED: "run dir exists, its figures not all written (or its U-Net figures made with other settings): "
+                    "running, or killed / timed out (rerun the sweep to resume)",
            MISSING: "no run dir: queued, or not submitted"}
 
 
@@ -37,8 +38,12 @@ class RunStatus:
 
 @dataclass(frozen=True)
 class SweepStatus:
+    """The planned runs of a sweep; ``seg_settings``: the U-Net settings its jobs ask for (None when
+    none uses the U-Net or they differ), which the reference row's figures must share."""
+
     sweep_dir: Path
     runs: tuple[RunStatus, ...]
+    seg_settings: dict | None = None
 
     @property
     def finished(self) -> bool:
@@ -103,27 +108,33 @@ def sweep_status(sweep_dir: str | Path) -> SweepStatus:
     config_name, hydra_overrides, jobs = planned_jobs(sweep_dir)
     job_keys = {"train": runs.TRAIN_KEYS, "sample": runs.SAMPLE_KEYS}.get(config_name, ())
     records = _job_records(sweep_dir)
-    out = []
+    out, wanted = [], []
     with initialized():
         for num, overrides in enumerate(jobs):
             cfg = compose(config_name, overrides=[*hydra_overrides, *overrides, f"hydra.job.num={num}"], return_hydra_config=True)
             run_dir = sweep_dir / str(cfg.hydra.sweep.subdir)
+            seg = job_seg_settings(_job_part(cfg))
+            wanted.append(seg)
             state = run_state(run_dir, evaluate=bool(cfg.get("evaluate")), segmentation=bool(cfg.get("segmentation")),
-                              job=job_keys, seg_settings=job_seg_settings(_job_part(cfg)))
+                              job=job_keys, seg_settings=seg)
             rec = records.get(num) or {}
             error = None
             if state != FINISHED and rec.get("status") == "failed" and rec.get("overrides") == list(overrides):
                 state, error = FAILED, rec.get("error")
             out.append(RunStatus(tuple(overrides), run_dir, state, error))
-    return SweepStatus(sweep_dir, tuple(out))
+    same = wanted[0] if wanted and all(w == wanted[0] for w in wanted) else None
+    return SweepStatus(sweep_dir, tuple(out), same)
 
 
-def single_run_status(run_dir: str | Path) -> RunStatus:
-    """A run outside a sweep (the two-reference row): finished when its metrics.json exists."""
+def single_run_status(run_dir: str | Path, *, seg_settings: dict | None = None) -> RunStatus:
+    """A run outside a sweep (the two-reference row): finished when its metrics.json exists and, with
+    ``seg_settings`` (the sweep's :attr:`SweepStatus.seg_settings`), holds U-Net figures made with them."""
     run_dir = Path(run_dir)
     from sinsemi import runs
 
-    state = FINISHED if runs.is_finished(runs.read_metrics(run_dir)) else (STARTED if run_dir.is_dir() else MISSING)
+    seg = seg_settings is not None
+    done = runs.is_finished(runs.read_metrics(run_dir), evaluate=seg, segmentation=seg, seg_settings=seg_settings)
+    state = FINISHED if done else (STARTED if run_dir.is_dir() else MISSING)
     return RunStatus((), run_dir, state)
 
 
@@ -152,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         status = sweep_status(args.sweep_dir)
-        also = [single_run_status(d) for d in args.also]
+        also = [single_run_status(d, seg_settings=status.seg_settings) for d in args.also]
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

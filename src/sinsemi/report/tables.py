@@ -314,7 +314,9 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
     if table == "table2":
         flat = collapsed_rows(rows)
         if flat:
-            md.append("COLLAPSED (most samples flat, i.e. their pixel std is below 10% of the training image's, or every sample "
+            from sinsemi.metrics.lpips import FLAT_REL
+
+            md.append(f"COLLAPSED (most samples flat, i.e. their pixel std is below {FLAT_REL:.0%} of the training image's, or every sample "
                       "the same image; the row's other figures measure a failed fit, not the method): " + ", ".join(flat) + ".")
     if table == "table2" and paper is not None:
         far = far_from_paper(rows, paper)
