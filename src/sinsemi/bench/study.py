@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sinsemi.evaluation.keys import REFERENCE_ROW
+
 RESULTS = Path("experiments/results")
 STUDY = Path("outputs/study")
 SAMPLERS = [("em", "posterior"), ("ode", "posterior"), ("sde", "posterior"), ("bridge", "ode"), ("bridge", "posterior")]
@@ -85,7 +87,7 @@ def reference_row() -> dict | None:
 
     path = STUDY / "reference" / "metrics.json"
     if not path.exists():
-        cfg = _eval_config(path.parent, "two references", mode="reference")
+        cfg = _eval_config(path.parent, REFERENCE_ROW, mode="reference")
         evaluate_samples(None, load_references(cfg.reference), cfg)
     return json.loads(path.read_text())
 

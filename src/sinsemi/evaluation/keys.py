@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: the name of the row whose "samples" are the two references themselves (every ratio's denominator)
+REFERENCE_ROW = "two references"
+
 
 @dataclass(frozen=True)
 class MetricKey:

@@ -12,6 +12,7 @@ from sinsemi.errors import InputError
 from sinsemi.evaluation.config import EvalConfig
 from sinsemi.evaluation.confidence import chance_rate, confidence
 from sinsemi.evaluation.copying import copy_metrics
+from sinsemi.evaluation.keys import REFERENCE_ROW
 from sinsemi.evaluation.defects import defect_metrics, fill_reference_mask, labeller_config
 from sinsemi.evaluation.masks import baseline_train_set
 from sinsemi.metrics.segmentation import downstream
@@ -41,7 +42,7 @@ def evaluate(samples: torch.Tensor | None, references: References, cfg: EvalConf
 
     refs = references
     if cfg.mode == "reference":
-        samples, names, name = refs.clean[None], ["reference_clean"], "two references"
+        samples, names, name = refs.clean[None], ["reference_clean"], REFERENCE_ROW
     else:
         if samples is None:
             raise InputError("no samples to evaluate (mode=samples)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sinsemi.errors import InputError
 from sinsemi.evaluation import EvalConfig
-from sinsemi.evaluation.keys import SUMMARY as SUMMARY_KEYS  # the one registry of metric keys
+from sinsemi.evaluation.keys import REFERENCE_ROW, SUMMARY as SUMMARY_KEYS  # the one registry of metric keys
 from sinsemi.jobs.config import to_plain
 
 log = logging.getLogger("sinsemi.eval")
@@ -65,7 +65,7 @@ def eval_run(cfg: Mapping) -> dict:
     check_logger_settings(cfg)
     ecfg = eval_config(cfg)
     refs = load_references(ecfg.reference)
-    s, samples, names, name = None, None, None, "two references"
+    s, samples, names, name = None, None, None, REFERENCE_ROW
     if ecfg.mode == "samples":
         s = resolve_samples(cfg["samples_dir"], cfg["n"])
         samples, names, name = s.images, s.names, s.name

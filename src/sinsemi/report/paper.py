@@ -13,11 +13,11 @@ import os
 from pathlib import Path
 
 from sinsemi.errors import InputError
+from sinsemi.evaluation.keys import REFERENCE_ROW
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_PATH = REPO.parent / "shared" / "paper" / "tables.json"
 NOT_AVAILABLE = "paper values not available (no tables.json: set SINSEMI_PAPER_TABLES or see report/paper.py)"
-REFERENCE_ROW = "two references"
 
 
 def paper_path(path: str | os.PathLike | None = None) -> Path:

@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 
 from sinsemi.errors import InputError
-from sinsemi.evaluation.keys import BY_KEY, TABLE_MARKER, TABLE_TITLES, columns
+from sinsemi.evaluation.keys import BY_KEY, REFERENCE_ROW, TABLE_MARKER, TABLE_TITLES, columns
 
-REFERENCE_ROW = "two references"
 _AUTO = object()
 
 TABLES = {t: (title, [(c.key, c.label, c.kind) for c in columns(t)]) for t, title in TABLE_TITLES.items()}

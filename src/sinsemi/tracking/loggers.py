@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sinsemi.errors import InputError
+from sinsemi.evaluation.keys import REFERENCE_ROW
 
 log = logging.getLogger("sinsemi")
 
@@ -191,7 +192,7 @@ def comparison_config(cfg: Mapping, label: str | None = None) -> dict:
     run = _run_config(cfg)
     gen = cfg.get("generator") or run.get("generator") or {"name": label or job_label(cfg)}
     if cfg.get("mode") == "reference":
-        gen = {"name": label or "two references"}
+        gen = {"name": label or REFERENCE_ROW}
     sampler = cfg.get("sampler") or _bundle_sampler(cfg) or run.get("sampler")
     return {"generator": _plain(gen), "profile": cfg.get("profile_name") or run.get("profile_name"),
             "sampler": _plain(sampler) if sampler is not None else None, "experiment_name": experiment_of(cfg)}
