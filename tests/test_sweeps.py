@@ -173,3 +173,28 @@ def test_make_tables_on_a_reference_pair():
     assert "--runs outputs/compare_standard_a_defect outputs/reference_standard_a_defect --out experiments/results/standard" in status
     alone = dry("table1", "IMAGE=pairs/a_defect.png")
     assert alone.returncode != 0 and "give both IMAGE= and CLEAN=" in alone.stderr
+
+
+def test_make_demo_unet_evaluates_both_rows_alike():
+    """`make demo-unet MASK=footprint PROFILE=standard`: the demo's samples and the augmentation baseline are
+    evaluated with the same profile, mask convention and test sets, into one folder per (profile, mask),
+    and every override is a key of the eval config."""
+    from sinsemi.jobs.config import compose, initialized
+
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run(["make", "-n", "--no-print-directory", "demo-unet", "MASK=footprint", "PROFILE=standard"],
+                         cwd=repo, capture_output=True, text=True, check=True)
+    evals = [ln.split("sinsemi-eval", 1)[1].split() for ln in res.stdout.splitlines() if "bin/sinsemi-eval" in ln]
+    assert len(evals) == 2
+    ref, demo = evals
+    assert "mode=reference" in ref and "samples_dir=outputs/demo" in demo
+    shared = {"profile=standard", "downstream.mask=footprint", "test_set.random.n=0"}
+    assert shared <= set(ref) and shared <= set(demo)
+    assert "out_dir=outputs/demo_unet_standard_footprint/two_references" in ref
+    assert "out_dir=outputs/demo_unet_standard_footprint/demo" in demo
+    with initialized():
+        for overrides in evals:
+            cfg = compose("eval", overrides=overrides)
+            assert cfg.downstream.mask == "footprint" and cfg.test_set.random.n == 0
+    tables = next(ln for ln in res.stdout.splitlines() if "sinsemi.report.tables" in ln)
+    assert "--out outputs/demo_unet_standard_footprint" in tables
