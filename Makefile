@@ -138,9 +138,10 @@ reference: $(STAMP) ## The two-reference row (outputs/reference_PROFILE); with L
 	@if test "$(LAUNCHER)" = local; then $(VENV)/bin/sinsemi-eval $(REF_ARGS); \
 	else $(VENV)/bin/sinsemi-eval -m $(REF_ARGS) launcher=$(LAUNCHER) hydra.sweep.dir=$(REF_DIR)/.sweep $(WAIT_ARG) $(JOB_ARGS); fi
 
-status: $(STAMP) ## Collect step: finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE[_IMAGE], + the reference row; all finished: writes Tables 1-3 into TABLES)
+status: $(STAMP) ## Collect step: finished / failed / started / missing runs of SWEEP (default outputs/compare_PROFILE[_IMAGE], + the reference row; all finished: writes Tables 1-3 and samples.png into TABLES)
 	$(PY) -m sinsemi.report.status $(SWEEP) $(if $(filter $(DEFAULT_SWEEP),$(SWEEP)),--also $(REF_DIR))
 	$(if $(filter $(DEFAULT_SWEEP),$(SWEEP)),$(PY) -m sinsemi.report.tables --runs $(SWEEP) $(REF_DIR) --out $(TABLES))
+	$(if $(filter $(DEFAULT_SWEEP),$(SWEEP)),$(PY) -m sinsemi.report.sheet --runs $(SWEEP) $(REF_DIR) --out $(TABLES))
 
 budget: $(STAMP) ## Budget curves of SWEEP's trained rows at 1/4, 1/2, 1 of the fit budget (TABLES/budget.{md,png}; make tableN PROFILE=standard runs it)
 	$(PY) -m sinsemi.report.budget --sweep $(SWEEP) --out $(TABLES)

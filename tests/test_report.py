@@ -262,3 +262,13 @@ def test_a_table_names_its_image_pair_relative_to_the_repo():
     assert line == "Image: the training image and its defect-free reference, files: ../pairs/a.png, ../pairs/b.png."
     assert "WARNING" in made_on([{"reference": pair}, {"reference": "simulator preset line_pair seed 0"}])
     assert row_label({"name": "sinsemi_paper"}) == "sinsemi (paper recipe)"
+
+
+def test_budget_points_are_not_table_rows(runs, tmp_path):
+    """`make status` after `make budget`: the snapshot points and the budget refits under the sweep stay out of the tables."""
+    m = dict(n_samples=32, sifid_mean=9.0, sifid_std=0.1, lpips_mean=0.5, lpips_std=0.1, defect_count_mean=3.0, defect_count_std=1.0)
+    _fake(runs, "sinsemi", "sinsemi/0/snapshots/step1500/eval", **m)
+    _fake(runs, "singan", "budget/singan_seed0_f0.25", **m)
+    _fake(runs, "sinsemi", "sinsemi/0/samples/guidance1", **{**m, "n_samples": 64})  # an energy row is a row
+    rows = collect([runs])
+    assert sorted(r["_dir"].removeprefix(str(runs) + "/") for r in rows) == ["ref", "sinddm/0", "sinsemi/0", "sinsemi/0/samples/guidance1"]

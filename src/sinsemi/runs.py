@@ -26,6 +26,8 @@ from sinsemi.evaluation.keys import REQUIRED_EVAL, REQUIRED_SEG
 MODEL_DIR = "model"
 SAMPLES_DIR = "samples"
 METRICS = "metrics.json"
+#: the folder of a sweep that holds its budget-curve refits (``jobs.budget``): points, not table rows
+BUDGET_DIR = "budget"
 EVAL_KEYS = REQUIRED_EVAL  # the metric-key registry: sinsemi.evaluation.keys
 SEG_KEYS = REQUIRED_SEG
 

@@ -81,7 +81,7 @@ def refit_point(run_dir: Path, cfg: dict, fraction: float, sweep_dir: Path) -> d
     job["n_samples"] = min(POINT_SAMPLES, int(cfg["n_samples"]))
     job["trainer"]["max_steps"] = max(1, round(fraction * fit_iterations(cfg)))
     job["trainer"]["snapshots"] = []
-    target = sweep_dir / "budget" / f"{run_dir.name}_f{fraction:g}"
+    target = sweep_dir / runs.BUDGET_DIR / f"{run_dir.name}_f{fraction:g}"
     done = runs.read_metrics(target)
     if done and "sifid_mean" in done:
         return done

@@ -335,13 +335,18 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
 
 
 def collect(dirs: list[Path]) -> list[dict]:
-    """Evaluated metrics under ``dirs`` (recursive), the two-reference row first, then by name."""
+    """Evaluated metrics under ``dirs`` (recursive), the two-reference row first, then by name. The
+    budget curves' points (a run's snapshot models, the sweep's budget refits) are not rows."""
+    from sinsemi.generators.base import SNAPSHOTS
+    from sinsemi.runs import BUDGET_DIR
+
     rows, seen = [], set()
     for d in dirs:
         d = Path(d)
         if not d.exists():
             raise InputError(f"run dir not found: {d}")
-        paths = [d / "metrics.json"] if (d / "metrics.json").exists() else sorted(d.rglob("metrics.json"))
+        paths = [d / "metrics.json"] if (d / "metrics.json").exists() else \
+            [p for p in sorted(d.rglob("metrics.json")) if not {SNAPSHOTS, BUDGET_DIR} & set(p.relative_to(d).parts[:-1])]
         for p in paths:
             if p.resolve() in seen:
                 continue
