@@ -198,3 +198,17 @@ def test_make_demo_unet_evaluates_both_rows_alike():
             assert cfg.downstream.mask == "footprint" and cfg.test_set.random.n == 0
     tables = next(ln for ln in res.stdout.splitlines() if "sinsemi.report.tables" in ln)
     assert "--out outputs/demo_unet_standard_footprint" in tables
+
+
+def test_make_demo_unet_with_n_samples_trains_both_unets_on_n_images():
+    """`make demo-unet N=1000`: N samples drawn from the demo's model, and both rows' U-Nets trained on N images."""
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run(["make", "-n", "--no-print-directory", "demo-unet", "N=1000"], cwd=repo, capture_output=True,
+                         text=True, check=True)
+    lines = res.stdout.splitlines()
+    sample = next(ln for ln in lines if "bin/sinsemi-sample" in ln)
+    assert "run_dir=outputs/demo" in sample and "n=1000" in sample
+    drawn = next(a for a in sample.split() if a.startswith("out_dir=")).removeprefix("out_dir=")
+    evals = [ln for ln in lines if "bin/sinsemi-eval" in ln]
+    assert len(evals) == 2 and all("downstream.n_train=1000" in ln and "downstream.n_baseline=1000" in ln for ln in evals)
+    assert f"samples_dir={drawn}" in evals[1] and "out_dir=outputs/demo_unet_quick_optical_n1000/" in evals[1]
