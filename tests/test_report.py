@@ -272,3 +272,15 @@ def test_budget_points_are_not_table_rows(runs, tmp_path):
     _fake(runs, "sinsemi", "sinsemi/0/samples/guidance1", **{**m, "n_samples": 64})  # an energy row is a row
     rows = collect([runs])
     assert sorted(r["_dir"].removeprefix(str(runs) + "/") for r in rows) == ["ref", "sinddm/0", "sinsemi/0", "sinsemi/0/samples/guidance1"]
+
+
+def test_compute_note_names_rows_outside_equal_compute():
+    from sinsemi.report.tables import compute_note
+
+    rows = [{"name": "sinsemi", "fit_cpu_seconds": 2000.0}, {"name": "singan", "fit_cpu_seconds": 1800.0},
+            {"name": "consingan", "fit_cpu_seconds": 2600.0}, {"name": "gpnn"},  # training-free: no fit
+            {"name": "sinsemi", "fit_cpu_seconds": 2000.0, "sampler": {"guidance": 1.0}}]  # the energy row: the same fit
+    note = compute_note(rows)
+    assert note == ("Fit compute (CPU seconds) as a multiple of the sinsemi row's 33.3 CPU min: singan 0.90x, "
+                    "consingan 1.30x (outside ±20%).")
+    assert compute_note(rows[1:3]) is None and compute_note(rows[:1]) is None

@@ -232,6 +232,24 @@ def collapsed_rows(rows: list[dict]) -> list[str]:
     return out
 
 
+COMPUTE_TOLERANCE = 0.2  # equal compute: a trained row's fit CPU seconds within ±20% of the SinSEMI row's
+
+
+def compute_note(rows: list[dict], tol: float = COMPUTE_TOLERANCE) -> str | None:
+    """Each trained row's fit compute (``fit_cpu_seconds``) as a multiple of the plain SinSEMI row's,
+    the rows outside ``1 ± tol`` named; None without a SinSEMI row or another trained row."""
+    base = next((float(r["fit_cpu_seconds"]) for r in rows
+                 if r.get("name") == "sinsemi" and row_label(r) == "sinsemi" and r.get("fit_cpu_seconds")), None)
+    others = [r for r in rows if r.get("fit_cpu_seconds") and row_label(r) != "sinsemi" and "+energy" not in row_label(r)]
+    if base is None or not others:
+        return None
+    parts = []
+    for r in others:
+        x = float(r["fit_cpu_seconds"]) / base
+        parts.append(f"{row_label(r)} {x:.2f}x" + ("" if abs(x - 1) <= tol else f" (outside ±{tol:.0%})"))
+    return f"Fit compute (CPU seconds) as a multiple of the sinsemi row's {base / 60:.1f} CPU min: " + ", ".join(parts) + "."
+
+
 FAR_FACTOR = 2.0  # a row's ratio this far (either way) from the paper's is explained in experiments/README.md
 
 
@@ -310,6 +328,8 @@ def render(table: str, rows: list[dict], paper=_AUTO) -> tuple[str, str]:
         if band is not None:
             md.append(f"Border band: detections whose centroid lies within {band} px of an edge (the SinSEMI net's receptive-field half-width).")
     md += notes(table, rows)
+    if table == "table1":
+        md.append(compute_note(rows))
     if table == "table2":
         flat = collapsed_rows(rows)
         if flat:
