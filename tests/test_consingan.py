@@ -136,3 +136,37 @@ def test_intensity_raw_is_the_official_map(tmp_path, tiny_image):
     assert y.min().item() == pytest.approx(-1.0) and y.max().item() == pytest.approx(1.0)
     with pytest.raises(InputError, match="intensity"):
         ConSinGAN(intensity="zscore")
+
+
+def test_batch_norm_is_the_official_option_in_the_generator_only(tmp_path):
+    """``batch_norm: true`` (official ``--batch_norm``): BatchNorm after every generator conv (head and
+    stages), none in the critic; each image is normalised with its own statistics whatever the
+    module's mode (the official code never calls eval() and generates one image per call)."""
+    g = GrowingGenerator(1, nfc=8, num_layer=3, stages=2, batch_norm=True)
+    bns = [m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 1 + 2 * 3 and not any(m.track_running_stats for m in bns)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in GrowingGenerator(1, nfc=8, num_layer=3).modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in Critic(1, nfc=8, num_layer=3).modules())
+    sizes = [(16, 16), (23, 23)]
+    noise = [torch.randn(1, 1, 16, 16), torch.randn(1, 8, 29, 29)]
+    train_out = g.train()(noise, sizes, [1.0, 0.1])
+    eval_out = g.eval()(noise, sizes, [1.0, 0.1])
+    assert torch.equal(train_out, eval_out)  # batch statistics in both modes
+    # closed form of the head's normalisation: per channel zero mean, unit variance before the affine map
+    conv, bn = g.head[0], g.head[1]
+    y = conv(torch.nn.functional.pad(noise[0], (1, 1, 1, 1)))
+    z = bn(y)
+    ref = (y - y.mean((0, 2, 3), keepdim=True)) / torch.sqrt(y.var((0, 2, 3), unbiased=False, keepdim=True) + bn.eps)
+    assert torch.allclose(z, ref * bn.weight[None, :, None, None] + bn.bias[None, :, None, None], atol=1e-5)
+
+    img = _tiny_image()
+    gen = ConSinGAN(runtime=Runtime(progress=False, checkpoint_every=0), batch_norm=True, **{**TINY, "niter": 2})
+    gen.fit(img, seed=1, out_dir=tmp_path / "run")
+    a = gen.sample([5, 6]).samples
+    assert torch.isfinite(a).all()
+    assert torch.equal(gen.sample([6]).samples[0], a[1])  # one image per call: its own statistics
+    gen.save(tmp_path / "model")
+    back = ConSinGAN.load(tmp_path / "model", runtime=Runtime(progress=False))
+    assert back.params["batch_norm"] is True and torch.equal(back.sample([5, 6]).samples, a)
+    with pytest.raises(InputError, match="batch_norm must be true or false"):
+        ConSinGAN(batch_norm="yes")

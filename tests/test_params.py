@@ -110,3 +110,25 @@ def test_speed_does_not_import_the_sinsemi_generator():
     tree = ast.parse(inspect.getsource(speed))
     mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "sinsemi.generators.sinsemi" not in mods
+
+
+def test_a_parameter_added_later_at_its_default_keeps_a_run_s_fingerprint(tmp_path, tiny_image):
+    """A run trained before an option existed resumes when the option is at its default (the old
+    behaviour), and is refused when it is not."""
+    from sinsemi.runs import check_fingerprint, write_fingerprint
+
+    old = make_fingerprint("consingan", {"nfc": 8}, tiny_image, seed=0, max_steps=2)
+    write_fingerprint(tmp_path, old)
+    (tmp_path / "model").mkdir()
+    assert check_fingerprint(tmp_path, make_fingerprint("consingan", {"nfc": 8, "batch_norm": False}, tiny_image,
+                                                        seed=0, max_steps=2)) is False
+    with pytest.raises(InputError, match="generator.batch_norm=None there, True here"):
+        check_fingerprint(tmp_path, make_fingerprint("consingan", {"nfc": 8, "batch_norm": True}, tiny_image,
+                                                     seed=0, max_steps=2))
+    with pytest.raises(InputError, match="generator.nfc=8 there, 16 here"):
+        check_fingerprint(tmp_path, make_fingerprint("consingan", {"nfc": 16}, tiny_image, seed=0, max_steps=2))
+    # a key the run had and the new config lacks is still a difference
+    write_fingerprint(tmp_path, make_fingerprint("consingan", {"nfc": 8, "batch_norm": False}, tiny_image,
+                                                 seed=0, max_steps=2))
+    with pytest.raises(InputError, match="generator.batch_norm=False there, None here"):
+        check_fingerprint(tmp_path, old)

@@ -137,12 +137,32 @@ def make_fingerprint(generator: str, params: dict, image, *, seed: int, max_step
             "seed": int(seed), "max_steps": None if max_steps is None else int(max_steps)}
 
 
+def _added_at_default(generator: str, key: str, value) -> bool:
+    """A parameter the run's fingerprint lacks because it was added to the generator later: at its
+    default it names the behaviour the run was trained with (options are added with the old
+    behaviour as default), so it is no difference."""
+    from dataclasses import MISSING, fields
+
+    from sinsemi.generators.params import params_class
+
+    try:
+        f = {f.name: f for f in fields(params_class(generator))}.get(key)
+    except (InputError, KeyError, ValueError):
+        return False
+    if f is None:
+        return False
+    default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+    return default is not MISSING and value == default
+
+
 def _differences(old: dict, new: dict) -> list[str]:
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if key == "params" and isinstance(a, dict) and isinstance(b, dict):
-            out += [f"generator.{k}={a.get(k)!r} there, {b.get(k)!r} here" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            out += [f"generator.{k}={a.get(k)!r} there, {b.get(k)!r} here" for k in sorted(set(a) | set(b))
+                    if a.get(k) != b.get(k)
+                    and not (k not in a and _added_at_default(str(new.get("generator")), k, b[k]))]
         elif a != b:
             if key == "image_sha256":
                 out.append("another training image (pixel hash differs)")

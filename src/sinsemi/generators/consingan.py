@@ -8,7 +8,10 @@ f_0 = body_0(pad(up(head(pad(z_0))))) and, for stage n >= 1 (sec. 3 of the paper
 
 where up / up' resize bicubically to level n's size / that size + 2 * num_layer and z_n has nfc
 channels (the noise is added to features, not to the image). Each stage: num_layer (3) 3x3 convs
-without padding, nfc 64, LeakyReLU 0.05, no normalisation. Loss: WGAN-GP (lambda 0.1) +
+without padding, nfc 64, LeakyReLU 0.05, no normalisation (``batch_norm: true``: the official
+``--batch_norm`` option, a BatchNorm after each convolution of the generator's head and stages, not
+the critic's; the official code never calls ``eval()`` and generates one image per call, so each
+image is normalised with its own statistics, in training and sampling alike). Loss: WGAN-GP (lambda 0.1) +
 alpha * ||G(z*) - x_n||^2 (alpha 10), z*_0 = the real coarsest image, z*_n (n >= 1) a fixed noise;
 sigma_n = 0.1 * RMSE(x_n, G(z*) with sigma_n = 0). Pyramid (the paper's rescaling, which packs
 more stages at low resolution): level i < N has scale r^((N-1)/ln N * ln(N-i) + 1),
@@ -42,6 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sinsemi.checks import check_bool
 from sinsemi.errors import InputError
 from sinsemi.generators.base import Runtime, SampleOutput, check_seeds, read_model, write_model
 from sinsemi.generators.common.gan import (CheckpointStore, check_gan_image, check_positive_params,
@@ -72,8 +76,9 @@ def consingan_sizes(height: int, width: int, min_size: int = 25, train_stages: i
 
 
 # ----------------------------------------------------------------------------- networks
-def _stage(nfc: int, num_layer: int, slope: float) -> nn.Sequential:
-    return nn.Sequential(*[conv_block(nfc, nfc, negative_slope=slope, batch_norm=False) for _ in range(num_layer)])
+def _stage(nfc: int, num_layer: int, slope: float, batch_norm: bool = False) -> nn.Sequential:
+    return nn.Sequential(*[conv_block(nfc, nfc, negative_slope=slope, batch_norm=batch_norm, running_stats=False)
+                           for _ in range(num_layer)])
 
 
 class GrowingGenerator(nn.Module):
@@ -81,11 +86,12 @@ class GrowingGenerator(nn.Module):
     w_0), noise[n] (N, nfc, h_n + 2L, w_n + 2L) for n >= 1 (L = num_layer); out (N, C, h_{S-1},
     w_{S-1}) in [-1, 1]."""
 
-    def __init__(self, channels: int, nfc: int = 64, num_layer: int = 3, negative_slope: float = 0.05, stages: int = 1):
+    def __init__(self, channels: int, nfc: int = 64, num_layer: int = 3, negative_slope: float = 0.05, stages: int = 1,
+                 batch_norm: bool = False):
         super().__init__()
         self.num_layer = num_layer
-        self.head = conv_block(channels, nfc, negative_slope=negative_slope, batch_norm=False)
-        self.body = nn.ModuleList([_stage(nfc, num_layer, negative_slope)])
+        self.head = conv_block(channels, nfc, negative_slope=negative_slope, batch_norm=batch_norm, running_stats=False)
+        self.body = nn.ModuleList([_stage(nfc, num_layer, negative_slope, batch_norm)])
         self.tail = nn.Sequential(nn.Conv2d(nfc, channels, kernel_size=3), nn.Tanh())
         for _ in range(stages - 1):
             self.grow()
@@ -137,7 +143,7 @@ class ConSinGAN:
                  lr_d: float = 5e-4, beta1: float = 0.5, lr_scale: float = 0.1, lr_milestone: float = 0.8,
                  gamma: float = 0.1, d_steps: int = 3, g_steps: int = 3, lambda_grad: float = 0.1,
                  alpha: float = 10.0, noise_amp_init: float = 0.1, negative_slope: float = 0.05,
-                 intensity: str = "minmax"):
+                 batch_norm: bool = False, intensity: str = "minmax"):
         check_positive_params(NAME, train_stages=train_stages, train_depth=train_depth, min_size=min_size, nfc=nfc,
                               num_layer=num_layer, niter=niter, lr_g=lr_g, lr_d=lr_d, lr_scale=lr_scale, gamma=gamma,
                               d_steps=d_steps, g_steps=g_steps, noise_amp_init=noise_amp_init)
@@ -145,13 +151,15 @@ class ConSinGAN:
             raise InputError(f"{NAME}: train_stages must be >= 2, got {train_stages}")
         if intensity not in ("minmax", "raw"):
             raise InputError(f"{NAME}: intensity must be 'minmax' or 'raw', got {intensity!r}")
+        check_bool(f"{NAME}: batch_norm", batch_norm)
         self.runtime = runtime or Runtime()
         self.params: dict[str, Any] = dict(
             train_stages=int(train_stages), train_depth=int(train_depth), min_size=int(min_size), nfc=int(nfc),
             num_layer=int(num_layer), niter=int(niter), lr_g=float(lr_g), lr_d=float(lr_d), beta1=float(beta1),
             lr_scale=float(lr_scale), lr_milestone=float(lr_milestone), gamma=float(gamma), d_steps=int(d_steps),
             g_steps=int(g_steps), lambda_grad=float(lambda_grad), alpha=float(alpha),
-            noise_amp_init=float(noise_amp_init), negative_slope=float(negative_slope), intensity=str(intensity))
+            noise_amp_init=float(noise_amp_init), negative_slope=float(negative_slope), batch_norm=batch_norm,
+            intensity=str(intensity))
         self.p = dict(self.params)
         self.device = torch.device(self.runtime.device)
         self.sizes: list[tuple[int, int]] = []
@@ -163,7 +171,8 @@ class ConSinGAN:
     # ------------------------------------------------------------------ helpers
     def _new_generator(self, seed: int) -> GrowingGenerator:
         with seeded(derive_seed(seed, NAME, "init", "G")):
-            g = GrowingGenerator(self.channels, self.p["nfc"], self.p["num_layer"], self.p["negative_slope"])
+            g = GrowingGenerator(self.channels, self.p["nfc"], self.p["num_layer"], self.p["negative_slope"],
+                                 batch_norm=self.p["batch_norm"])
             init_weights(g)
         return g.to(self.device)
 
@@ -348,7 +357,7 @@ class ConSinGAN:
             self.noise_amps = [float(a) for a in state["noise_amps"].tolist()]
             self.norm = RangeMap.from_state(state["norm"])
             G = GrowingGenerator(self.channels, self.p["nfc"], self.p["num_layer"], self.p["negative_slope"],
-                                 stages=len(self.sizes))
+                                 stages=len(self.sizes), batch_norm=self.p["batch_norm"])
             G.load_state_dict(state["G"])
         except (KeyError, RuntimeError, TypeError) as e:
             raise InputError(f"{NAME}: corrupt saved model in {directory}: {type(e).__name__}: {e}") from None

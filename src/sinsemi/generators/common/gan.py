@@ -28,11 +28,15 @@ CHECKPOINT_FORMAT = 1
 
 
 # ----------------------------------------------------------------------------- networks
-def conv_block(c_in: int, c_out: int, *, negative_slope: float, batch_norm: bool) -> nn.Sequential:
-    """3x3 conv (no padding, so H, W shrink by 2) [-> BatchNorm] -> LeakyReLU."""
+def conv_block(c_in: int, c_out: int, *, negative_slope: float, batch_norm: bool,
+               running_stats: bool = True) -> nn.Sequential:
+    """3x3 conv (no padding, so H, W shrink by 2) [-> BatchNorm] -> LeakyReLU.
+
+    ``running_stats=False``: the BatchNorm always normalises with the batch's own statistics, in
+    eval mode too (a code that never calls ``eval()`` and samples one image at a time)."""
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel_size=3, stride=1, padding=0)]
     if batch_norm:
-        layers.append(nn.BatchNorm2d(c_out))
+        layers.append(nn.BatchNorm2d(c_out, track_running_stats=running_stats))
     layers.append(nn.LeakyReLU(negative_slope))
     return nn.Sequential(*layers)
 
