@@ -284,3 +284,14 @@ def test_compute_note_names_rows_outside_equal_compute():
     assert note == ("Fit compute (CPU seconds) as a multiple of the sinsemi row's 33.3 CPU min: singan 0.90x, "
                     "consingan 1.30x (outside ±20%).")
     assert compute_note(rows[1:3]) is None and compute_note(rows[:1]) is None
+
+
+def test_a_long_count_histogram_ends_in_one_tail_bin():
+    from sinsemi.report.tables import HIST_BINS, _cell
+
+    assert _cell({"h": [2, 40, 20, 2]}, "h", "list") == "2,40,20,2"
+    hist = [0] * 150 + [3, 0, 5]  # a noise row: ~150 "defects" per image
+    cell = _cell({"h": hist}, "h", "list")
+    assert cell == ",".join(["0"] * (HIST_BINS - 1)) + f",≥{HIST_BINS - 1}:8"
+    exact = list(range(HIST_BINS))  # exactly HIST_BINS bins: shown as they are
+    assert _cell({"h": exact}, "h", "list") == ",".join(map(str, exact))

@@ -56,6 +56,10 @@ def _paper_cells(table: str, row: dict, rows: list[dict], paper: dict | None) ->
             _ratio(pv.get("lpips"), pref.get("lpips"))]
 
 
+#: bins of a count histogram shown before the tail bin "≥k:n" (metrics.json keeps them all)
+HIST_BINS = 10
+
+
 def _cell(m: dict, key: str, kind: str | None) -> str:
     if kind in ("pm", "seeds"):
         mean = m.get(f"{key}_mean")
@@ -84,7 +88,10 @@ def _cell(m: dict, key: str, kind: str | None) -> str:
     if kind == "min":
         return f"{float(v) / 60:.1f}"
     if kind == "list":
-        return ",".join(str(int(x)) for x in v)
+        counts = [int(x) for x in v]
+        if len(counts) > HIST_BINS:  # a noise row counts up to ~200 per image: one tail bin
+            counts = counts[:HIST_BINS - 1] + [f"≥{HIST_BINS - 1}:{sum(counts[HIST_BINS - 1:])}"]
+        return ",".join(str(c) for c in counts)
     if kind == "flag":
         return "EMPTY on " + ", ".join(v) if v else ""
     if kind == "weights":
